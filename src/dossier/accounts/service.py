@@ -1,0 +1,85 @@
+"""Accounts and API keys. Services flush; the caller's boundary commits."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dossier.accounts.models import Account, ApiKey
+from dossier.errors import Conflict, InvalidInput
+
+API_KEY_PREFIX = "dsk_"
+WEBHOOK_SECRET_PREFIX = "whsec_"
+
+
+@dataclass(frozen=True)
+class NewAccount:
+    """An account just created, with the secrets that are shown this once only."""
+
+    account: Account
+    api_key: str
+    webhook_secret: str
+
+
+def generate_api_key() -> str:
+    return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def generate_webhook_secret() -> str:
+    """`whsec_` + base64 of 32 random bytes: usable as a Standard Webhooks secret and as a vendor HMAC key."""
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+async def create_account(session: AsyncSession, name: str) -> NewAccount:
+    """Create an account with one API key and a webhook signing secret."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidInput("account name must be 1 to 200 characters")
+    existing = await session.scalar(select(Account.id).where(Account.name == name))
+    if existing is not None:
+        raise Conflict(f"an account named {name!r} already exists")
+    secret = generate_webhook_secret()
+    account = Account(name=name, webhook_secret=secret)
+    session.add(account)
+    await session.flush()
+    key = await issue_api_key(session, account)
+    return NewAccount(account=account, api_key=key, webhook_secret=secret)
+
+
+async def issue_api_key(session: AsyncSession, account: Account) -> str:
+    """Create another API key for an account; only its hash is stored."""
+    key = generate_api_key()
+    session.add(ApiKey(account_id=account.id, display_prefix=key[:10], key_hash=hash_api_key(key)))
+    await session.flush()
+    return key
+
+
+async def authenticate(session: AsyncSession, key: str) -> Account | None:
+    """The account an API key belongs to, or None when the key is unknown or revoked."""
+    if not key.startswith(API_KEY_PREFIX) or len(key) > 200:
+        return None
+    stmt = (
+        select(Account)
+        .join(ApiKey, ApiKey.account_id == Account.id)
+        .where(ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None))
+    )
+    account: Account | None = await session.scalar(stmt)
+    return account
+
+
+async def count_accounts(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(Account)) or 0)
+
+
+async def get_account_by_name(session: AsyncSession, name: str) -> Account | None:
+    account: Account | None = await session.scalar(select(Account).where(Account.name == name))
+    return account

@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by every surface: error envelopes, body limits, common dependencies."""

@@ -1,0 +1,52 @@
+"""The ASGI application: routers, middleware, lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from dossier import __version__
+from dossier.api.errors import install_error_handlers
+from dossier.api.limits import BodySizeLimit
+from dossier.db.engine import create_engine, create_sessionmaker
+from dossier.db.migrate import upgrade_to_head
+from dossier.projects.routes import router as projects_router
+from dossier.settings import Settings, get_settings
+
+DESCRIPTION = """
+Dossier: self-hosted company data enrichment.
+
+Authenticate with your API key in `kur-api-key`, `x-api-key`, or `Authorization` (bare or `Bearer`).
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application for ``settings`` (the environment's when omitted)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        if settings.auto_migrate:
+            await upgrade_to_head(engine)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(title="Dossier", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+    app.include_router(projects_router)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    return app

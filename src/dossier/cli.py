@@ -1,0 +1,160 @@
+"""The `dossier` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from dossier.accounts import service as accounts
+from dossier.db.engine import create_engine, create_sessionmaker
+from dossier.db.migrate import upgrade_to_head
+from dossier.logs import configure_logging
+from dossier.settings import Settings, get_settings
+
+app = typer.Typer(help="Dossier: self-hosted company data enrichment.", no_args_is_help=True)
+accounts_app = typer.Typer(help="Accounts and API keys.", no_args_is_help=True)
+app.add_typer(accounts_app, name="accounts")
+
+console = Console()
+err_console = Console(stderr=True)
+
+DEFAULT_ACCOUNT = "default"
+
+
+def _settings(**overrides: object) -> Settings:
+    base = get_settings()
+    return base.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+
+
+async def _migrate(settings: Settings) -> None:
+    engine = create_engine(settings)
+    try:
+        await upgrade_to_head(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _bootstrap_default_account(settings: Settings) -> str | None:
+    """On an empty database create the `default` account; returns its key (shown this once)."""
+    engine = create_engine(settings)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            if await accounts.count_accounts(session) > 0:
+                return None
+            created = await accounts.create_account(session, DEFAULT_ACCOUNT)
+            return created.api_key
+    finally:
+        await engine.dispose()
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (DOSSIER_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (DOSSIER_PORT, or PORT).")] = None,
+    migrate: Annotated[bool, typer.Option(help="Apply pending migrations first.")] = True,
+) -> None:
+    """Serve the API (and, from the work-queue release on, the worker)."""
+    import uvicorn
+
+    from dossier.app import create_app
+
+    if port is None and "DOSSIER_PORT" not in os.environ and os.environ.get("PORT", "").isdigit():
+        port = int(os.environ["PORT"])
+    settings = _settings(host=host, port=port, auto_migrate=migrate)
+    configure_logging(settings.log_level, settings.log_json)
+    if settings.auto_migrate:
+        asyncio.run(_migrate(settings))
+    key = asyncio.run(_bootstrap_default_account(settings))
+    base = settings.base_url()
+    if key is not None:
+        console.rule("[bold]Dossier is ready")
+        console.print("Created account [bold]default[/bold]. Its API key (shown only this once):")
+        console.print(f"\n    [bold green]{key}[/bold green]\n", soft_wrap=True)
+        console.print(f"API:  {base}/api/enterprise/projects")
+        console.print(f"Docs: {base}/docs")
+        console.print(f'Try:  curl -H "kur-api-key: {key}" {base}/api/enterprise/projects', soft_wrap=True)
+        console.rule()
+    else:
+        console.print(f"Dossier serving on {base} (docs: {base}/docs)")
+    uvicorn.run(
+        create_app(settings.model_copy(update={"auto_migrate": False})),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        proxy_headers=False,
+    )
+
+
+@app.command("migrate")
+def migrate_cmd() -> None:
+    """Apply pending database migrations."""
+    settings = _settings()
+    asyncio.run(_migrate(settings))
+    err_console.print("database is up to date")
+
+
+@accounts_app.command("create")
+def accounts_create(
+    name: Annotated[str, typer.Argument(help="Account name (unique).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else.")] = False,
+) -> None:
+    """Create an account and print its API key and webhook signing secret (shown only this once)."""
+    from dossier.errors import DossierError
+
+    settings = _settings()
+
+    async def run() -> accounts.NewAccount:
+        await _migrate(settings)
+        engine = create_engine(settings)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                return await accounts.create_account(session, name)
+        finally:
+            await engine.dispose()
+
+    try:
+        created = asyncio.run(run())
+    except DossierError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(code=1) from None
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "account_id": created.account.id,
+                    "api_key": created.api_key,
+                    "webhook_secret": created.webhook_secret,
+                }
+            )
+        )
+        return
+    console.print(f"Account [bold]{created.account.name}[/bold] ({created.account.id})")
+    console.print(f"API key (shown once):        [bold green]{created.api_key}[/bold green]", soft_wrap=True)
+    console.print(f"Webhook secret (shown once): [bold]{created.webhook_secret}[/bold]", soft_wrap=True)
+
+
+@accounts_app.command("add-key")
+def accounts_add_key(name: Annotated[str, typer.Argument(help="Account name.")]) -> None:
+    """Issue another API key for an account (the old ones keep working)."""
+    settings = _settings()
+
+    async def run() -> str | None:
+        await _migrate(settings)
+        engine = create_engine(settings)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                account = await accounts.get_account_by_name(session, name)
+                return None if account is None else await accounts.issue_api_key(session, account)
+        finally:
+            await engine.dispose()
+
+    key = asyncio.run(run())
+    if key is None:
+        err_console.print(f"[red]error:[/red] no account named {name!r}")
+        raise typer.Exit(code=1)
+    typer.echo(key)

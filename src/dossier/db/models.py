@@ -1,0 +1,9 @@
+"""Imports every domain's models so that ``metadata`` is complete (Alembic, tests)."""
+
+from dossier.accounts import models as accounts_models
+from dossier.db.base import Base
+from dossier.projects import models as projects_models
+
+metadata = Base.metadata
+
+__all__ = ["accounts_models", "metadata", "projects_models"]

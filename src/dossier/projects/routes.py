@@ -1,0 +1,150 @@
+"""The Project Workflow API (000) and the project management it leaves to its web app. HTTP only."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, status
+
+from dossier.accounts.auth import CurrentAccount
+from dossier.api.deps import SettingsDep
+from dossier.db.session import SessionDep
+from dossier.projects import schemas, service
+
+router = APIRouter(prefix="/api/enterprise", tags=["Project Workflow API"])
+
+ERRORS = {
+    401: {"description": "Missing or invalid API key."},
+    404: {"description": "Unknown project or row (or another account's)."},
+    422: {"description": "Invalid input; `message` says what, `error_detail` lists it."},
+}
+
+
+@router.get("/projects", response_model=list[schemas.ProjectSummary], responses=ERRORS)
+async def list_projects(session: SessionDep, account: CurrentAccount) -> list[schemas.ProjectSummary]:
+    """All projects of the account, oldest first."""
+    return [schemas.project_summary(stats) for stats in await service.list_projects(session, account)]
+
+
+@router.post(
+    "/projects", status_code=status.HTTP_201_CREATED, response_model=schemas.ProjectDetail, responses=ERRORS
+)
+async def create_project(
+    body: schemas.ProjectCreate, session: SessionDep, account: CurrentAccount
+) -> schemas.ProjectDetail:
+    """Create a project with its input columns."""
+    specs = [service.ColumnSpec(name=c.name, required=c.required) for c in body.columns]
+    project = await service.create_project(session, account, body.name, specs)
+    return schemas.project_detail(await service.describe_project(session, account, project.id))
+
+
+@router.get("/projects/{project_id}", response_model=schemas.ProjectDetail, responses=ERRORS)
+async def get_project(project_id: str, session: SessionDep, account: CurrentAccount) -> schemas.ProjectDetail:
+    """Columns schema and the first row's data."""
+    return schemas.project_detail(await service.describe_project(session, account, project_id))
+
+
+@router.delete("/projects/{project_id}", response_model=schemas.Deleted, responses=ERRORS)
+async def delete_project(project_id: str, session: SessionDep, account: CurrentAccount) -> schemas.Deleted:
+    """Delete a project with all its columns, rows and cells."""
+    await service.delete_project(session, account, project_id)
+    return schemas.Deleted()
+
+
+@router.get("/projects/{project_id}/columns", response_model=list[schemas.ColumnOut], responses=ERRORS)
+async def list_columns(project_id: str, session: SessionDep, account: CurrentAccount) -> list[schemas.ColumnOut]:
+    """The project's columns in order."""
+    project = await service.get_project(session, account, project_id)
+    return [schemas.column_out(column) for column in await service.list_columns(session, project)]
+
+
+@router.post(
+    "/projects/{project_id}/columns",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.ColumnOut,
+    responses={**ERRORS, 409: {"description": "Name taken, or a required column on a project with rows."}},
+)
+async def add_column(
+    project_id: str, body: schemas.ColumnCreate, session: SessionDep, account: CurrentAccount
+) -> schemas.ColumnOut:
+    """Add a column at the end of the project."""
+    column = await service.add_column(
+        session, account, project_id, service.ColumnSpec(name=body.name, required=body.required)
+    )
+    return schemas.column_out(column)
+
+
+@router.delete(
+    "/projects/{project_id}/columns/{col_id}",
+    response_model=schemas.Deleted,
+    responses={**ERRORS, 409: {"description": "A tool column reads this column."}},
+)
+async def delete_column(
+    project_id: str, col_id: str, session: SessionDep, account: CurrentAccount
+) -> schemas.Deleted:
+    """Delete a column and its cells."""
+    await service.delete_column(session, account, project_id, col_id)
+    return schemas.Deleted()
+
+
+@router.post("/projects/{project_id}/rows", response_model=schemas.RowCreated, responses=ERRORS)
+async def add_row(
+    project_id: str,
+    body: schemas.RowCreate,
+    session: SessionDep,
+    account: CurrentAccount,
+    settings: SettingsDep,
+) -> schemas.RowCreated:
+    """Save one company as a new row; answers its `row_id`."""
+    row = await service.add_row(
+        session, account, project_id, body.company, max_chars=settings.max_value_chars
+    )
+    return schemas.row_created(row.id)
+
+
+@router.post("/projects/{project_id}/rows/batch", response_model=schemas.RowsBatchResult, responses=ERRORS)
+async def add_rows(
+    project_id: str,
+    body: schemas.RowsBatchCreate,
+    session: SessionDep,
+    account: CurrentAccount,
+    settings: SettingsDep,
+) -> schemas.RowsBatchResult:
+    """Save up to 1,000 companies. Each valid company becomes a row; each invalid one gets its error in
+    `results` (same order as the request) and writes nothing. An over-long or empty batch writes nothing."""
+    outcomes = await service.add_rows(
+        session,
+        account,
+        project_id,
+        body.companies,
+        max_rows=settings.max_batch_rows,
+        max_chars=settings.max_value_chars,
+    )
+    return schemas.batch_result(outcomes)
+
+
+@router.get("/projects/{project_id}/rows", response_model=schemas.RowsPage, responses=ERRORS)
+async def list_rows(
+    project_id: str,
+    session: SessionDep,
+    account: CurrentAccount,
+    page: int = Query(default=1, description="1-based page number."),
+    page_size: int = Query(default=50, description="Rows per page, 1 to 200."),
+) -> schemas.RowsPage:
+    """Rows in insertion order, a page at a time."""
+    return schemas.rows_page(await service.list_rows(session, account, project_id, page, page_size))
+
+
+@router.get("/projects/{project_id}/rows/{row_id}", response_model=schemas.RowDetail, responses=ERRORS)
+async def get_row(
+    project_id: str, row_id: str, session: SessionDep, account: CurrentAccount
+) -> schemas.RowDetail:
+    """One row with every cell; `is_loading` is true while a tool is still working on the cell."""
+    return schemas.row_detail(await service.get_row(session, account, project_id, row_id))
+
+
+@router.delete("/projects/{project_id}/rows/{row_id}", response_model=schemas.Deleted, responses=ERRORS)
+async def delete_row(
+    project_id: str, row_id: str, session: SessionDep, account: CurrentAccount
+) -> schemas.Deleted:
+    """Delete one row and its cells."""
+    await service.delete_row(session, account, project_id, row_id)
+    return schemas.Deleted()

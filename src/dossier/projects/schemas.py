@@ -1,0 +1,224 @@
+"""Wire shapes of the Project Workflow API, spelled exactly as document 000 spells them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+from dossier.projects.models import Cell, Column
+from dossier.projects.service import (
+    LOADING_STATUSES,
+    ProjectStats,
+    ProjectView,
+    RowOutcome,
+    RowsPageView,
+    RowView,
+)
+
+# 000 writes timestamps as "2024-01-15T10:30:00Z".
+IsoZ = Annotated[datetime, PlainSerializer(lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ"), return_type=str)]
+
+Scalar = str | int | float | bool | None
+
+
+class ColumnCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "website"}]})
+
+    name: str = Field(description="Column name; the key used in `company` objects.")
+    required: bool = Field(default=False, description="Rows must give a non-empty value for it.")
+
+
+class ColumnOut(BaseModel):
+    col_id: str
+    name: str
+    required: bool
+    type: str = Field(description="`input` or `tool`.")
+
+
+class ProjectCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Tech Companies Q4",
+                    "columns": [{"name": "company_name", "required": True}, {"name": "website"}],
+                }
+            ]
+        },
+    )
+
+    name: str
+    columns: list[ColumnCreate] = Field(default_factory=list)
+
+
+class ProjectSummary(BaseModel):
+    id: str
+    name: str
+    creator_id: str
+    company_count: int
+    createdAt: IsoZ  # noqa: N815 - the documented spelling
+    updatedAt: IsoZ  # noqa: N815
+
+
+class ProjectDetail(BaseModel):
+    id: str
+    name: str
+    columns: list[ColumnOut]
+    first_company_data: dict[str, Any]
+    company_count: int
+    createdAt: IsoZ  # noqa: N815
+    updatedAt: IsoZ  # noqa: N815
+
+
+class RowCreate(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"company": {"company_name": "Acme Corporation", "website": "https://acme.com"}}]
+        }
+    )
+
+    company: dict[str, Any] = Field(description="Column name -> text, number, boolean or null.")
+
+
+class RowCreated(BaseModel):
+    row_id: str | None
+    message: str
+    error_detail: Any = None
+
+
+class RowsBatchCreate(BaseModel):
+    companies: list[dict[str, Any]] = Field(description="Up to 1,000 companies, each like `company` above.")
+
+
+class RowsBatchResult(BaseModel):
+    results: list[RowCreated] = Field(description="One result per company, in request order.")
+    created: int
+    failed: int
+
+
+class CellBrief(BaseModel):
+    value: Any
+    status: str
+
+
+class RowListItem(BaseModel):
+    id: str
+    company: dict[str, CellBrief]
+
+
+class RowsPage(BaseModel):
+    rows: list[RowListItem]
+    page: int
+    page_size: int
+    total: int
+
+
+class CellFull(BaseModel):
+    name: str
+    value: Any
+    status: str
+    is_loading: bool
+    error: str | None = None
+
+
+class RowDetail(BaseModel):
+    id: str
+    project_id: str
+    company: dict[str, CellFull]
+
+
+class Deleted(BaseModel):
+    message: str = "Deleted"
+
+
+# --- translation from service views to the wire ---------------------------------------------------------
+
+
+
+def column_out(column: Column) -> ColumnOut:
+    return ColumnOut(
+        col_id=column.id, name=column.name, required=column.required, type="tool" if column.is_tool else "input"
+    )
+
+
+def project_summary(stats: ProjectStats) -> ProjectSummary:
+    project = stats.project
+    return ProjectSummary(
+        id=project.id,
+        name=project.name,
+        creator_id=project.creator_id,
+        company_count=stats.company_count,
+        createdAt=project.created_at,
+        updatedAt=stats.updated_at,
+    )
+
+
+def project_detail(view: ProjectView) -> ProjectDetail:
+    project = view.stats.project
+    return ProjectDetail(
+        id=project.id,
+        name=project.name,
+        columns=[column_out(column) for column in view.columns],
+        first_company_data=view.first_company_data,
+        company_count=view.stats.company_count,
+        createdAt=project.created_at,
+        updatedAt=view.stats.updated_at,
+    )
+
+
+def _status(column: Column, cell: Cell | None) -> str:
+    if cell is not None:
+        return cell.status
+    return "pending" if column.is_tool else "default"
+
+
+def row_list_item(view: RowView) -> RowListItem:
+    return RowListItem(
+        id=view.row.id,
+        company={
+            column.name: CellBrief(value=cell.value if cell else None, status=_status(column, cell))
+            for column, cell in view.cells
+        },
+    )
+
+
+def rows_page(view: RowsPageView) -> RowsPage:
+    return RowsPage(
+        rows=[row_list_item(row) for row in view.rows], page=view.page, page_size=view.page_size, total=view.total
+    )
+
+
+def row_detail(view: RowView) -> RowDetail:
+    company = {}
+    for column, cell in view.cells:
+        status = _status(column, cell)
+        company[column.name] = CellFull(
+            name=column.name,
+            value=cell.value if cell else None,
+            status=status,
+            is_loading=status in LOADING_STATUSES,
+            error=cell.error if cell else None,
+        )
+    return RowDetail(id=view.row.id, project_id=view.row.project_id, company=company)
+
+
+def row_created(row_id: str) -> RowCreated:
+    return RowCreated(row_id=row_id, message="Success", error_detail=None)
+
+
+def batch_result(outcomes: list[RowOutcome]) -> RowsBatchResult:
+    results = [
+        row_created(outcome.row_id)
+        if outcome.row_id is not None
+        else RowCreated(
+            row_id=None,
+            message=outcome.error.message if outcome.error else "refused",
+            error_detail=outcome.error.detail if outcome.error else None,
+        )
+        for outcome in outcomes
+    ]
+    created = sum(1 for outcome in outcomes if outcome.row_id is not None)
+    return RowsBatchResult(results=results, created=created, failed=len(outcomes) - created)

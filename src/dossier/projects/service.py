@@ -1,0 +1,380 @@
+"""Projects, columns and rows. Services flush and never commit: the request or job boundary does."""
+
+from __future__ import annotations
+
+import math
+import secrets
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dossier.accounts.models import Account
+from dossier.errors import Conflict, InvalidInput, NotFound
+from dossier.projects.models import INPUT_STATUS, Cell, Column, Project, Row
+
+ROW_ID_ALPHABET = string.ascii_letters + string.digits
+ROW_ID_LENGTH = 20
+MAX_NAME_CHARS = 200
+MAX_PAGE_SIZE = 200
+LOADING_STATUSES = frozenset({"pending", "running"})
+
+
+def new_row_id() -> str:
+    """A 20-character `[A-Za-z0-9]` row id, as 000 shows them (about 119 bits of randomness)."""
+    return "".join(secrets.choice(ROW_ID_ALPHABET) for _ in range(ROW_ID_LENGTH))
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """What a caller asks for when adding a column."""
+
+    name: str
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class ProjectStats:
+    project: Project
+    company_count: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ProjectView:
+    stats: ProjectStats
+    columns: list[Column]
+    first_company_data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RowView:
+    row: Row
+    cells: list[tuple[Column, Cell | None]]
+
+
+@dataclass(frozen=True)
+class RowsPageView:
+    rows: list[RowView]
+    page: int
+    page_size: int
+    total: int
+
+
+@dataclass
+class RowOutcome:
+    """One company of a batch: the row id it got, or why it was refused."""
+
+    row_id: str | None = None
+    error: InvalidInput | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+# --- projects -------------------------------------------------------------------------------------------
+
+
+def _clean_name(raw: str, what: str) -> str:
+    name = raw.strip()
+    if not name:
+        raise InvalidInput(f"{what} must not be empty")
+    if len(name) > MAX_NAME_CHARS:
+        raise InvalidInput(f"{what} must be at most {MAX_NAME_CHARS} characters")
+    return name
+
+
+async def create_project(
+    session: AsyncSession, account: Account, name: str, columns: Sequence[ColumnSpec]
+) -> Project:
+    """Create a project with its input columns, in the order given."""
+    project = Project(account_id=account.id, name=_clean_name(name, "project name"), creator_id=account.id)
+    seen: set[str] = set()
+    new_columns = []
+    for position, spec in enumerate(columns):
+        col_name = _clean_name(spec.name, "column name")
+        if col_name in seen:
+            raise InvalidInput(f"column {col_name!r} is given twice")
+        seen.add(col_name)
+        new_columns.append(Column(name=col_name, required=spec.required, position=position))
+    session.add(project)
+    await session.flush()
+    for column in new_columns:
+        column.project_id = project.id
+    session.add_all(new_columns)
+    await session.flush()
+    return project
+
+
+async def get_project(session: AsyncSession, account: Account, project_id: str) -> Project:
+    """The account's project, or NotFound (also for another account's project)."""
+    project: Project | None = await session.scalar(
+        select(Project).where(Project.id == project_id, Project.account_id == account.id)
+    )
+    if project is None:
+        raise NotFound(f"project {project_id} not found")
+    return project
+
+
+def _stats_query() -> Any:
+    return (
+        select(Project, func.count(Row.pk), func.max(Row.updated_at))
+        .outerjoin(Row, Row.project_id == Project.id)
+        .group_by(Project.id)
+    )
+
+
+def _stats(project: Project, count: int | None, last_row: datetime | None) -> ProjectStats:
+    updated = max(project.updated_at, last_row) if last_row else project.updated_at
+    return ProjectStats(project=project, company_count=int(count or 0), updated_at=updated)
+
+
+async def list_projects(session: AsyncSession, account: Account) -> list[ProjectStats]:
+    """The account's projects, oldest first, with their row counts."""
+    result = await session.execute(
+        _stats_query().where(Project.account_id == account.id).order_by(Project.created_at, Project.id)
+    )
+    return [_stats(project, count, last) for project, count, last in result.all()]
+
+
+async def project_stats(session: AsyncSession, project: Project) -> ProjectStats:
+    result = await session.execute(_stats_query().where(Project.id == project.id))
+    _, count, last = result.one()
+    return _stats(project, count, last)
+
+
+async def list_columns(session: AsyncSession, project: Project) -> list[Column]:
+    result = await session.scalars(
+        select(Column).where(Column.project_id == project.id).order_by(Column.position)
+    )
+    return list(result)
+
+
+async def describe_project(session: AsyncSession, account: Account, project_id: str) -> ProjectView:
+    """Columns and the first row's values, as 000's project details show them."""
+    project = await get_project(session, account, project_id)
+    columns = await list_columns(session, project)
+    first = await session.scalar(
+        select(Row).where(Row.project_id == project.id).order_by(Row.pk).limit(1)
+    )
+    first_data: dict[str, Any] = {}
+    if first is not None:
+        view = (await _row_views(session, [first], columns))[0]
+        first_data = {column.name: cell.value if cell else None for column, cell in view.cells}
+    return ProjectView(
+        stats=await project_stats(session, project), columns=columns, first_company_data=first_data
+    )
+
+
+async def delete_project(session: AsyncSession, account: Account, project_id: str) -> None:
+    project = await get_project(session, account, project_id)
+    await session.delete(project)
+    await session.flush()
+
+
+# --- columns --------------------------------------------------------------------------------------------
+
+
+async def add_column(session: AsyncSession, account: Account, project_id: str, spec: ColumnSpec) -> Column:
+    """Add an input column at the end. A required column cannot be added once rows exist."""
+    project = await get_project(session, account, project_id)
+    columns = await list_columns(session, project)
+    name = _clean_name(spec.name, "column name")
+    if any(column.name == name for column in columns):
+        raise Conflict(f"project already has a column named {name!r}")
+    if spec.required:
+        has_rows = await session.scalar(select(Row.pk).where(Row.project_id == project.id).limit(1))
+        if has_rows is not None:
+            raise Conflict(f"cannot add required column {name!r}: existing rows have no value for it")
+    column = Column(
+        project_id=project.id,
+        name=name,
+        required=spec.required,
+        position=max((c.position for c in columns), default=-1) + 1,
+    )
+    session.add(column)
+    await session.flush()
+    return column
+
+
+async def delete_column(session: AsyncSession, account: Account, project_id: str, col_id: str) -> None:
+    """Delete a column and its cells; refused while a tool column reads it."""
+    project = await get_project(session, account, project_id)
+    columns = await list_columns(session, project)
+    target = next((c for c in columns if c.id == col_id), None)
+    if target is None:
+        raise NotFound(f"column {col_id} not found in project {project_id}")
+    readers = [c.name for c in columns if c.tool_inputs and col_id in c.tool_inputs.values()]
+    if readers:
+        raise Conflict(f"column {target.name!r} is read by tool column(s) {', '.join(readers)}")
+    await session.execute(delete(Cell).where(Cell.column_id == col_id))
+    await session.delete(target)
+    await session.flush()
+
+
+# --- rows -----------------------------------------------------------------------------------------------
+
+
+def _check_value(name: str, value: Any, max_chars: int) -> str | None:
+    """Why a value cannot be stored in an input cell, or None when it can."""
+    if value is None or isinstance(value, bool | int):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{name}: numbers must be finite"
+    if isinstance(value, str):
+        return None if len(value) <= max_chars else f"{name}: text longer than {max_chars} characters"
+    return f"{name}: must be text, a number, a boolean or null, not {type(value).__name__}"
+
+
+def validate_company(columns: Sequence[Column], company: Any, max_chars: int) -> dict[str, Any]:
+    """Map a `company` object onto input column ids, or raise InvalidInput saying everything wrong with it."""
+    if not isinstance(company, dict):
+        raise InvalidInput("company must be a JSON object of column name -> value")
+    by_name = {column.name: column for column in columns}
+    unknown = sorted(k for k in company if k not in by_name)
+    tool_written = sorted(k for k in company if k in by_name and by_name[k].is_tool)
+    invalid = [
+        problem
+        for key, value in company.items()
+        if (problem := _check_value(key, value, max_chars)) is not None
+    ]
+    missing = [
+        column.name
+        for column in columns
+        if column.required and not column.is_tool and _is_blank(company.get(column.name))
+    ]
+    problems: list[str] = []
+    detail: dict[str, Any] = {}
+    if missing:
+        problems.append(f"missing required column(s): {', '.join(missing)}")
+        detail["missing_columns"] = missing
+    if unknown:
+        problems.append(f"unknown column(s): {', '.join(unknown)}")
+        detail["unknown_columns"] = unknown
+    if tool_written:
+        problems.append(f"column(s) filled by a tool cannot be written: {', '.join(tool_written)}")
+        detail["tool_columns"] = tool_written
+    if invalid:
+        problems.append("; ".join(invalid))
+        detail["invalid_values"] = invalid
+    if problems:
+        raise InvalidInput("; ".join(problems), detail=detail)
+    return {by_name[key].id: value for key, value in company.items()}
+
+
+def _is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+async def _insert_rows(session: AsyncSession, project: Project, valued: Sequence[dict[str, Any]]) -> list[Row]:
+    rows = [Row(id=new_row_id(), project_id=project.id) for _ in valued]
+    session.add_all(rows)
+    await session.flush()
+    cell_rows = [
+        {"row_pk": row.pk, "column_id": column_id, "value": value, "status": INPUT_STATUS}
+        for row, values in zip(rows, valued, strict=True)
+        for column_id, value in values.items()
+    ]
+    if cell_rows:
+        await session.execute(insert(Cell), cell_rows)
+    return rows
+
+
+async def add_row(
+    session: AsyncSession, account: Account, project_id: str, company: Any, *, max_chars: int
+) -> Row:
+    """Validate one company and store it as a new row."""
+    project = await get_project(session, account, project_id)
+    columns = await list_columns(session, project)
+    values = validate_company(columns, company, max_chars)
+    return (await _insert_rows(session, project, [values]))[0]
+
+
+async def add_rows(
+    session: AsyncSession,
+    account: Account,
+    project_id: str,
+    companies: Sequence[Any],
+    *,
+    max_rows: int,
+    max_chars: int,
+) -> list[RowOutcome]:
+    """Store every valid company as a row; report each invalid one. A row is written whole or not at all."""
+    if len(companies) > max_rows:
+        raise InvalidInput(f"a batch takes at most {max_rows} companies, got {len(companies)}")
+    if not companies:
+        raise InvalidInput("companies must not be empty")
+    project = await get_project(session, account, project_id)
+    columns = await list_columns(session, project)
+    outcomes: list[RowOutcome] = []
+    for company in companies:
+        try:
+            outcomes.append(RowOutcome(values=validate_company(columns, company, max_chars)))
+        except InvalidInput as exc:
+            outcomes.append(RowOutcome(error=exc))
+    valid = [outcome for outcome in outcomes if outcome.error is None]
+    rows = await _insert_rows(session, project, [outcome.values for outcome in valid])
+    for outcome, row in zip(valid, rows, strict=True):
+        outcome.row_id = row.id
+    return outcomes
+
+
+async def _row_views(session: AsyncSession, rows: Sequence[Row], columns: Sequence[Column]) -> list[RowView]:
+    if not rows:
+        return []
+    cells = await session.scalars(select(Cell).where(Cell.row_pk.in_([row.pk for row in rows])))
+    by_key = {(cell.row_pk, cell.column_id): cell for cell in cells}
+    return [
+        RowView(row=row, cells=[(column, by_key.get((row.pk, column.id))) for column in columns])
+        for row in rows
+    ]
+
+
+async def list_rows(
+    session: AsyncSession, account: Account, project_id: str, page: int, page_size: int
+) -> RowsPageView:
+    """One page of rows in insertion order."""
+    if page < 1:
+        raise InvalidInput("page must be 1 or more")
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+    project = await get_project(session, account, project_id)
+    columns = await list_columns(session, project)
+    total = int(await session.scalar(select(func.count(Row.pk)).where(Row.project_id == project.id)) or 0)
+    rows = list(
+        await session.scalars(
+            select(Row)
+            .where(Row.project_id == project.id)
+            .order_by(Row.pk)
+            .offset((page - 1) * page_size)
+            .limit(page_size)
+        )
+    )
+    return RowsPageView(
+        rows=await _row_views(session, rows, columns), page=page, page_size=page_size, total=total
+    )
+
+
+async def _get_row(session: AsyncSession, project: Project, row_id: str) -> Row:
+    row: Row | None = await session.scalar(
+        select(Row).where(Row.id == row_id, Row.project_id == project.id)
+    )
+    if row is None:
+        raise NotFound(f"row {row_id} not found in project {project.id}")
+    return row
+
+
+async def get_row(session: AsyncSession, account: Account, project_id: str, row_id: str) -> RowView:
+    """One row with every column's cell."""
+    project = await get_project(session, account, project_id)
+    row = await _get_row(session, project, row_id)
+    return (await _row_views(session, [row], await list_columns(session, project)))[0]
+
+
+async def delete_row(session: AsyncSession, account: Account, project_id: str, row_id: str) -> None:
+    project = await get_project(session, account, project_id)
+    row = await _get_row(session, project, row_id)
+    await session.delete(row)
+    await session.flush()

@@ -1,0 +1,59 @@
+"""One typed settings object for the whole process (environment prefix ``DOSSIER_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting Dossier reads. Each one is documented in ``docs/configuration.md``."""
+
+    model_config = SettingsConfigDict(env_prefix="DOSSIER_", env_file=None, extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///./dossier.db",
+        description="SQLAlchemy URL. sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db.",
+    )
+    host: str = Field(default="127.0.0.1", description="Interface `dossier serve` binds to.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port `dossier serve` listens on.")
+    public_url: str | None = Field(
+        default=None, description="Base URL printed and used in links; defaults to http://HOST:PORT."
+    )
+    auto_migrate: bool = Field(default=True, description="Apply pending migrations when serve/worker start.")
+    db_pool_size: int = Field(default=10, ge=1, description="Connections kept per process (PostgreSQL).")
+    sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0, description="SQLite busy timeout.")
+    max_body_bytes: int = Field(
+        default=5 * 1024 * 1024, ge=1024, description="Largest request body accepted; larger gets 413."
+    )
+    max_batch_rows: int = Field(default=1000, ge=1, description="Most companies in one rows/batch request.")
+    max_value_chars: int = Field(default=65_536, ge=1, description="Longest text value of one input cell.")
+    log_level: str = Field(default="INFO", description="Root log level.")
+    log_json: bool = Field(default=True, description="Structured JSON logs (false: plain text).")
+    outbound_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts and CIDRs outbound requests may reach even if private/loopback (comma-separated).",
+    )
+
+    @field_validator("outbound_allow", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()
