@@ -2,8 +2,10 @@
 
 from dossier.accounts import models as accounts_models
 from dossier.db.base import Base
+from dossier.enrichment.registry import models as registry_models
 from dossier.projects import models as projects_models
+from dossier.queue import models as queue_models
 
 metadata = Base.metadata
 
-__all__ = ["accounts_models", "metadata", "projects_models"]
+__all__ = ["accounts_models", "metadata", "projects_models", "queue_models", "registry_models"]

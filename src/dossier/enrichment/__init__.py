@@ -1,0 +1,1 @@
+"""Enrichment: the tool protocol, the tools, the engine that runs tool cells, and the reference registry."""

@@ -1,0 +1,89 @@
+"""The small protocol every enrichment tool implements.
+
+A tool declares its named inputs and a Pydantic config model, and runs asynchronously on the values
+of one row. Adding a tool is one module in ``enrichment/tools/`` and one line in its registry.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dossier.errors import InvalidInput
+from dossier.settings import Settings
+
+if TYPE_CHECKING:
+    from dossier.net import OutboundClient
+
+FinalStatus = Literal["success", "error", "skipped"]
+
+
+@dataclass(frozen=True)
+class ToolInput:
+    """A named input a tool reads from a column of the row."""
+
+    name: str
+    description: str
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    """What one run of a tool produced for one cell."""
+
+    status: FinalStatus
+    value: Any = None
+    error: str | None = None
+
+    @classmethod
+    def success(cls, value: Any) -> ToolOutcome:
+        return cls("success", value)
+
+    @classmethod
+    def skipped(cls, reason: str) -> ToolOutcome:
+        return cls("skipped", None, reason)
+
+    @classmethod
+    def failed(cls, reason: str) -> ToolOutcome:
+        return cls("error", None, reason)
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What a run may use: settings, the database (read-only use) and the outbound-HTTP client."""
+
+    settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession]
+    http: OutboundClient
+
+
+class NoConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Tool(ABC):
+    """Base class of every enrichment tool."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    inputs: ClassVar[tuple[ToolInput, ...]]
+    config_model: ClassVar[type[BaseModel]] = NoConfig
+
+    def parse_config(self, raw: Mapping[str, Any] | None) -> BaseModel:
+        """Validate a column's config; InvalidInput says what is wrong."""
+        try:
+            return self.config_model.model_validate(dict(raw or {}))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
+            )
+            raise InvalidInput(f"invalid config for tool {self.name!r}: {problems}") from None
+
+    @abstractmethod
+    async def run(self, values: Mapping[str, Any], config: BaseModel, ctx: ToolContext) -> ToolOutcome:
+        """Compute the cell's value from the row's input values (keyed by input name)."""

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dossier.db.base import Base, BigIntPK, JSONType, utcnow
+
+QUEUED = "queued"
+RUNNING = "running"
+FAILED = "failed"
+
+
+class Task(Base):
+    """One unit of background work. Succeeded tasks are deleted; failed ones stay, with their errors."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        Index("ix_tasks_due", "status", "run_at"),
+        Index("ix_tasks_lease", "status", "lease_expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(String(16), default=QUEUED)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    run_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=5)
+    # Idempotent enqueue: at most one unfinished task per key.
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True, default=None)
+    locked_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The error of each failed try, newest last, bounded (see queue.service.MAX_KEPT_ERRORS).
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
