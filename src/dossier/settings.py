@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     max_value_chars: int = Field(default=65_536, ge=1, description="Longest text value of one input cell.")
     log_level: str = Field(default="INFO", description="Root log level.")
     log_json: bool = Field(default=True, description="Structured JSON logs (false: plain text).")
+    tool_chunk_rows: int = Field(
+        default=100, ge=1, le=1000, description="Rows per queued tool-cell task (one task per column chunk)."
+    )
+    tool_concurrency: int = Field(default=16, ge=1, description="Cells of one chunk computed at once.")
+    tool_timeout_seconds: float = Field(default=30.0, gt=0, description="Longest one tool run may take.")
     outbound_allow: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Hosts and CIDRs outbound requests may reach even if private/loopback (comma-separated).",

@@ -11,7 +11,8 @@ from dossier.accounts.models import Account
 from dossier.db.session import SessionDep
 from dossier.errors import NotAuthenticated
 
-# The headers the documents use: `kur-api-key` (000), `x-api-key` (003), `Authorization` (001, bare or Bearer).
+# The headers the documents use: `kur-api-key` (000), `x-api-key` (003), and `Authorization`
+# (001, bare or Bearer).
 KEY_HEADERS = ("kur-api-key", "x-api-key")
 
 

@@ -9,6 +9,12 @@ from sqlalchemy.orm import Mapped, mapped_column
 from dossier.db.base import Base, BigIntPK, JSONType, new_uuid, utcnow
 
 INPUT_STATUS = "default"
+PENDING = "pending"
+RUNNING = "running"
+SUCCESS = "success"
+ERROR = "error"
+SKIPPED = "skipped"
+FINAL_STATUSES = frozenset({INPUT_STATUS, SUCCESS, ERROR, SKIPPED})
 
 
 class Project(Base):
@@ -67,4 +73,6 @@ class Cell(Base):
     value: Mapped[Any] = mapped_column(JSONType, nullable=True)
     status: Mapped[str] = mapped_column(String(16), default=INPUT_STATUS)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    # Which scheduled run owns a tool cell: a task carrying another token is stale and leaves it alone.
+    run_token: Mapped[str | None] = mapped_column(String(16), default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

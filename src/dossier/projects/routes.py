@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Query, status
 
 from dossier.accounts.auth import CurrentAccount
@@ -11,7 +13,7 @@ from dossier.projects import schemas, service
 
 router = APIRouter(prefix="/api/enterprise", tags=["Project Workflow API"])
 
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or invalid API key."},
     404: {"description": "Unknown project or row (or another account's)."},
     422: {"description": "Invalid input; `message` says what, `error_detail` lists it."},
@@ -31,7 +33,7 @@ async def create_project(
     body: schemas.ProjectCreate, session: SessionDep, account: CurrentAccount
 ) -> schemas.ProjectDetail:
     """Create a project with its input columns."""
-    specs = [service.ColumnSpec(name=c.name, required=c.required) for c in body.columns]
+    specs = [schemas.column_spec(c) for c in body.columns]
     project = await service.create_project(session, account, body.name, specs)
     return schemas.project_detail(await service.describe_project(session, account, project.id))
 
@@ -50,10 +52,12 @@ async def delete_project(project_id: str, session: SessionDep, account: CurrentA
 
 
 @router.get("/projects/{project_id}/columns", response_model=list[schemas.ColumnOut], responses=ERRORS)
-async def list_columns(project_id: str, session: SessionDep, account: CurrentAccount) -> list[schemas.ColumnOut]:
+async def list_columns(
+    project_id: str, session: SessionDep, account: CurrentAccount
+) -> list[schemas.ColumnOut]:
     """The project's columns in order."""
     project = await service.get_project(session, account, project_id)
-    return [schemas.column_out(column) for column in await service.list_columns(session, project)]
+    return schemas.columns_out(await service.list_columns(session, project))
 
 
 @router.post(
@@ -65,11 +69,48 @@ async def list_columns(project_id: str, session: SessionDep, account: CurrentAcc
 async def add_column(
     project_id: str, body: schemas.ColumnCreate, session: SessionDep, account: CurrentAccount
 ) -> schemas.ColumnOut:
-    """Add a column at the end of the project."""
-    column = await service.add_column(
-        session, account, project_id, service.ColumnSpec(name=body.name, required=body.required)
+    """Add an input column, or a tool column (`tool`) that is then computed for every existing row."""
+    await service.add_column(session, account, project_id, schemas.column_spec(body))
+    project = await service.get_project(session, account, project_id)
+    return schemas.columns_out(await service.list_columns(session, project))[-1]
+
+
+@router.post(
+    "/projects/{project_id}/columns/{col_id}/run",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=schemas.ColumnOut,
+    responses=ERRORS,
+)
+async def rerun_column(
+    project_id: str, col_id: str, session: SessionDep, account: CurrentAccount
+) -> schemas.ColumnOut:
+    """Run a tool column again for every row (in the background; cells show `pending` until done)."""
+    column = await service.rerun_column(session, account, project_id, col_id)
+    project = await service.get_project(session, account, project_id)
+    return next(
+        c for c in schemas.columns_out(await service.list_columns(session, project)) if c.col_id == column.id
     )
-    return schemas.column_out(column)
+
+
+@router.post(
+    "/projects/{project_id}/rows/{row_id}/cells/{col_id}/run",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=schemas.RowDetail,
+    responses=ERRORS,
+)
+async def rerun_cell(
+    project_id: str,
+    row_id: str,
+    col_id: str,
+    session: SessionDep,
+    account: CurrentAccount,
+    settings: SettingsDep,
+) -> schemas.RowDetail:
+    """Run one tool cell again; the cells that read it run again after it."""
+    view = await service.rerun_cell(
+        session, account, project_id, row_id, col_id, chunk_rows=settings.tool_chunk_rows
+    )
+    return schemas.row_detail(view)
 
 
 @router.delete(
@@ -95,7 +136,12 @@ async def add_row(
 ) -> schemas.RowCreated:
     """Save one company as a new row; answers its `row_id`."""
     row = await service.add_row(
-        session, account, project_id, body.company, max_chars=settings.max_value_chars
+        session,
+        account,
+        project_id,
+        body.company,
+        max_chars=settings.max_value_chars,
+        chunk_rows=settings.tool_chunk_rows,
     )
     return schemas.row_created(row.id)
 
@@ -117,6 +163,7 @@ async def add_rows(
         body.companies,
         max_rows=settings.max_batch_rows,
         max_chars=settings.max_value_chars,
+        chunk_rows=settings.tool_chunk_rows,
     )
     return schemas.batch_result(outcomes)
 

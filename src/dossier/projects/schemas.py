@@ -7,9 +7,11 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
+from dossier.enrichment.service import ToolSpec
 from dossier.projects.models import Cell, Column
 from dossier.projects.service import (
     LOADING_STATUSES,
+    ColumnSpec,
     ProjectStats,
     ProjectView,
     RowOutcome,
@@ -23,11 +25,34 @@ IsoZ = Annotated[datetime, PlainSerializer(lambda d: d.strftime("%Y-%m-%dT%H:%M:
 Scalar = str | int | float | bool | None
 
 
+class ToolIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(description="Tool name: domain, entity_resolution, firmographics, website, http.")
+    inputs: dict[str, str] = Field(description="Tool input name -> the column of the row it reads.")
+    config: dict[str, Any] = Field(default_factory=dict, description="Tool settings; see docs/tools.md.")
+
+
 class ColumnCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "website"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"name": "website"},
+                {"name": "industry", "tool": {"type": "firmographics", "inputs": {"kernel_id": "entity"}}},
+            ]
+        },
+    )
 
     name: str = Field(description="Column name; the key used in `company` objects.")
     required: bool = Field(default=False, description="Rows must give a non-empty value for it.")
+    tool: ToolIn | None = Field(default=None, description="Makes this a tool column that fills itself in.")
+
+
+class ToolOut(BaseModel):
+    type: str
+    inputs: dict[str, str]
+    config: dict[str, Any]
 
 
 class ColumnOut(BaseModel):
@@ -35,6 +60,7 @@ class ColumnOut(BaseModel):
     name: str
     required: bool
     type: str = Field(description="`input` or `tool`.")
+    tool: ToolOut | None = None
 
 
 class ProjectCreate(BaseModel):
@@ -59,8 +85,8 @@ class ProjectSummary(BaseModel):
     name: str
     creator_id: str
     company_count: int
-    createdAt: IsoZ  # noqa: N815 - the documented spelling
-    updatedAt: IsoZ  # noqa: N815
+    createdAt: IsoZ
+    updatedAt: IsoZ
 
 
 class ProjectDetail(BaseModel):
@@ -69,8 +95,8 @@ class ProjectDetail(BaseModel):
     columns: list[ColumnOut]
     first_company_data: dict[str, Any]
     company_count: int
-    createdAt: IsoZ  # noqa: N815
-    updatedAt: IsoZ  # noqa: N815
+    createdAt: IsoZ
+    updatedAt: IsoZ
 
 
 class RowCreate(BaseModel):
@@ -90,7 +116,8 @@ class RowCreated(BaseModel):
 
 
 class RowsBatchCreate(BaseModel):
-    companies: list[dict[str, Any]] = Field(description="Up to 1,000 companies, each like `company` above.")
+    # list[Any], not list[dict]: a company that is not an object is that company's error, not the batch's.
+    companies: list[Any] = Field(description="Up to 1,000 companies, each like `company` above.")
 
 
 class RowsBatchResult(BaseModel):
@@ -137,11 +164,33 @@ class Deleted(BaseModel):
 # --- translation from service views to the wire ---------------------------------------------------------
 
 
-
-def column_out(column: Column) -> ColumnOut:
+def column_out(column: Column, names_by_id: dict[str, str]) -> ColumnOut:
+    tool = None
+    if column.tool_type is not None:
+        tool = ToolOut(
+            type=column.tool_type,
+            inputs={param: names_by_id.get(cid, cid) for param, cid in (column.tool_inputs or {}).items()},
+            config=column.tool_config or {},
+        )
     return ColumnOut(
-        col_id=column.id, name=column.name, required=column.required, type="tool" if column.is_tool else "input"
+        col_id=column.id,
+        name=column.name,
+        required=column.required,
+        type="tool" if column.is_tool else "input",
+        tool=tool,
     )
+
+
+def columns_out(columns: list[Column]) -> list[ColumnOut]:
+    names = {column.id: column.name for column in columns}
+    return [column_out(column, names) for column in columns]
+
+
+def column_spec(body: ColumnCreate) -> ColumnSpec:
+    tool = None
+    if body.tool is not None:
+        tool = ToolSpec(type=body.tool.type, inputs=body.tool.inputs, config=body.tool.config)
+    return ColumnSpec(name=body.name, required=body.required, tool=tool)
 
 
 def project_summary(stats: ProjectStats) -> ProjectSummary:
@@ -161,7 +210,7 @@ def project_detail(view: ProjectView) -> ProjectDetail:
     return ProjectDetail(
         id=project.id,
         name=project.name,
-        columns=[column_out(column) for column in view.columns],
+        columns=columns_out(view.columns),
         first_company_data=view.first_company_data,
         company_count=view.stats.company_count,
         createdAt=project.created_at,
@@ -187,7 +236,10 @@ def row_list_item(view: RowView) -> RowListItem:
 
 def rows_page(view: RowsPageView) -> RowsPage:
     return RowsPage(
-        rows=[row_list_item(row) for row in view.rows], page=view.page, page_size=view.page_size, total=view.total
+        rows=[row_list_item(row) for row in view.rows],
+        page=view.page,
+        page_size=view.page_size,
+        total=view.total,
     )
 
 

@@ -14,6 +14,9 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier.accounts.models import Account
+from dossier.db.base import new_uuid
+from dossier.enrichment import service as enrichment
+from dossier.enrichment.service import ToolSpec
 from dossier.errors import Conflict, InvalidInput, NotFound
 from dossier.projects.models import INPUT_STATUS, Cell, Column, Project, Row
 
@@ -35,6 +38,7 @@ class ColumnSpec:
 
     name: str
     required: bool = False
+    tool: ToolSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -77,10 +81,23 @@ class RowOutcome:
 # --- projects -------------------------------------------------------------------------------------------
 
 
+def _text_problem(text: str) -> str | None:
+    """Why a string cannot be stored on every supported database, or None when it can."""
+    if "\x00" in text:
+        return "contains a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode (lone surrogate)"
+    return None
+
+
 def _clean_name(raw: str, what: str) -> str:
     name = raw.strip()
     if not name:
         raise InvalidInput(f"{what} must not be empty")
+    if (problem := _text_problem(name)) is not None:
+        raise InvalidInput(f"{what} {problem}")
     if len(name) > MAX_NAME_CHARS:
         raise InvalidInput(f"{what} must be at most {MAX_NAME_CHARS} characters")
     return name
@@ -89,16 +106,19 @@ def _clean_name(raw: str, what: str) -> str:
 async def create_project(
     session: AsyncSession, account: Account, name: str, columns: Sequence[ColumnSpec]
 ) -> Project:
-    """Create a project with its input columns, in the order given."""
+    """Create a project with its columns, in the order given. Tool columns may read any column of the
+    request, including other tool columns, as long as no cycle forms."""
     project = Project(account_id=account.id, name=_clean_name(name, "project name"), creator_id=account.id)
-    seen: set[str] = set()
-    new_columns = []
+    new_columns: list[Column] = []
     for position, spec in enumerate(columns):
         col_name = _clean_name(spec.name, "column name")
-        if col_name in seen:
+        if any(column.name == col_name for column in new_columns):
             raise InvalidInput(f"column {col_name!r} is given twice")
-        seen.add(col_name)
-        new_columns.append(Column(name=col_name, required=spec.required, position=position))
+        new_columns.append(Column(id=new_uuid(), name=col_name, required=spec.required, position=position))
+    ids_by_name = {column.name: column.id for column in new_columns}
+    for column, spec in zip(new_columns, columns, strict=True):
+        _apply_tool(column, spec, ids_by_name)
+    enrichment.check_acyclic(new_columns)
     session.add(project)
     await session.flush()
     for column in new_columns:
@@ -106,6 +126,17 @@ async def create_project(
     session.add_all(new_columns)
     await session.flush()
     return project
+
+
+def _apply_tool(column: Column, spec: ColumnSpec, ids_by_name: dict[str, str]) -> None:
+    if spec.tool is None:
+        return
+    if spec.required:
+        raise InvalidInput(f"column {column.name!r}: a tool column cannot be required (a tool fills it)")
+    inputs, config = enrichment.resolve_tool_spec(spec.tool, ids_by_name)
+    column.tool_type = spec.tool.type
+    column.tool_inputs = inputs
+    column.tool_config = config
 
 
 async def get_project(session: AsyncSession, account: Account, project_id: str) -> Project:
@@ -156,9 +187,7 @@ async def describe_project(session: AsyncSession, account: Account, project_id: 
     """Columns and the first row's values, as 000's project details show them."""
     project = await get_project(session, account, project_id)
     columns = await list_columns(session, project)
-    first = await session.scalar(
-        select(Row).where(Row.project_id == project.id).order_by(Row.pk).limit(1)
-    )
+    first = await session.scalar(select(Row).where(Row.project_id == project.id).order_by(Row.pk).limit(1))
     first_data: dict[str, Any] = {}
     if first is not None:
         view = (await _row_views(session, [first], columns))[0]
@@ -178,24 +207,63 @@ async def delete_project(session: AsyncSession, account: Account, project_id: st
 
 
 async def add_column(session: AsyncSession, account: Account, project_id: str, spec: ColumnSpec) -> Column:
-    """Add an input column at the end. A required column cannot be added once rows exist."""
+    """Add a column at the end. A required input column cannot be added once rows exist; a tool column
+    is computed for every existing row in the background."""
     project = await get_project(session, account, project_id)
     columns = await list_columns(session, project)
     name = _clean_name(spec.name, "column name")
     if any(column.name == name for column in columns):
         raise Conflict(f"project already has a column named {name!r}")
-    if spec.required:
-        has_rows = await session.scalar(select(Row.pk).where(Row.project_id == project.id).limit(1))
-        if has_rows is not None:
-            raise Conflict(f"cannot add required column {name!r}: existing rows have no value for it")
+    last_row = await session.scalar(select(func.max(Row.pk)).where(Row.project_id == project.id))
+    if spec.required and spec.tool is None and last_row is not None:
+        raise Conflict(f"cannot add required column {name!r}: existing rows have no value for it")
     column = Column(
+        id=new_uuid(),
         project_id=project.id,
         name=name,
         required=spec.required,
         position=max((c.position for c in columns), default=-1) + 1,
     )
+    _apply_tool(column, spec, {c.name: c.id for c in columns})
+    enrichment.check_acyclic([*columns, column])
     session.add(column)
     await session.flush()
+    if column.is_tool and last_row is not None:
+        # Rows added from now on are scheduled when they are inserted; the backfill covers the rest.
+        enrichment.schedule_backfill(session, column, until_pk=last_row)
+    return column
+
+
+async def rerun_column(session: AsyncSession, account: Account, project_id: str, col_id: str) -> Column:
+    """Compute a tool column again for every row (in the background)."""
+    project = await get_project(session, account, project_id)
+    column = _find_column(await list_columns(session, project), col_id, project_id)
+    if not column.is_tool:
+        raise InvalidInput(f"column {column.name!r} is an input column; only tool columns run")
+    enrichment.schedule_backfill(session, column)
+    return column
+
+
+async def rerun_cell(
+    session: AsyncSession, account: Account, project_id: str, row_id: str, col_id: str, *, chunk_rows: int
+) -> RowView:
+    """Compute one tool cell again (and, after it, the cells that read it)."""
+    project = await get_project(session, account, project_id)
+    columns = await list_columns(session, project)
+    column = _find_column(columns, col_id, project_id)
+    if not column.is_tool:
+        raise InvalidInput(f"column {column.name!r} is an input column; only tool cells run")
+    row = await _get_row(session, project, row_id)
+    await enrichment.schedule_cells(
+        session, column, [row.pk], {c.id: c for c in columns}, chunk_rows=chunk_rows
+    )
+    return (await _row_views(session, [row], columns))[0]
+
+
+def _find_column(columns: Sequence[Column], col_id: str, project_id: str) -> Column:
+    column = next((c for c in columns if c.id == col_id), None)
+    if column is None:
+        raise NotFound(f"column {col_id} not found in project {project_id}")
     return column
 
 
@@ -203,9 +271,7 @@ async def delete_column(session: AsyncSession, account: Account, project_id: str
     """Delete a column and its cells; refused while a tool column reads it."""
     project = await get_project(session, account, project_id)
     columns = await list_columns(session, project)
-    target = next((c for c in columns if c.id == col_id), None)
-    if target is None:
-        raise NotFound(f"column {col_id} not found in project {project_id}")
+    target = _find_column(columns, col_id, project_id)
     readers = [c.name for c in columns if c.tool_inputs and col_id in c.tool_inputs.values()]
     if readers:
         raise Conflict(f"column {target.name!r} is read by tool column(s) {', '.join(readers)}")
@@ -224,6 +290,8 @@ def _check_value(name: str, value: Any, max_chars: int) -> str | None:
     if isinstance(value, float):
         return None if math.isfinite(value) else f"{name}: numbers must be finite"
     if isinstance(value, str):
+        if (problem := _text_problem(value)) is not None:
+            return f"{name}: text {problem}"
         return None if len(value) <= max_chars else f"{name}: text longer than {max_chars} characters"
     return f"{name}: must be text, a number, a boolean or null, not {type(value).__name__}"
 
@@ -233,12 +301,15 @@ def validate_company(columns: Sequence[Column], company: Any, max_chars: int) ->
     if not isinstance(company, dict):
         raise InvalidInput("company must be a JSON object of column name -> value")
     by_name = {column.name: column for column in columns}
-    unknown = sorted(k for k in company if k not in by_name)
+    # Error messages quote keys with ascii() where they are not storable text, so the answer can be encoded.
+    bad_keys = [ascii(k) for k in company if _text_problem(k) is not None]
+    unknown = sorted(k for k in company if k not in by_name and _text_problem(k) is None)
     tool_written = sorted(k for k in company if k in by_name and by_name[k].is_tool)
     invalid = [
         problem
         for key, value in company.items()
-        if (problem := _check_value(key, value, max_chars)) is not None
+        if (problem := _check_value(key if _text_problem(key) is None else ascii(key), value, max_chars))
+        is not None
     ]
     missing = [
         column.name
@@ -250,6 +321,9 @@ def validate_company(columns: Sequence[Column], company: Any, max_chars: int) ->
     if missing:
         problems.append(f"missing required column(s): {', '.join(missing)}")
         detail["missing_columns"] = missing
+    if bad_keys:
+        problems.append(f"column names that are not valid text: {', '.join(bad_keys)}")
+        detail["invalid_column_names"] = bad_keys
     if unknown:
         problems.append(f"unknown column(s): {', '.join(unknown)}")
         detail["unknown_columns"] = unknown
@@ -268,7 +342,15 @@ def _is_blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-async def _insert_rows(session: AsyncSession, project: Project, valued: Sequence[dict[str, Any]]) -> list[Row]:
+async def _insert_rows(
+    session: AsyncSession,
+    columns: Sequence[Column],
+    project: Project,
+    valued: Sequence[dict[str, Any]],
+    *,
+    chunk_rows: int,
+) -> list[Row]:
+    """Insert rows with their input cells, and schedule their tool cells in the same transaction."""
     rows = [Row(id=new_row_id(), project_id=project.id) for _ in valued]
     session.add_all(rows)
     await session.flush()
@@ -279,17 +361,19 @@ async def _insert_rows(session: AsyncSession, project: Project, valued: Sequence
     ]
     if cell_rows:
         await session.execute(insert(Cell), cell_rows)
+    if rows:
+        await enrichment.schedule_new_rows(session, columns, [row.pk for row in rows], chunk_rows=chunk_rows)
     return rows
 
 
 async def add_row(
-    session: AsyncSession, account: Account, project_id: str, company: Any, *, max_chars: int
+    session: AsyncSession, account: Account, project_id: str, company: Any, *, max_chars: int, chunk_rows: int
 ) -> Row:
     """Validate one company and store it as a new row."""
     project = await get_project(session, account, project_id)
     columns = await list_columns(session, project)
     values = validate_company(columns, company, max_chars)
-    return (await _insert_rows(session, project, [values]))[0]
+    return (await _insert_rows(session, columns, project, [values], chunk_rows=chunk_rows))[0]
 
 
 async def add_rows(
@@ -300,6 +384,7 @@ async def add_rows(
     *,
     max_rows: int,
     max_chars: int,
+    chunk_rows: int,
 ) -> list[RowOutcome]:
     """Store every valid company as a row; report each invalid one. A row is written whole or not at all."""
     if len(companies) > max_rows:
@@ -315,7 +400,9 @@ async def add_rows(
         except InvalidInput as exc:
             outcomes.append(RowOutcome(error=exc))
     valid = [outcome for outcome in outcomes if outcome.error is None]
-    rows = await _insert_rows(session, project, [outcome.values for outcome in valid])
+    rows = await _insert_rows(
+        session, columns, project, [outcome.values for outcome in valid], chunk_rows=chunk_rows
+    )
     for outcome, row in zip(valid, rows, strict=True):
         outcome.row_id = row.id
     return outcomes
@@ -343,14 +430,20 @@ async def list_rows(
     project = await get_project(session, account, project_id)
     columns = await list_columns(session, project)
     total = int(await session.scalar(select(func.count(Row.pk)).where(Row.project_id == project.id)) or 0)
-    rows = list(
-        await session.scalars(
-            select(Row)
-            .where(Row.project_id == project.id)
-            .order_by(Row.pk)
-            .offset((page - 1) * page_size)
-            .limit(page_size)
+    offset = (page - 1) * page_size
+    # Past the end answers an empty page without asking the database, whose integers a huge page overflows.
+    rows = (
+        list(
+            await session.scalars(
+                select(Row)
+                .where(Row.project_id == project.id)
+                .order_by(Row.pk)
+                .offset(offset)
+                .limit(page_size)
+            )
         )
+        if offset < total
+        else []
     )
     return RowsPageView(
         rows=await _row_views(session, rows, columns), page=page, page_size=page_size, total=total
@@ -358,9 +451,7 @@ async def list_rows(
 
 
 async def _get_row(session: AsyncSession, project: Project, row_id: str) -> Row:
-    row: Row | None = await session.scalar(
-        select(Row).where(Row.id == row_id, Row.project_id == project.id)
-    )
+    row: Row | None = await session.scalar(select(Row).where(Row.id == row_id, Row.project_id == project.id))
     if row is None:
         raise NotFound(f"row {row_id} not found in project {project.id}")
     return row

@@ -1,0 +1,85 @@
+"""Queue handlers of the enrichment engine: run a chunk of tool cells; backfill a tool column.
+
+Each run is two short transactions around the slow part: claim the cells (mark them running), run the
+tool outside any transaction, then write the outcomes and schedule the cells that read them. Tool
+failures become `error` cells; only infrastructure failures (the database) make the task retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from dossier.enrichment import service
+from dossier.enrichment.protocol import ToolContext, ToolOutcome
+from dossier.enrichment.tools import get_tool
+from dossier.errors import DossierError
+from dossier.projects.models import Column
+from dossier.queue.service import TaskRun, enqueue, task_handler
+
+log = logging.getLogger("dossier.enrichment")
+
+
+def _blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip()) or value == {} or value == []
+
+
+async def _run_one(work: service.CellWork, run_tool: Column, ctx: ToolContext, limit_s: float) -> ToolOutcome:
+    if work.failed_inputs:
+        return ToolOutcome.skipped(f"input column(s) failed: {', '.join(work.failed_inputs)}")
+    if all(_blank(value) for value in work.values.values()):
+        return ToolOutcome.skipped("inputs are empty")
+    assert run_tool.tool_type is not None
+    tool = get_tool(run_tool.tool_type)
+    try:
+        config = tool.parse_config(run_tool.tool_config)
+        async with asyncio.timeout(limit_s):
+            return await tool.run(work.values, config, ctx)
+    except TimeoutError:
+        return ToolOutcome.failed(f"{tool.name} did not finish within {limit_s:g} s")
+    except DossierError as exc:
+        return ToolOutcome.failed(exc.message)
+    except Exception as exc:  # a tool bug must end the cell, not leave it loading forever
+        log.exception("tool raised", extra={"tool": tool.name, "column_id": run_tool.id})
+        return ToolOutcome.failed(f"{tool.name} failed: {type(exc).__name__}: {exc}")
+
+
+@task_handler(service.RUN_CELLS, max_attempts=5, backoff=(1.0, 5.0, 15.0, 60.0))
+async def run_cells(run: TaskRun) -> None:
+    """Compute one chunk of one tool column's cells."""
+    resources = run.resources
+    settings = resources.settings
+    column_id = str(run.payload["column_id"])
+    token = str(run.payload["token"])
+    row_pks = [int(pk) for pk in run.payload["row_pks"]]
+    async with resources.sessionmaker() as session, session.begin():
+        column, work = await service.claim_cells(session, column_id, row_pks, token)
+    if column is None or not work:
+        return
+    ctx = ToolContext(settings=settings, sessionmaker=resources.sessionmaker, http=resources.http)
+    limit = asyncio.Semaphore(settings.tool_concurrency)
+
+    async def bounded(item: service.CellWork) -> tuple[int, ToolOutcome]:
+        async with limit:
+            return item.row_pk, await _run_one(item, column, ctx, settings.tool_timeout_seconds)
+
+    outcomes = await asyncio.gather(*(bounded(item) for item in work))
+    async with resources.sessionmaker() as session, session.begin():
+        await service.finish_cells(session, column, token, outcomes, chunk_rows=settings.tool_chunk_rows)
+
+
+@task_handler(service.BACKFILL_COLUMN, max_attempts=10)
+async def backfill_column(run: TaskRun) -> None:
+    """Schedule one batch of a tool column's rows, then queue the next batch in the same transaction."""
+    settings = run.resources.settings
+    payload = run.payload
+    async with run.resources.sessionmaker() as session, session.begin():
+        next_after = await service.backfill_batch(
+            session,
+            str(payload["column_id"]),
+            int(payload["after_pk"]),
+            payload.get("until_pk"),
+            chunk_rows=settings.tool_chunk_rows,
+        )
+        if next_after is not None:
+            enqueue(session, service.BACKFILL_COLUMN, {**payload, "after_pk": next_after})
