@@ -14,11 +14,14 @@ from dossier.accounts import service as accounts
 from dossier.db.engine import create_engine, create_sessionmaker
 from dossier.db.migrate import upgrade_to_head
 from dossier.logs import configure_logging
+from dossier.projects.cli import export_rows, import_rows
 from dossier.settings import Settings, get_settings
 
 app = typer.Typer(help="Dossier: self-hosted company data enrichment.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts and API keys.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
+app.command("import")(import_rows)
+app.command("export")(export_rows)
 
 console = Console()
 err_console = Console(stderr=True)

@@ -469,3 +469,63 @@ async def delete_row(session: AsyncSession, account: Account, project_id: str, r
     row = await _get_row(session, project, row_id)
     await session.delete(row)
     await session.flush()
+
+
+# --- administration (the CLI acts for the project's own account) -------------------------------------------
+
+
+async def project_owner(session: AsyncSession, project_id: str) -> Account:
+    """The account that owns a project; NotFound when there is no such project."""
+    account: Account | None = await session.scalar(
+        select(Account).join(Project, Project.account_id == Account.id).where(Project.id == project_id)
+    )
+    if account is None:
+        raise NotFound(f"project {project_id} not found")
+    return account
+
+
+async def rows_after(
+    session: AsyncSession, project: Project, columns: Sequence[Column], after_pk: int, limit: int
+) -> list[RowView]:
+    """Rows in insertion order after ``after_pk``: keyset pagination for streaming exports."""
+    rows = list(
+        await session.scalars(
+            select(Row).where(Row.project_id == project.id, Row.pk > after_pk).order_by(Row.pk).limit(limit)
+        )
+    )
+    return await _row_views(session, rows, columns)
+
+
+@dataclass(frozen=True)
+class EnrichmentProgress:
+    """Tool cells of a project: how many there should be, and how many are final."""
+
+    total: int
+    done: int
+
+    @property
+    def finished(self) -> bool:
+        return self.done >= self.total
+
+
+async def enrichment_progress(session: AsyncSession, project: Project) -> EnrichmentProgress:
+    """Count final tool cells against rows x tool columns (a missing cell counts as not done)."""
+    columns = await list_columns(session, project)
+    tool_ids = [column.id for column in columns if column.is_tool]
+    if not tool_ids:
+        return EnrichmentProgress(0, 0)
+    rows = int(await session.scalar(select(func.count(Row.pk)).where(Row.project_id == project.id)) or 0)
+    done = int(
+        await session.scalar(
+            select(func.count())
+            .select_from(Cell)
+            .join(Row, Row.pk == Cell.row_pk)
+            .where(
+                Row.project_id == project.id,
+                Cell.column_id.in_(tool_ids),
+                Cell.status.in_(["success", "error", "skipped"]),
+            )
+        )
+        or 0
+    )
+    return EnrichmentProgress(total=rows * len(tool_ids), done=done)
