@@ -38,7 +38,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await engine.dispose()
 
-    app = FastAPI(title="Dossier", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # strict_content_type=False: a JSON body sent without a Content-Type is still read as JSON (and malformed
+    # JSON is a 400); a body declared as something else is refused with 415 (see api.errors).
+    app = FastAPI(
+        title="Dossier",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        strict_content_type=False,
+    )
     app.state.settings = settings
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)

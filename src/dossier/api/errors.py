@@ -56,6 +56,9 @@ def _describe_validation(exc: RequestValidationError) -> tuple[int, str, list[di
     errors = exc.errors()
     if any(error.get("type") == "json_invalid" for error in errors):
         return 400, "request body is not valid JSON", []
+    if any(tuple(e.get("loc", ())) == ("body",) and isinstance(e.get("input"), bytes) for e in errors):
+        # FastAPI leaves a body whose Content-Type is not JSON unparsed (e.g. curl -d's form encoding).
+        return 415, "request body must be JSON, sent with Content-Type: application/json", []
     details = []
     messages = []
     for error in errors:
