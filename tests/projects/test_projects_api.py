@@ -3,7 +3,9 @@ from __future__ import annotations
 import httpx
 
 
-async def test_create_project_then_add_and_read_a_row(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
+async def test_create_project_then_add_and_read_a_row(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
     created = await client.post(
         "/api/enterprise/projects",
         json={"name": "Tech", "columns": [{"name": "company_name", "required": True}, {"name": "website"}]},
