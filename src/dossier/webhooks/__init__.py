@@ -1,0 +1,1 @@
+"""Webhook delivery: events, endpoints, wire profiles, the dispatcher and delivery history."""

@@ -1,0 +1,93 @@
+"""``kernel``: job callbacks of ``003`` (entity resolution and firmographic enrichment).
+
+``X-Kernel-Delivery`` is unique per attempt, exactly as documented, so receivers cannot deduplicate on it;
+the ``webhook-id`` header every profile carries is the stable id. Exactly 3 attempts: now, +30 s, +2 min.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, ClassVar
+
+from dossier.webhooks.profiles.base import USER_AGENT, WebhookProfile, hmac_sha256_hex, iso_z
+from dossier.webhooks.retry import KERNEL_SCHEDULE, RetrySchedule
+
+KERNEL_EVENTS = frozenset(
+    {
+        "entity-resolution.completed",
+        "entity-resolution.failed",
+        "firmographic-enrichment.completed",
+        "firmographic-enrichment.failed",
+    }
+)
+_DATA_FIELDS = ("id", "status", "created_at", "completed_at", "record")
+
+
+def _when(value: datetime | str | None) -> str | None:
+    return iso_z(value) if isinstance(value, datetime) else value
+
+
+def kernel_job_data(
+    *,
+    job_id: str,
+    status: str,
+    created_at: datetime | str,
+    completed_at: datetime | str | None,
+    record: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The ``data`` object of a job callback; ``record`` is None for a failed job (``003``)."""
+    if status not in ("completed", "failed"):
+        raise ValueError("kernel job status is 'completed' or 'failed'")
+    return {
+        "id": str(job_id),
+        "status": status,
+        "created_at": _when(created_at),
+        "completed_at": _when(completed_at),
+        "record": None if status == "failed" or record is None else dict(record),
+    }
+
+
+class KernelProfile(WebhookProfile):
+    """``X-Kernel-Signature`` (HMAC of the raw body), ``X-Kernel-Event``, ``X-Kernel-Delivery``; 5 s."""
+
+    name: ClassVar[str] = "kernel"
+    events: ClassVar[frozenset[str] | None] = KERNEL_EVENTS
+    timeout: ClassVar[float] = 5.0
+    default_schedule: ClassVar[RetrySchedule] = KERNEL_SCHEDULE
+
+    def envelope(self, event_type: str, data: Mapping[str, Any], *, occurred_at: datetime) -> dict[str, Any]:
+        """``{event, timestamp, data: {id, status, created_at, completed_at, record}}``.
+
+        Build ``data`` with :func:`kernel_job_data`.
+        """
+        missing = [name for name in _DATA_FIELDS if name not in data]
+        if missing:
+            raise ValueError(f"kernel: event data lacks {missing}")
+        expected = event_type.rsplit(".", 1)[-1]
+        if data["status"] != expected:
+            raise ValueError(f"kernel: {event_type} needs status {expected!r}, not {data['status']!r}")
+        return {
+            "event": event_type,
+            "timestamp": iso_z(occurred_at),
+            "data": {name: data[name] for name in _DATA_FIELDS},
+        }
+
+    def vendor_headers(
+        self,
+        event_type: str,
+        body: bytes,
+        *,
+        delivery_id: str,
+        attempt_id: str,
+        secret: str,
+        options: Mapping[str, str],
+    ) -> dict[str, str]:
+        """``003``'s headers; ``X-Kernel-Delivery`` is the attempt id (unique per attempt, as documented)."""
+        return {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "X-Kernel-Signature": "sha256=" + hmac_sha256_hex(secret, body),
+            "X-Kernel-Event": event_type,
+            "X-Kernel-Delivery": attempt_id,
+        }

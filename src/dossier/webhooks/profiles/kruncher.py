@@ -1,0 +1,88 @@
+"""``kruncher``: account webhooks of ``001`` (``analysisCompleted``, ``changedStatus``).
+
+``001`` has receivers compare an ``x-kruncher-api-key`` header with their API key. Sending an account's API
+key to a URL hands a credential to whoever controls that URL (or a proxy, or a log), and a key that can call
+the whole API is far more than a receiver needs to authenticate a webhook. So deliveries are signed with HMAC
+like the other profiles (``X-Kruncher-Signature``) and the API-key header is sent only when the endpoint
+explicitly opts in, for receivers written against ``001`` that cannot be changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, ClassVar
+
+from dossier.webhooks.profiles.base import USER_AGENT, WebhookProfile, hmac_sha256_hex, iso_z
+
+ANALYSIS_COMPLETED = "analysisCompleted"
+CHANGED_STATUS = "changedStatus"
+#: Option carrying the API key to send in ``x-kruncher-api-key``; present only for opted-in endpoints.
+API_KEY_OPTION = "api_key"
+
+
+def analysis_completed_data(
+    *, project_id: str, analysis_id: str, project_name: str, kruncher_entity_company_id: str | None
+) -> dict[str, Any]:
+    """``data`` of ``analysisCompleted``, in ``001``'s spelling."""
+    return {
+        "projectId": str(project_id),
+        "analysisId": str(analysis_id),
+        "projectName": project_name,
+        "kruncherEntityCompanyId": kruncher_entity_company_id,
+    }
+
+
+def changed_status_data(
+    *,
+    project_id: str,
+    project_name: str,
+    previous_status: str | None,
+    new_status: str,
+    stage: str | None,
+    changed_at: datetime,
+) -> dict[str, Any]:
+    """``data`` of ``changedStatus``, in ``001``'s spelling."""
+    return {
+        "projectId": str(project_id),
+        "projectName": project_name,
+        "previousStatus": previous_status,
+        "newStatus": new_status,
+        "stage": stage,
+        "changedAt": iso_z(changed_at),
+    }
+
+
+class KruncherProfile(WebhookProfile):
+    """``{event, data}``, ``x-delivery-id``, ``X-Kruncher-Signature``; 30 s timeout; default schedule."""
+
+    name: ClassVar[str] = "kruncher"
+    events: ClassVar[frozenset[str] | None] = frozenset({ANALYSIS_COMPLETED, CHANGED_STATUS})
+    timeout: ClassVar[float] = 30.0
+    option_names: ClassVar[frozenset[str]] = frozenset({API_KEY_OPTION})
+
+    def envelope(self, event_type: str, data: Mapping[str, Any], *, occurred_at: datetime) -> dict[str, Any]:
+        """``{"event": ..., "data": {...}}``; build ``data`` with the helpers above."""
+        return {"event": event_type, "data": dict(data)}
+
+    def vendor_headers(
+        self,
+        event_type: str,
+        body: bytes,
+        *,
+        delivery_id: str,
+        attempt_id: str,
+        secret: str,
+        options: Mapping[str, str],
+    ) -> dict[str, str]:
+        """``x-delivery-id`` is the stable delivery id: ``001`` tells receivers to deduplicate on it."""
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "x-delivery-id": delivery_id,
+            "X-Kruncher-Signature": "sha256=" + hmac_sha256_hex(secret, body),
+        }
+        api_key = options.get(API_KEY_OPTION)
+        if api_key:
+            headers["x-kruncher-api-key"] = api_key
+        return headers

@@ -1,0 +1,90 @@
+"""``kuration``: the ``tool_output_ready`` delivery of ``002`` (which wins over the example in ``000``).
+
+Body: ``json.dumps(payload, separators=(",", ":")).encode()``. Because that is also ``002``'s canonical
+signed string, a receiver that HMACs the raw body and one that parses and re-serialises agree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, ClassVar
+
+from dossier.webhooks.profiles.base import WebhookProfile, as_utc, hmac_sha256_hex
+
+TOOL_OUTPUT_READY = "tool_output_ready"
+USER_AGENT = "Kuration-Webhook/1.0"
+_FIELDS = ("project_id", "row_id", "col_id", "value", "status")
+
+
+def kuration_timestamp(when: datetime) -> str:
+    """``2024-01-20T14:45:00.000000``: naive UTC ISO with microseconds, as ``002`` prints it."""
+    return as_utc(when).replace(tzinfo=None).isoformat(timespec="microseconds")
+
+
+def value_string(value: Any) -> str:
+    """``value`` is a string on the wire (``002``): strings pass through, other outputs are JSON-serialised.
+
+    None (a cell that produced nothing, e.g. on error) becomes ``""`` rather than ``"null"``: a receiver
+    testing ``if payload["value"]`` should not see a truthy placeholder.
+    """
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def tool_output_ready_payload(
+    *, project_id: str, row_id: str, col_id: str, value: Any, status: str, timestamp: datetime
+) -> dict[str, Any]:
+    """The ``tool_output_ready`` object, keys in the documented order (order is part of the signed bytes)."""
+    return {
+        "event": TOOL_OUTPUT_READY,
+        "project_id": str(project_id),
+        "row_id": str(row_id),
+        "col_id": str(col_id),
+        "value": value_string(value),
+        "status": str(status),
+        "timestamp": kuration_timestamp(timestamp),
+    }
+
+
+class KurationProfile(WebhookProfile):
+    """``X-Kuration-Signature: sha256=<hex>`` over the canonical-JSON body; 5 s timeout; default schedule."""
+
+    name: ClassVar[str] = "kuration"
+    events: ClassVar[frozenset[str] | None] = frozenset({TOOL_OUTPUT_READY})
+    timeout: ClassVar[float] = 5.0
+
+    def envelope(self, event_type: str, data: Mapping[str, Any], *, occurred_at: datetime) -> dict[str, Any]:
+        """The flat ``002`` object from a cell's project_id, row_id, col_id, value and status."""
+        missing = [name for name in _FIELDS if name not in data]
+        if missing:
+            raise ValueError(f"kuration: event data lacks {missing}")
+        return tool_output_ready_payload(
+            project_id=data["project_id"],
+            row_id=data["row_id"],
+            col_id=data["col_id"],
+            value=data["value"],
+            status=data["status"],
+            timestamp=occurred_at,
+        )
+
+    def vendor_headers(
+        self,
+        event_type: str,
+        body: bytes,
+        *,
+        delivery_id: str,
+        attempt_id: str,
+        secret: str,
+        options: Mapping[str, str],
+    ) -> dict[str, str]:
+        """``Content-Type``, ``User-Agent: Kuration-Webhook/1.0`` and ``X-Kuration-Signature``."""
+        return {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "X-Kuration-Signature": "sha256=" + hmac_sha256_hex(secret, body),
+        }
