@@ -43,7 +43,38 @@ class Settings(BaseSettings):
         description="Hosts and CIDRs outbound requests may reach even if private/loopback (comma-separated).",
     )
 
-    @field_validator("outbound_allow", mode="before")
+    # Work queue (docs/configuration.md, "Work queue"). Every duration is a float so tests can compress time.
+    worker_concurrency: int = Field(
+        default=8, ge=1, description="Tasks one worker process runs at once (`dossier worker --concurrency`)."
+    )
+    worker_batch_size: int = Field(default=20, ge=1, description="Most tasks claimed by one claim statement.")
+    worker_poll_interval: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds an idle worker waits before looking for due tasks again when nothing woke it.",
+    )
+    worker_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds a claimed task stays reserved without a heartbeat; after that another worker "
+        "may run it again (its worker is presumed dead).",
+    )
+    worker_heartbeat_interval: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds between lease renewals of the tasks in hand (capped at a third of the lease).",
+    )
+    worker_shutdown_grace: float = Field(
+        default=20.0,
+        ge=0,
+        description="On SIGTERM, seconds in-flight tasks get to finish before going back to the queue.",
+    )
+    task_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Extra Python modules workers import to register task handlers (comma-separated).",
+    )
+
+    @field_validator("outbound_allow", "task_modules", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):

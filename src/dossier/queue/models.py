@@ -1,9 +1,11 @@
+"""The one durable work queue: a `tasks` table, claimed with SKIP LOCKED, leased, retried as data."""
+
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, Integer, String
+from sqlalchemy import Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dossier.db.base import Base, BigIntPK, JSONType, utcnow
@@ -11,6 +13,9 @@ from dossier.db.base import Base, BigIntPK, JSONType, utcnow
 QUEUED = "queued"
 RUNNING = "running"
 FAILED = "failed"
+# A task is unfinished while it may still run; succeeded tasks are deleted, failed ones stay.
+UNFINISHED = (QUEUED, RUNNING)
+_UNFINISHED_SQL = "status IN ('queued', 'running')"
 
 
 class Task(Base):
@@ -20,6 +25,14 @@ class Task(Base):
     __table_args__ = (
         Index("ix_tasks_due", "status", "run_at"),
         Index("ix_tasks_lease", "status", "lease_expires_at"),
+        # Idempotent enqueue: at most one UNFINISHED task per key, so a failed task does not block the key.
+        Index(
+            "uq_tasks_dedupe_key",
+            "dedupe_key",
+            unique=True,
+            postgresql_where=text(_UNFINISHED_SQL),
+            sqlite_where=text(_UNFINISHED_SQL),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -28,10 +41,11 @@ class Task(Base):
     status: Mapped[str] = mapped_column(String(16), default=QUEUED)
     priority: Mapped[int] = mapped_column(Integer, default=0)
     run_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Claims so far (a claim whose worker died counts; a release at graceful shutdown does not).
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=5)
-    # Idempotent enqueue: at most one unfinished task per key.
-    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True, default=None)
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    # The worker holding the task and until when; another worker may take it once the lease has expired.
     locked_by: Mapped[str | None] = mapped_column(String(100), default=None)
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     # The error of each failed try, newest last, bounded (see queue.service.MAX_KEPT_ERRORS).

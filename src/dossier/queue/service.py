@@ -3,27 +3,43 @@
 ``enqueue`` only adds a row to the caller's session: the task exists exactly when the caller's transaction
 commits (transactional outbox). Handlers are registered per task kind with their retry policy, which is
 data (attempts and a backoff schedule), not code paths.
+
+Wake-ups: a session that enqueued sends ``NOTIFY dossier_tasks`` inside its own transaction on PostgreSQL
+(delivered by the server on commit only), and signals workers of this process after commit on every
+backend. Both only shorten the wait; workers poll regardless.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import CursorResult, event, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session, aliased
 
 from dossier.db.base import utcnow
-from dossier.queue.models import QUEUED, Task
+from dossier.queue.models import FAILED, QUEUED, UNFINISHED, Task
 from dossier.settings import Settings
+
+log = logging.getLogger("dossier.queue")
 
 MAX_KEPT_ERRORS = 20
 DEFAULT_BACKOFF: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0, 600.0)
+NOTIFY_CHANNEL = "dossier_tasks"
+# Set in ``session.info`` by enqueue: this transaction added tasks, so its commit should wake workers.
+ENQUEUED_FLAG = "dossier_enqueued"
 
 
 class RetryLater(Exception):
-    """Raised by a handler: try again after ``delay`` seconds (counts as an attempt)."""
+    """Raised by a handler: try again after ``delay`` seconds (counts as an attempt).
+
+    Without a delay the kind's backoff schedule decides. The reason is kept in the task's errors.
+    """
 
     def __init__(self, reason: str, delay: float | None = None) -> None:
         super().__init__(reason)
@@ -31,7 +47,7 @@ class RetryLater(Exception):
 
 
 class PermanentFailure(Exception):
-    """Raised by a handler: do not retry; the task ends ``failed``."""
+    """Raised by a handler: do not retry; the task ends ``failed`` with this error kept."""
 
 
 @dataclass(frozen=True)
@@ -45,13 +61,18 @@ class WorkerResources:
 
 @dataclass(frozen=True)
 class TaskRun:
-    """One attempt at one task, as its handler sees it."""
+    """One attempt at one task, as its handler sees it.
+
+    ``attempt`` is 1-based and counts every claim, so a handler can tell a first try from a retry (or from a
+    re-run after its previous worker died): handlers must be idempotent, delivery is at-least-once.
+    """
 
     task_id: int
     kind: str
     payload: dict[str, Any]
     attempt: int
     resources: WorkerResources
+    worker_id: str = ""
 
 
 Handler = Callable[[TaskRun], Awaitable[None]]
@@ -59,6 +80,8 @@ Handler = Callable[[TaskRun], Awaitable[None]]
 
 @dataclass(frozen=True)
 class TaskKind:
+    """A registered kind of task: its handler and retry policy."""
+
     name: str
     handler: Handler
     max_attempts: int
@@ -66,7 +89,7 @@ class TaskKind:
 
     def delay_after(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        return self.backoff[min(attempt - 1, len(self.backoff) - 1)]
+        return self.backoff[min(max(attempt, 1) - 1, len(self.backoff) - 1)]
 
 
 _KINDS: dict[str, TaskKind] = {}
@@ -76,15 +99,25 @@ def task_handler(
     kind: str, *, max_attempts: int = 5, backoff: Sequence[float] = DEFAULT_BACKOFF
 ) -> Callable[[Handler], Handler]:
     """Register the handler of a task kind. Handlers must be idempotent: delivery is at-least-once."""
+    if max_attempts < 1:
+        raise ValueError("max_attempts must be at least 1")
+    if not backoff or any(delay < 0 for delay in backoff):
+        raise ValueError("backoff must be a non-empty sequence of non-negative delays")
 
     def register(handler: Handler) -> Handler:
-        _KINDS[kind] = TaskKind(kind, handler, max_attempts, tuple(backoff))
+        _KINDS[kind] = TaskKind(kind, handler, max_attempts, tuple(float(d) for d in backoff))
         return handler
 
     return register
 
 
+def get_kind(kind: str) -> TaskKind | None:
+    """The registration of ``kind`` in this process, if its module was imported."""
+    return _KINDS.get(kind)
+
+
 def registered_kinds() -> dict[str, TaskKind]:
+    """A copy of the kinds registered in this process (by importing the task modules)."""
     return dict(_KINDS)
 
 
@@ -99,21 +132,156 @@ def enqueue(
     priority: int = 0,
     dedupe_key: str | None = None,
 ) -> Task:
-    """Add a task to the caller's transaction; it becomes visible to workers when that commits."""
+    """Add a task to the caller's transaction; it becomes visible to workers when that commits.
+
+    A ``dedupe_key`` already held by an unfinished task makes the flush fail with IntegrityError; use
+    ``enqueue_unique`` when a duplicate is expected and should be skipped.
+    """
+    task = Task(**_row(kind, payload, run_at, delay, max_attempts, priority, dedupe_key))
+    session.add(task)
+    session.info[ENQUEUED_FLAG] = True
+    return task
+
+
+async def enqueue_unique(
+    session: AsyncSession,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    dedupe_key: str,
+    run_at: datetime | None = None,
+    delay: float | None = None,
+    max_attempts: int | None = None,
+    priority: int = 0,
+) -> int | None:
+    """Enqueue unless an unfinished (queued or running) task holds ``dedupe_key``; returns the new id or None.
+
+    ``INSERT ... ON CONFLICT DO NOTHING`` rather than catching IntegrityError: on PostgreSQL a failed
+    statement would abort the caller's whole transaction.
+    """
+    values = _row(kind, payload, run_at, delay, max_attempts, priority, dedupe_key)
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = (
+        insert(Task)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[Task.dedupe_key], index_where=Task.status.in_(UNFINISHED))
+        .returning(Task.id)
+    )
+    new_id = (await session.execute(stmt)).scalar_one_or_none()
+    if new_id is not None:
+        session.info[ENQUEUED_FLAG] = True
+    return new_id
+
+
+def _row(
+    kind: str,
+    payload: dict[str, Any],
+    run_at: datetime | None,
+    delay: float | None,
+    max_attempts: int | None,
+    priority: int,
+    dedupe_key: str | None,
+) -> dict[str, Any]:
     when = run_at or utcnow()
     if delay:
         when += timedelta(seconds=delay)
     spec = _KINDS.get(kind)
-    task = Task(
-        kind=kind,
-        payload=payload,
-        status=QUEUED,
-        run_at=when,
-        priority=priority,
-        max_attempts=max_attempts or (spec.max_attempts if spec else 5),
-        dedupe_key=dedupe_key,
-        errors=[],
+    return {
+        "kind": kind,
+        "payload": payload,
+        "status": QUEUED,
+        "run_at": when,
+        "priority": priority,
+        "attempts": 0,
+        "max_attempts": max_attempts or (spec.max_attempts if spec else 5),
+        "dedupe_key": dedupe_key,
+        "errors": [],
+        "created_at": utcnow(),
+    }
+
+
+# --- wake-ups -------------------------------------------------------------------------------------------
+
+_local_wakeups: set[Callable[[], None]] = set()
+
+
+def add_local_wakeup(callback: Callable[[], None]) -> None:
+    """Call ``callback`` after every commit in this process that enqueued (it must be thread-safe)."""
+    _local_wakeups.add(callback)
+
+
+def remove_local_wakeup(callback: Callable[[], None]) -> None:
+    """Stop calling ``callback`` (a worker that stopped)."""
+    _local_wakeups.discard(callback)
+
+
+@event.listens_for(Session, "before_commit")
+def _notify_in_transaction(session: Session) -> None:
+    # NOTIFY is transactional: PostgreSQL delivers it when this transaction commits and drops it on rollback,
+    # which is exactly "wake workers when the tasks become visible". Identical notifications in one
+    # transaction are folded into one by the server.
+    if session.info.get(ENQUEUED_FLAG) and session.get_bind().dialect.name == "postgresql":
+        session.connection().exec_driver_sql(f"NOTIFY {NOTIFY_CHANNEL}")
+
+
+@event.listens_for(Session, "after_commit")
+def _signal_local_workers(session: Session) -> None:
+    if session.info.pop(ENQUEUED_FLAG, None):
+        for callback in list(_local_wakeups):
+            try:
+                callback()
+            except Exception:  # a wake-up is an optimisation; never fail the caller's commit over it
+                log.exception("local wake-up failed")
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back(session: Session) -> None:
+    # A rolled-back transaction's tasks do not exist; a later commit of this session must not signal for them.
+    session.info.pop(ENQUEUED_FLAG, None)
+
+
+# --- administration -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueCount:
+    """How many tasks of one kind are in one status, and the oldest one's run_at."""
+
+    kind: str
+    status: str
+    count: int
+    oldest_run_at: datetime | None
+
+
+async def queue_stats(session: AsyncSession) -> list[QueueCount]:
+    """Counts of the tasks table by kind and status (succeeded tasks are deleted, so they never appear)."""
+    rows = await session.execute(
+        select(Task.kind, Task.status, func.count(), func.min(Task.run_at))
+        .group_by(Task.kind, Task.status)
+        .order_by(Task.kind, Task.status)
     )
-    session.add(task)
-    session.info["dossier_enqueued"] = True
-    return task
+    return [QueueCount(kind, status, count, oldest) for kind, status, count, oldest in rows]
+
+
+async def retry_failed(session: AsyncSession, *, kind: str | None = None, task_id: int | None = None) -> int:
+    """Put failed tasks back in the queue with a fresh attempt budget (their errors are kept)."""
+    holder = aliased(Task)
+    # A failed task whose dedupe key an unfinished task holds again stays failed: requeueing it would
+    # duplicate that work (and break the unique index).
+    key_taken = (
+        select(holder.id).where(holder.dedupe_key == Task.dedupe_key, holder.status.in_(UNFINISHED)).exists()
+    )
+    stmt = (
+        update(Task)
+        .where(Task.status == FAILED, ~key_taken)
+        .values(status=QUEUED, attempts=0, run_at=utcnow(), finished_at=None, locked_by=None)
+        .execution_options(synchronize_session=False)
+    )
+    if kind is not None:
+        stmt = stmt.where(Task.kind == kind)
+    if task_id is not None:
+        stmt = stmt.where(Task.id == task_id)
+    result = cast(CursorResult[Any], await session.execute(stmt))
+    if result.rowcount:
+        session.info[ENQUEUED_FLAG] = True
+    return result.rowcount

@@ -95,15 +95,23 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tasks")),
-        sa.UniqueConstraint("dedupe_key", name=op.f("uq_tasks_dedupe_key")),
     )
     with op.batch_alter_table("tasks", schema=None) as batch_op:
         batch_op.create_index("ix_tasks_due", ["status", "run_at"], unique=False)
         batch_op.create_index("ix_tasks_lease", ["status", "lease_expires_at"], unique=False)
+        # At most one unfinished task per dedupe key (partial: a failed task does not hold its key).
+        batch_op.create_index(
+            "uq_tasks_dedupe_key",
+            ["dedupe_key"],
+            unique=True,
+            postgresql_where=sa.text("status IN ('queued', 'running')"),
+            sqlite_where=sa.text("status IN ('queued', 'running')"),
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("tasks", schema=None) as batch_op:
+        batch_op.drop_index("uq_tasks_dedupe_key")
         batch_op.drop_index("ix_tasks_lease")
         batch_op.drop_index("ix_tasks_due")
 

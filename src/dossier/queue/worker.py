@@ -1,0 +1,536 @@
+"""The worker: claim due tasks in batches, run their handlers concurrently, keep their leases alive.
+
+Every state change of a task is one short statement guarded by ownership (``locked_by`` and the attempt
+number the claim produced), so a worker whose lease was taken over (it stalled, another worker reclaimed the
+task) can never overwrite the new owner's state. Delivery is at-least-once: a task runs again if its worker
+dies after the handler's work committed but before the task was deleted, so handlers must be idempotent.
+
+Time is the workers' clocks (UTC); machines sharing one PostgreSQL should run NTP, and the lease should be
+much longer than any clock skew.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Table, and_, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from dossier.db.base import utcnow
+from dossier.queue.models import FAILED, QUEUED, RUNNING, Task
+from dossier.queue.service import (
+    MAX_KEPT_ERRORS,
+    NOTIFY_CHANNEL,
+    PermanentFailure,
+    RetryLater,
+    TaskRun,
+    WorkerResources,
+    add_local_wakeup,
+    get_kind,
+    remove_local_wakeup,
+)
+
+log = logging.getLogger("dossier.queue")
+
+tasks_table = cast(Table, Task.__table__)
+_T = tasks_table.c
+MAX_MESSAGE_CHARS = 2000
+Maker = async_sessionmaker[AsyncSession]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A task this worker holds: the claim's attempt number is part of its identity (see ``_owned``)."""
+
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def default_worker_id() -> str:
+    """host:pid:random, unique per worker process even when pids repeat across machines or restarts."""
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+# --- the statements -------------------------------------------------------------------------------------
+
+
+async def claim_batch(
+    maker: Maker, *, worker_id: str, limit: int, lease_seconds: float, now: datetime | None = None
+) -> list[Claimed]:
+    """Claim up to ``limit`` due tasks in ONE statement: queued and due, or running with an expired lease.
+
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets concurrent workers claim disjoint batches without waiting.
+    SQLite: every transaction starts with BEGIN IMMEDIATE (db.engine), so claims are serialised by the
+    single writer lock and the UPDATE ... RETURNING is atomic.
+    """
+    now = now or utcnow()
+    async with maker() as session, session.begin():
+        due = (
+            select(_T.id)
+            .where(
+                or_(
+                    and_(_T.status == QUEUED, _T.run_at <= now),
+                    and_(_T.status == RUNNING, _T.lease_expires_at < now),
+                )
+            )
+            .order_by(_T.priority.desc(), _T.run_at, _T.id)
+            .limit(limit)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        stmt = (
+            update(tasks_table)
+            .where(_T.id.in_(due))
+            .values(
+                status=RUNNING,
+                locked_by=worker_id,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                attempts=_T.attempts + 1,
+            )
+            .returning(_T.id, _T.kind, _T.payload, _T.attempts, _T.max_attempts, _T.errors)
+        )
+        rows = (await session.execute(stmt)).all()
+    return [
+        Claimed(
+            row.id, row.kind, dict(row.payload or {}), row.attempts, row.max_attempts, list(row.errors or [])
+        )
+        for row in rows
+    ]
+
+
+def _owned(claim: Claimed, worker_id: str) -> Any:
+    # The attempt number distinguishes this claim from a later one by the same worker id.
+    return and_(
+        _T.id == claim.id, _T.locked_by == worker_id, _T.attempts == claim.attempts, _T.status == RUNNING
+    )
+
+
+async def _execute_rowcount(maker: Maker, stmt: Any) -> int:
+    async with maker() as session, session.begin():
+        result = cast(CursorResult[Any], await session.execute(stmt))
+        return result.rowcount
+
+
+async def complete(maker: Maker, claim: Claimed, worker_id: str) -> bool:
+    """Delete a succeeded task (the table holds only unfinished and failed work); False if no longer ours."""
+    return await _execute_rowcount(maker, delete(tasks_table).where(_owned(claim, worker_id))) == 1
+
+
+async def reschedule(
+    maker: Maker, claim: Claimed, worker_id: str, *, errors: list[dict[str, Any]], run_at: datetime
+) -> bool:
+    """Back to the queue for another attempt at ``run_at``, with this attempt's error recorded."""
+    stmt = (
+        update(tasks_table)
+        .where(_owned(claim, worker_id))
+        .values(status=QUEUED, run_at=run_at, locked_by=None, lease_expires_at=None, errors=errors)
+    )
+    return await _execute_rowcount(maker, stmt) == 1
+
+
+async def fail(maker: Maker, claim: Claimed, worker_id: str, *, errors: list[dict[str, Any]]) -> bool:
+    """Terminal ``failed``: kept with its errors for inspection and ``dossier queue retry``."""
+    stmt = (
+        update(tasks_table)
+        .where(_owned(claim, worker_id))
+        .values(status=FAILED, locked_by=None, lease_expires_at=None, errors=errors, finished_at=utcnow())
+    )
+    return await _execute_rowcount(maker, stmt) == 1
+
+
+async def release(maker: Maker, claims: Sequence[Claimed], worker_id: str) -> int:
+    """Give tasks back unrun (graceful shutdown): queued, lease cleared, the attempt not counted."""
+    if not claims:
+        return 0
+    stmt = (
+        update(tasks_table)
+        .where(
+            _T.locked_by == worker_id,
+            _T.status == RUNNING,
+            or_(*(and_(_T.id == c.id, _T.attempts == c.attempts) for c in claims)),
+        )
+        .values(status=QUEUED, locked_by=None, lease_expires_at=None, attempts=_T.attempts - 1)
+    )
+    return await _execute_rowcount(maker, stmt)
+
+
+async def extend_leases(
+    maker: Maker, ids: Sequence[int], worker_id: str, *, lease_seconds: float
+) -> set[int]:
+    """Renew the leases of every task in hand in one statement; returns the ids still ours."""
+    if not ids:
+        return set()
+    async with maker() as session, session.begin():
+        result = await session.execute(
+            update(tasks_table)
+            .where(_T.id.in_(list(ids)), _T.locked_by == worker_id, _T.status == RUNNING)
+            .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+            .returning(_T.id)
+        )
+        return set(result.scalars())
+
+
+async def next_wakeup_at(maker: Maker, *, after: datetime) -> datetime | None:
+    """The earliest future moment a task becomes claimable: a delayed task comes due or a lease runs out."""
+    async with maker() as session, session.begin():
+        due = select(func.min(_T.run_at)).where(_T.status == QUEUED, _T.run_at > after).scalar_subquery()
+        expiry = (
+            select(func.min(_T.lease_expires_at))
+            .where(_T.status == RUNNING, _T.lease_expires_at > after)
+            .scalar_subquery()
+        )
+        # Aggregates over a TypeDecorator column come back raw on SQLite (naive strings); type them back.
+        row = (await session.execute(select(due.label("due"), expiry.label("expiry")))).one()
+    moments = [_as_utc(value) for value in row if value is not None]
+    return min(moments) if moments else None
+
+
+def _as_utc(value: Any) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# --- the worker -----------------------------------------------------------------------------------------
+
+
+class Worker:
+    """Runs registered task handlers for due tasks until its stop event is set.
+
+    ``concurrency`` handlers run at once; claims take at most ``batch_size`` tasks per statement. Idle, it
+    waits for a wake-up (NOTIFY on PostgreSQL, an in-process signal after a local commit) or at most
+    ``poll_interval`` seconds, less when a delayed task or an expiring lease is known to come due sooner.
+    """
+
+    def __init__(
+        self,
+        resources: WorkerResources,
+        *,
+        concurrency: int,
+        worker_id: str | None = None,
+        poll_interval: float,
+        lease_seconds: float,
+        heartbeat_interval: float,
+        batch_size: int,
+        shutdown_grace: float = 20.0,
+    ) -> None:
+        if concurrency < 1 or batch_size < 1:
+            raise ValueError("concurrency and batch_size must be at least 1")
+        if poll_interval <= 0 or lease_seconds <= 0 or heartbeat_interval <= 0:
+            raise ValueError("poll_interval, lease_seconds and heartbeat_interval must be positive")
+        self.resources = resources
+        self.maker: Maker = resources.sessionmaker
+        self.concurrency = concurrency
+        self.worker_id = (worker_id or default_worker_id())[:100]
+        self.poll_interval = poll_interval
+        self.lease_seconds = lease_seconds
+        # A lease must survive a late heartbeat or two; renewing three times per lease leaves that margin.
+        self.heartbeat_interval = min(heartbeat_interval, lease_seconds / 3)
+        self.batch_size = batch_size
+        self.shutdown_grace = shutdown_grace
+        # Set once the worker listens (PostgreSQL) and made its first claim: tests and callers may wait on it.
+        self.ready = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._running: dict[tuple[int, int], tuple[asyncio.Task[None], Claimed]] = {}
+        self._interrupted: list[Claimed] = []
+
+    @classmethod
+    def from_settings(
+        cls, resources: WorkerResources, *, concurrency: int | None = None, worker_id: str | None = None
+    ) -> Worker:
+        """A worker configured by the ``DOSSIER_WORKER_*`` settings."""
+        s = resources.settings
+        return cls(
+            resources,
+            concurrency=concurrency or s.worker_concurrency,
+            worker_id=worker_id,
+            poll_interval=s.worker_poll_interval,
+            lease_seconds=s.worker_lease_seconds,
+            heartbeat_interval=s.worker_heartbeat_interval,
+            batch_size=s.worker_batch_size,
+            shutdown_grace=s.worker_shutdown_grace,
+        )
+
+    @property
+    def in_hand(self) -> int:
+        """How many tasks this worker is running now."""
+        return len(self._running)
+
+    def wake(self) -> None:
+        """Look for due tasks now instead of at the next poll (thread-unsafe; use from the worker's loop)."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim and run tasks until ``stop`` is set; then finish or release what is in hand and return."""
+        loop = asyncio.get_running_loop()
+
+        # Commits happen on this loop's thread in practice, but threadsafe costs nothing and is always right.
+        def local_wakeup() -> None:
+            loop.call_soon_threadsafe(self._wake.set)
+
+        add_local_wakeup(local_wakeup)
+        helpers = [
+            asyncio.create_task(self._relay_stop(stop), name="worker-stop"),
+            asyncio.create_task(self._heartbeats(), name="worker-heartbeat"),
+        ]
+        engine: AsyncEngine | None = self.maker.kw.get("bind")
+        if engine is not None and engine.dialect.name == "postgresql":
+            listening = asyncio.Event()
+            helpers.append(asyncio.create_task(self._listen(engine, stop, listening), name="worker-listen"))
+            await _wait_any([listening, stop], within=30)
+        log.info(
+            "worker started",
+            extra={"worker_id": self.worker_id, "concurrency": self.concurrency, "pid": os.getpid()},
+        )
+        try:
+            await self._loop(stop)
+        finally:
+            remove_local_wakeup(local_wakeup)
+            try:
+                await self._drain()
+            finally:
+                for helper in helpers:
+                    helper.cancel()
+                await asyncio.gather(*helpers, return_exceptions=True)
+                log.info("worker stopped", extra={"worker_id": self.worker_id})
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            # Cleared before looking, so a wake-up that arrives while we claim is not lost.
+            self._wake.clear()
+            timeout = self.poll_interval
+            free = self.concurrency - len(self._running)
+            if free > 0:
+                want = min(free, self.batch_size)
+                now = utcnow()
+                try:
+                    claims = await claim_batch(
+                        self.maker,
+                        worker_id=self.worker_id,
+                        limit=want,
+                        lease_seconds=self.lease_seconds,
+                        now=now,
+                    )
+                    for claim in claims:
+                        self._start(claim)
+                    if len(claims) == want and want < free:
+                        continue  # the batch size, not our capacity, stopped us: more may be due right now
+                    if len(claims) < want:
+                        upcoming = await next_wakeup_at(self.maker, after=now)
+                        if upcoming is not None:
+                            timeout = min(timeout, max((upcoming - utcnow()).total_seconds(), 0.0) + 0.005)
+                except Exception:
+                    # The database may be restarting: keep the process, try again after a poll interval.
+                    log.exception("claiming tasks failed", extra={"worker_id": self.worker_id})
+                finally:
+                    self.ready.set()
+            # Full: a finishing handler sets the wake-up; idle: a notify, the stop event or the timeout does.
+            await _wait_any([self._wake], within=timeout)
+
+    def _start(self, claim: Claimed) -> None:
+        key = (claim.id, claim.attempts)
+        task = asyncio.create_task(self._execute(claim), name=f"dossier-task-{claim.id}")
+        self._running[key] = (task, claim)
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._running.pop(key, None)
+            self._wake.set()  # a slot is free
+
+        task.add_done_callback(done)
+
+    async def _execute(self, claim: Claimed) -> None:
+        try:
+            await self._run_handler(claim)
+        except asyncio.CancelledError:
+            # Only the shutdown drain cancels handlers: the task goes back to the queue unrun.
+            self._interrupted.append(claim)
+            raise
+        except Exception:
+            # Recording the outcome failed (database unreachable): the lease runs out, the task runs again.
+            log.exception(
+                "recording a task's outcome failed", extra={"task_id": claim.id, "kind": claim.kind}
+            )
+
+    async def _run_handler(self, claim: Claimed) -> None:
+        spec = get_kind(claim.kind)
+        context = {
+            "task_id": claim.id,
+            "kind": claim.kind,
+            "attempt": claim.attempts,
+            "worker_id": self.worker_id,
+        }
+        if spec is None:
+            message = f"no handler is registered for task kind {claim.kind!r} in this worker"
+            log.error("unknown task kind", extra=context)
+            await self._fail(claim, "UnknownTaskKind", message)
+            return
+        if claim.attempts > claim.max_attempts:
+            # Reclaimed after its worker stopped renewing the lease on the last allowed attempt: a handler
+            # that kills its worker (out of memory, a hard crash) must not be retried forever.
+            await self._fail(
+                claim,
+                "LeaseExpired",
+                f"attempt {claim.attempts - 1} lost its worker (lease expired) and no attempts remain",
+            )
+            return
+        run = TaskRun(claim.id, claim.kind, claim.payload, claim.attempts, self.resources, self.worker_id)
+        try:
+            await spec.handler(run)
+        except PermanentFailure as exc:
+            log.warning("task failed permanently", extra={**context, "error": str(exc)})
+            await self._fail(claim, type(exc).__name__, str(exc))
+        except RetryLater as exc:
+            delay = exc.delay if exc.delay is not None else spec.delay_after(claim.attempts)
+            await self._retry_or_fail(claim, exc, delay)
+        except Exception as exc:
+            log.warning("task raised", extra=context, exc_info=True)
+            await self._retry_or_fail(claim, exc, spec.delay_after(claim.attempts))
+        else:
+            if not await _persist(partial(complete, self.maker, claim, self.worker_id)):
+                log.warning("task finished after losing its lease; its new owner decides", extra=context)
+
+    async def _retry_or_fail(self, claim: Claimed, exc: BaseException, delay: float) -> None:
+        if claim.attempts >= claim.max_attempts:
+            await self._fail(claim, type(exc).__name__, str(exc))
+            return
+        errors = _with_error(claim, type(exc).__name__, str(exc))
+        run_at = utcnow() + timedelta(seconds=max(delay, 0.0))
+        await _persist(partial(reschedule, self.maker, claim, self.worker_id, errors=errors, run_at=run_at))
+
+    async def _fail(self, claim: Claimed, error: str, message: str) -> None:
+        errors = _with_error(claim, error, message)
+        await _persist(partial(fail, self.maker, claim, self.worker_id, errors=errors))
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            claims = [claim for _, claim in self._running.values()]
+            if not claims:
+                continue
+            try:
+                held = await extend_leases(
+                    self.maker, [c.id for c in claims], self.worker_id, lease_seconds=self.lease_seconds
+                )
+            except Exception:
+                log.warning("renewing leases failed", extra={"worker_id": self.worker_id}, exc_info=True)
+                continue
+            lost = sorted({c.id for c in claims} - held)
+            if lost:
+                # Another worker reclaimed them (we stalled past the lease); our outcome writes are no-ops.
+                log.warning("leases lost", extra={"worker_id": self.worker_id, "task_ids": lost})
+
+    async def _listen(self, engine: AsyncEngine, stop: asyncio.Event, listening: asyncio.Event) -> None:
+        """LISTEN on a dedicated pooled connection; reconnect when it drops (polling covers the gap)."""
+        backoff = 0.5
+        while not stop.is_set():
+            lost = asyncio.Event()
+            conn = None
+            try:
+                conn = await engine.connect()
+                raw = await conn.get_raw_connection()
+                driver: Any = raw.driver_connection
+                await driver.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+                driver.add_termination_listener(lambda *_, lost=lost: lost.set())
+                listening.set()
+                self._wake.set()  # whatever was enqueued while we were not listening
+                backoff = 0.5
+                await _wait_any([lost, stop], within=None)
+                if lost.is_set():
+                    log.warning("LISTEN connection lost; reconnecting", extra={"worker_id": self.worker_id})
+            except Exception:
+                log.warning(
+                    "LISTEN failed; polling until it works",
+                    extra={"worker_id": self.worker_id},
+                    exc_info=True,
+                )
+            finally:
+                listening.set()
+                if conn is not None:
+                    # Never hand a LISTENing connection back to the pool.
+                    await _quietly(conn.invalidate())
+                    await _quietly(conn.close())
+            if not stop.is_set():
+                await _wait_any([stop], within=backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    async def _relay_stop(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._wake.set()
+
+    async def _drain(self) -> None:
+        """Let in-flight handlers finish within the grace period; give back, unrun, what is still in hand."""
+        pending = {task for task, _ in self._running.values()}
+        if pending:
+            log.info(
+                "waiting for tasks in hand",
+                extra={"worker_id": self.worker_id, "in_hand": len(pending), "grace": self.shutdown_grace},
+            )
+            _, pending = await asyncio.wait(pending, timeout=self.shutdown_grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            # A handler that swallows cancellation must not hold the process forever; its task is released
+            # anyway and the ownership guard makes any late write of its own a no-op.
+            await asyncio.wait(pending, timeout=5)
+        interrupted = list(self._interrupted) + [c for t, c in self._running.values() if t in pending]
+        unique = list({(c.id, c.attempts): c for c in interrupted}.values())
+        if unique:
+            try:
+                released = await release(self.maker, unique, self.worker_id)
+                log.info("released tasks in hand", extra={"worker_id": self.worker_id, "released": released})
+            except Exception:
+                log.exception("releasing tasks failed; their leases will expire instead")
+
+
+def _with_error(claim: Claimed, error: str, message: str) -> list[dict[str, Any]]:
+    entry = {
+        "attempt": claim.attempts,
+        "at": utcnow().isoformat(),
+        "error": error,
+        "message": message[:MAX_MESSAGE_CHARS],
+    }
+    return [*claim.errors, entry][-MAX_KEPT_ERRORS:]
+
+
+async def _persist(write: Callable[[], Awaitable[bool]], tries: int = 3) -> bool:
+    # Outcome writes are tiny and idempotent under the ownership guard: retry a transient failure (a
+    # restarting database, SQLite busy) rather than let the lease expire and the task run again.
+    for attempt in range(1, tries + 1):
+        try:
+            return await write()
+        except Exception:
+            if attempt == tries:
+                raise
+            await asyncio.sleep(0.2 * attempt)
+    return False
+
+
+async def _wait_any(events: Sequence[asyncio.Event], within: float | None) -> None:
+    """Return when any of ``events`` is set or after ``within`` seconds (None: no limit)."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def _quietly(awaitable: Awaitable[Any]) -> None:
+    try:
+        await awaitable
+    except Exception:
+        log.debug("ignored error while closing", exc_info=True)
