@@ -42,6 +42,36 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Hosts and CIDRs outbound requests may reach even if private/loopback (comma-separated).",
     )
+    # Outbound HTTP (docs/outbound-http.md): the policy of dossier.net for webhooks and fetching tools.
+    outbound_allow_http: bool = Field(
+        default=False,
+        description="Allow plain http to any host; otherwise http only to hosts in DOSSIER_OUTBOUND_ALLOW.",
+    )
+    outbound_timeout: float = Field(
+        default=10.0, gt=0, description="Default seconds for a whole outbound request (DNS to last body byte)."
+    )
+    outbound_connect_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to resolve the host and open a connection."
+    )
+    outbound_max_response_bytes: int = Field(
+        default=2 * 1024 * 1024, ge=1, description="Default cap on the response body bytes read."
+    )
+    outbound_max_redirects: int = Field(
+        default=5, ge=0, description="Most redirects followed by tools (webhooks never follow redirects)."
+    )
+    outbound_max_connections: int = Field(
+        default=200, ge=1, description="Open outbound connections per process, all hosts together."
+    )
+    outbound_max_connections_per_host: int = Field(
+        default=50, ge=0, description="Open outbound connections per process to one host:port (0 = no limit)."
+    )
+    outbound_user_agent: str = Field(
+        default="Dossier/0.1", description="User-Agent of outbound requests that do not set their own."
+    )
+    outbound_ca_file: str | None = Field(
+        default=None,
+        description="PEM file of extra CA certificates trusted for outbound https (private CAs).",
+    )
 
     # Work queue (docs/configuration.md, "Work queue"). Every duration is a float so tests can compress time.
     worker_concurrency: int = Field(
