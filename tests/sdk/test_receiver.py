@@ -172,7 +172,7 @@ def test_kuration_canonical_and_raw_modes() -> None:
 def test_parsed_body_is_refused_loudly() -> None:
     sent = deliver("kernel")
     with pytest.raises(TypeError, match="raw request body"):
-        verify_kernel(json.loads(sent.body), sent.headers["X-Kernel-Signature"], SECRET)  # type: ignore[arg-type]
+        verify_kernel(json.loads(sent.body), sent.headers["X-Kernel-Signature"], SECRET)
 
 
 def test_kruncher_api_key_check() -> None:
