@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
 
 from dossier.accounts import service
 from dossier.accounts.models import Account
@@ -27,7 +28,32 @@ def api_key_from_request(request: Request) -> str | None:
     return authorization or None
 
 
-async def current_account(request: Request, session: SessionDep) -> Account:
+# Declared so that the OpenAPI schema (and the Authorize button of /docs) knows how to send a key; the key
+# itself is read by api_key_from_request, which accepts any of them.
+_KUR_API_KEY = APIKeyHeader(
+    name="kur-api-key",
+    scheme_name="kur-api-key",
+    auto_error=False,
+    description="Your API key (document 000).",
+)
+_X_API_KEY = APIKeyHeader(
+    name="x-api-key", scheme_name="x-api-key", auto_error=False, description="Your API key."
+)
+_AUTHORIZATION = APIKeyHeader(
+    name="Authorization",
+    scheme_name="Authorization",
+    auto_error=False,
+    description="Your API key, bare or as `Bearer <key>`.",
+)
+
+
+async def current_account(
+    request: Request,
+    session: SessionDep,
+    _kur: Annotated[str | None, Security(_KUR_API_KEY)] = None,
+    _x: Annotated[str | None, Security(_X_API_KEY)] = None,
+    _authorization: Annotated[str | None, Security(_AUTHORIZATION)] = None,
+) -> Account:
     key = api_key_from_request(request)
     if key is None:
         raise NotAuthenticated(
