@@ -241,6 +241,8 @@ def test_standard_timestamp_tolerance() -> None:
     assert verify_standard(stale.body, stale.headers, SECRET, tolerance=900)
     assert verify_standard(stale.body, stale.headers, SECRET, now=sent_at + timedelta(seconds=299))
     assert verify_standard(stale.body, stale.headers, SECRET, now=sent_at.timestamp() - 299)
+    naive_utc = (sent_at + timedelta(seconds=299)).replace(tzinfo=None)
+    assert verify_standard(stale.body, stale.headers, SECRET, now=naive_utc)  # naive means UTC, not local
 
     future = deliver("standard", at=datetime.now(UTC) + timedelta(minutes=6))
     with pytest.raises(WebhookVerificationError) as excinfo:

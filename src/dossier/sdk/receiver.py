@@ -27,13 +27,14 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 __all__ = [
     "DEFAULT_TOLERANCE",
+    "Headers",
     "IdempotencyGuard",
     "IdempotencyStore",
     "MemoryIdempotencyStore",
@@ -51,6 +52,22 @@ _SECRET_PREFIX = "whsec_"
 _VENDOR_PREFIX = "sha256="
 
 Secret = str | Iterable[str]
+
+
+class Headers(Protocol):
+    """What :func:`verify_standard` needs of a header collection.
+
+    A plain dict, Flask/Werkzeug's ``request.headers`` and Starlette/FastAPI's ``request.headers`` all fit
+    (the last two are not ``Mapping`` subclasses to a type checker, hence this protocol).
+    """
+
+    def get(self, key: str, /) -> str | None:
+        """The value of header ``key``, or None."""
+        ...
+
+    def items(self) -> Iterable[tuple[str, str]]:
+        """Every (name, value) pair."""
+        ...
 
 
 class WebhookVerificationError(Exception):
@@ -214,7 +231,7 @@ def _standard_key(secret: str) -> bytes:
     return key
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
+def _header(headers: Headers, name: str) -> str | None:
     # Framework header objects are case-insensitive; a plain dict is not, so look both ways.
     value = headers.get(name)
     if value is None:
@@ -225,7 +242,7 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 def verify_standard(
     body: bytes,
-    headers: Mapping[str, str],
+    headers: Headers,
     secret: Secret,
     *,
     tolerance: int = DEFAULT_TOLERANCE,
@@ -259,7 +276,8 @@ def verify_standard(
     if now is None:
         current = time.time()
     elif isinstance(now, datetime):
-        current = now.timestamp()
+        # A naive datetime is UTC here; .timestamp() alone would read it as local time.
+        current = (now if now.tzinfo else now.replace(tzinfo=UTC)).timestamp()
     else:
         current = float(now)
     if sent < current - tolerance:
