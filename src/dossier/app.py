@@ -13,6 +13,7 @@ from dossier.api.limits import BodySizeLimit
 from dossier.db.engine import create_engine, create_sessionmaker
 from dossier.db.migrate import upgrade_to_head
 from dossier.projects.routes import router as projects_router
+from dossier.queue.runner import worker_in_background
 from dossier.settings import Settings, get_settings
 
 DESCRIPTION = """
@@ -22,8 +23,12 @@ Authenticate with your API key in `kur-api-key`, `x-api-key`, or `Authorization`
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the application for ``settings`` (the environment's when omitted)."""
+def create_app(settings: Settings | None = None, *, worker: bool = False) -> FastAPI:
+    """Build the application for ``settings`` (the environment's when omitted).
+
+    ``worker=True`` (what `dossier serve` does unless --no-worker) also runs a queue worker in this process,
+    started and stopped by the lifespan; tests leave it off and drive workers themselves.
+    """
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -34,7 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         try:
-            yield
+            async with worker_in_background(settings, engine=engine, enabled=app.state.run_worker):
+                yield
         finally:
             await engine.dispose()
 
@@ -48,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         strict_content_type=False,
     )
     app.state.settings = settings
+    app.state.run_worker = worker
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     app.include_router(projects_router)

@@ -20,6 +20,8 @@ from dossier.settings import Settings, get_settings
 app = typer.Typer(help="Dossier: self-hosted company data enrichment.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts and API keys.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
+queue_app = typer.Typer(help="The work queue: inspect and requeue tasks.", no_args_is_help=True)
+app.add_typer(queue_app, name="queue")
 app.command("import")(import_rows)
 app.command("export")(export_rows)
 
@@ -60,8 +62,11 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (DOSSIER_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (DOSSIER_PORT, or PORT).")] = None,
     migrate: Annotated[bool, typer.Option(help="Apply pending migrations first.")] = True,
+    with_worker: Annotated[
+        bool, typer.Option("--worker/--no-worker", help="Also run a queue worker in this process.")
+    ] = True,
 ) -> None:
-    """Serve the API (and, from the work-queue release on, the worker)."""
+    """Serve the API and, unless --no-worker, a queue worker in the same process."""
     import uvicorn
 
     from dossier.app import create_app
@@ -85,12 +90,84 @@ def serve(
     else:
         console.print(f"Dossier serving on {base} (docs: {base}/docs)")
     uvicorn.run(
-        create_app(settings.model_copy(update={"auto_migrate": False})),
+        create_app(settings.model_copy(update={"auto_migrate": False}), worker=with_worker),
         host=settings.host,
         port=settings.port,
         log_config=None,
         proxy_headers=False,
     )
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Tasks run at once (DOSSIER_WORKER_CONCURRENCY).")
+    ] = None,
+    migrate: Annotated[bool, typer.Option(help="Apply pending migrations first.")] = True,
+) -> None:
+    """Run a queue worker (no API) until SIGTERM or Ctrl-C; run as many as needed against one PostgreSQL."""
+    from dossier.queue.runner import run_worker_until_signalled
+
+    settings = _settings(auto_migrate=migrate)
+    configure_logging(settings.log_level, settings.log_json)
+    if settings.auto_migrate:
+        asyncio.run(_migrate(settings))
+    asyncio.run(run_worker_until_signalled(settings, concurrency=concurrency))
+
+
+@queue_app.command("stats")
+def queue_stats_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
+) -> None:
+    """Tasks by kind and status (succeeded tasks are deleted, so they do not appear)."""
+    from rich.table import Table
+
+    from dossier.queue.service import queue_stats
+
+    settings = _settings()
+
+    async def run() -> list[tuple[str, str, int, str | None]]:
+        engine = create_engine(settings)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                counts = await queue_stats(session)
+        finally:
+            await engine.dispose()
+        return [
+            (c.kind, c.status, c.count, c.oldest_run_at.isoformat() if c.oldest_run_at else None)
+            for c in counts
+        ]
+
+    rows = asyncio.run(run())
+    if as_json:
+        for kind, status, count, oldest in rows:
+            typer.echo(json.dumps({"kind": kind, "status": status, "count": count, "oldest_run_at": oldest}))
+        return
+    table = Table("kind", "status", "count", "oldest run_at")
+    for kind, status, count, oldest in rows:
+        table.add_row(kind, status, str(count), oldest or "")
+    console.print(table)
+
+
+@queue_app.command("retry")
+def queue_retry_cmd(
+    kind: Annotated[str | None, typer.Option(help="Only failed tasks of this kind.")] = None,
+    task_id: Annotated[int | None, typer.Option("--id", help="Only this task.")] = None,
+) -> None:
+    """Put failed tasks back in the queue with a fresh attempt budget (their errors are kept)."""
+    from dossier.queue.service import retry_failed
+
+    settings = _settings()
+
+    async def run() -> int:
+        engine = create_engine(settings)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                return await retry_failed(session, kind=kind, task_id=task_id)
+        finally:
+            await engine.dispose()
+
+    err_console.print(f"requeued {asyncio.run(run())} failed task(s)")
 
 
 @app.command("migrate")
