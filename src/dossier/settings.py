@@ -104,6 +104,21 @@ class Settings(BaseSettings):
         description="Extra Python modules workers import to register task handlers (comma-separated).",
     )
 
+    # Registry and matching (docs/configuration.md, "Registry and matching").
+    registry_match_threshold: float = Field(
+        default=0.86,
+        ge=0.5,
+        le=1.0,
+        description="Lowest confidence entity_resolution returns; below it the cell is skipped. Higher: fewer "
+        "but surer matches.",
+    )
+    registry_match_margin: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=0.5,
+        description="Lead the best company needs over the best different company, or nothing is returned.",
+    )
+
     @field_validator("outbound_allow", "task_modules", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:

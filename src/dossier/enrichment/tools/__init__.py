@@ -30,4 +30,7 @@ def all_tools() -> dict[str, Tool]:
 def _load_builtin_tools() -> None:
     # Imported lazily so that importing the registry never imports every tool's dependencies.
     # Registration lines (one per tool) go here:
-    pass
+    from dossier.enrichment.tools import (
+        entity_resolution,  # noqa: F401
+        firmographics,  # noqa: F401
+    )

@@ -1,0 +1,536 @@
+"""The reference registry: the default build, file imports (upserts), reads and the firmographics record.
+
+Services flush and never commit: the caller owns the transaction (the CLI runs a whole import in one, so a
+failed import leaves the registry as it was).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from sqlalchemy import exists, func, select, tuple_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dossier.db.base import utcnow
+from dossier.enrichment.registry.countries import COUNTRIES, country_code
+from dossier.enrichment.registry.matcher import invalidate_index
+from dossier.enrichment.registry.models import RegistryEntity
+from dossier.enrichment.registry.normalize import fold, registrable_domain
+from dossier.enrichment.registry.pytickersymbols_source import SOURCE as DEFAULT_SOURCE
+from dossier.enrichment.registry.pytickersymbols_source import iter_default_records, parse_employees
+from dossier.errors import InvalidInput
+
+DEFAULT_IMPORT_SOURCE = "import"
+BATCH_SIZE = 1000
+
+# Every column an import file may carry (besides these, a column's value goes to ``extra``).
+STRING_LIMITS: dict[str, int] = {
+    "name": 300,
+    "source": 64,
+    "source_key": 200,
+    "domain": 253,
+    "country": 100,
+    "industry": 200,
+    "sector": 200,
+    "hq_city": 200,
+    "hq_country": 100,
+    "company_type": 100,
+}
+# Spellings accepted for the typed columns (listed-companies.csv.gz uses the right-hand side's keys).
+COLUMN_ALIASES: dict[str, str] = {
+    "city": "hq_city",
+    "headquarters_city": "hq_city",
+    "headquarters_country": "hq_country",
+    "summary": "description",
+    "isin": "isins",
+    "employees": "employee_count",
+    "founded": "founded_year",
+    "revenue": "revenue_amount",
+    "currency": "revenue_currency",
+    "website": "domain",
+    "id": "kernel_id",
+}
+_ENTITY_COLUMNS = frozenset(c.key for c in RegistryEntity.__table__.columns) - {"updated_at"}
+_LIST_SPLIT = re.compile(r"\s*[|;]\s*")
+
+
+class RegistryImportError(InvalidInput):
+    """The file as a whole cannot be imported (unreadable, wrong format, no name column)."""
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    line: int
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    """What an import did. ``rejected`` rows were skipped entirely; the others were written."""
+
+    rows: int = 0
+    inserted: int = 0
+    updated: int = 0
+    rejected: list[RejectedRow] = field(default_factory=list)
+    bytes_read: int = 0
+    bytes_total: int = 0
+
+
+ProgressCallback = Callable[[ImportReport], None]
+
+
+def kernel_id_for(source: str, source_key: str) -> str:
+    """The stable kernel_id of (source, source_key): 18 digits of a SHA-256, the same on every install.
+
+    18 digits rather than 10 so that a registry of millions of entities has no realistic collision.
+    """
+    digest = hashlib.sha256(f"{source}\x1f{source_key}".encode()).digest()
+    return str(10**17 + int.from_bytes(digest[:8], "big") % (9 * 10**17))
+
+
+# --- upsert ----------------------------------------------------------------------------------------------
+
+
+def _insert(session: AsyncSession) -> Any:
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def _full_row(values: Mapping[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {column: None for column in _ENTITY_COLUMNS}
+    row.update(aliases=[], isins=[], extra={})
+    row.update(values)
+    row["updated_at"] = utcnow()
+    return row
+
+
+async def _upsert(
+    session: AsyncSession, rows: list[dict[str, Any]], provided: Iterable[str], update: bool
+) -> None:
+    """Insert complete rows; on a known kernel_id update only the ``provided`` columns (or nothing)."""
+    if not rows:
+        return
+    insert = _insert(session)
+    stmt = insert(RegistryEntity)
+    if update:
+        columns = [*sorted(set(provided) - {"kernel_id"}), "updated_at"]
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["kernel_id"], set_={c: getattr(stmt.excluded, c) for c in columns}
+        )
+    else:
+        stmt = stmt.on_conflict_do_nothing()
+    await session.execute(stmt, rows)
+
+
+async def ensure_default_registry(session: AsyncSession) -> int:
+    """Build the default registry from pytickersymbols when it has no entity of that source yet.
+
+    Idempotent and safe when several processes start at once (conflicting inserts are ignored). Returns the
+    number of entities inserted (0 when it was already there). Flushes; the caller commits.
+    """
+    present = await session.scalar(select(exists().where(RegistryEntity.source == DEFAULT_SOURCE)))
+    if present:
+        return 0
+    records = list(iter_default_records())
+    for record in records:
+        record["kernel_id"] = kernel_id_for(DEFAULT_SOURCE, record["source_key"])
+    for start in range(0, len(records), BATCH_SIZE):
+        await _upsert(session, [_full_row(r) for r in records[start : start + BATCH_SIZE]], (), update=False)
+    await session.flush()
+    invalidate_index()
+    return len(records)
+
+
+async def entity_count(session: AsyncSession, source: str | None = None) -> int:
+    """How many entities the registry holds (of one source, if given)."""
+    stmt = select(func.count()).select_from(RegistryEntity)
+    if source is not None:
+        stmt = stmt.where(RegistryEntity.source == source)
+    return int(await session.scalar(stmt) or 0)
+
+
+async def get_entity(session: AsyncSession, kernel_id: str) -> RegistryEntity | None:
+    """The entity with this kernel_id, or None."""
+    return await session.get(RegistryEntity, str(kernel_id).strip())
+
+
+# --- reading import files --------------------------------------------------------------------------------
+
+
+class _CountingReader(io.RawIOBase):
+    """Counts the bytes read from the file on disk (compressed bytes for .gz), for the progress bar."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._raw.read(len(buffer))
+        buffer[: len(data)] = data
+        self.count += len(data)
+        return len(data)
+
+
+def _open_text(path: Path) -> tuple[IO[str], _CountingReader, int]:
+    size = path.stat().st_size
+    raw = _CountingReader(path.open("rb"))
+    buffered = io.BufferedReader(raw, buffer_size=1 << 16)
+    head = buffered.peek(2)[:2]
+    binary: IO[bytes] | gzip.GzipFile | io.BufferedReader = (
+        gzip.GzipFile(fileobj=buffered, mode="rb") if head == b"\x1f\x8b" else buffered
+    )
+    # utf-8-sig: spreadsheet exports start with a byte-order mark.
+    return io.TextIOWrapper(binary, encoding="utf-8-sig", newline=""), raw, size
+
+
+def _detect_format(path: Path, text: IO[str]) -> Literal["csv", "jsonl"]:
+    suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
+    if suffixes and suffixes[-1] in {".jsonl", ".ndjson", ".json"}:
+        return "jsonl"
+    if suffixes and suffixes[-1] in {".csv", ".tsv", ".txt"}:
+        return "csv"
+    return "jsonl" if text.read(1) == "{" else "csv"
+
+
+def _iter_csv(text: IO[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    reader = csv.reader(text)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise RegistryImportError("the file is empty (expected a header row with a 'name' column)") from None
+    header = [h.strip().lower() for h in header]
+    if "name" not in header:
+        raise RegistryImportError(f"no 'name' column in the header (found: {', '.join(header) or 'nothing'})")
+    line = reader.line_num + 1
+    for values in reader:
+        start, line = line, reader.line_num + 1
+        if not any(v.strip() for v in values):
+            continue
+        if len(values) != len(header):
+            yield start, f"expected {len(header)} fields, found {len(values)}"
+            continue
+        yield start, dict(zip(header, values, strict=True))
+
+
+def _iter_jsonl(text: IO[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    for number, line in enumerate(text, start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, f"not valid JSON ({exc.msg})"
+            continue
+        if not isinstance(value, dict):
+            yield number, "not a JSON object"
+            continue
+        yield number, {str(k).strip().lower(): v for k, v in value.items()}
+
+
+# --- validating one row ----------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (dict, list)):
+        raise ValueError("expected text")
+    text = str(value).strip()
+    return text or None
+
+
+def _int(value: Any, column: str, low: int, high: int) -> int | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{column}: not a number")
+    if isinstance(value, (int, float)):
+        number = int(value)
+    else:
+        text = str(value).strip().replace("_", "")
+        if not re.fullmatch(r"\d{1,3}(,\d{3})+|\d+(\.0+)?", text):
+            raise ValueError(f"{column}: {str(value)[:40]!r} is not a whole number")
+        number = int(float(text.replace(",", "")))
+    if not low <= number <= high:
+        raise ValueError(f"{column}: {number} is out of range")
+    return number
+
+
+def _float(value: Any, column: str) -> float | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{column}: not a number")
+    try:
+        number = float(str(value).replace(",", "")) if isinstance(value, str) else float(value)
+    except ValueError:
+        raise ValueError(f"{column}: {str(value)[:40]!r} is not a number") from None
+    if number != number or number < 0:
+        raise ValueError(f"{column}: must be a non-negative number")
+    return number
+
+
+def _list(value: Any, column: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        items = [str(v).strip() for v in value if v is not None]
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                parsed = json.loads(text)
+            except json.JSONDecodeError:
+                raise ValueError(f"{column}: not a JSON list") from None
+            return _list(parsed if isinstance(parsed, list) else None, column)
+        items = _LIST_SPLIT.split(text)
+    else:
+        raise ValueError(f"{column}: expected a list")
+    return [i for i in dict.fromkeys(items) if i]
+
+
+def parse_row(raw: Mapping[str, Any], default_source: str) -> tuple[dict[str, Any], set[str]]:
+    """Validate one import row -> (column values, the columns it provides); ValueError says why not."""
+    values: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, value in raw.items():
+        column = COLUMN_ALIASES.get(key, key)
+        if column in _ENTITY_COLUMNS and column not in values:
+            values[column] = value
+        elif key not in _ENTITY_COLUMNS and value not in (None, ""):
+            extra[key] = value
+    out: dict[str, Any] = {}
+    provided: set[str] = set()
+    name = _text(values.get("name"))
+    if name is None:
+        raise ValueError("name is required")
+    out["name"] = name
+    for column, limit in STRING_LIMITS.items():
+        if column in ("name", "domain"):
+            continue
+        if column in values:
+            text = _text(values[column])
+            if text is not None and len(text) > limit:
+                raise ValueError(f"{column}: longer than {limit} characters")
+            out[column] = text
+    if "domain" in values:
+        given = _text(values["domain"])
+        domain = registrable_domain(given)
+        if given and domain is None and "domain" in raw:
+            raise ValueError(f"domain: {given[:60]!r} is not a domain name")
+        out["domain"] = domain
+    kernel_id = _text(values.get("kernel_id"))
+    if kernel_id is not None and not re.fullmatch(r"\d{1,20}", kernel_id):
+        raise ValueError("kernel_id: must be 1 to 20 digits")
+    out["kernel_id"] = kernel_id
+    if "country_code" in values or "country" in values:
+        code_text = _text(values.get("country_code"))
+        code = country_code(code_text) if code_text else country_code(out.get("country"))
+        if code_text and code is None:
+            raise ValueError(f"country_code: {code_text[:10]!r} is not an ISO 3166 alpha-2 code")
+        out["country_code"] = code
+        if out.get("country") is None and code is not None:
+            out["country"] = COUNTRIES[code]
+    if "employee_count" in values:
+        raw_count = values["employee_count"]
+        try:
+            out["employee_count"] = _int(raw_count, "employee_count", 0, 10**8)
+        except ValueError:
+            # Free text such as "23,299 (December, 2024)" is read the way the default registry reads it.
+            parsed = parse_employees(raw_count)
+            if parsed is None:
+                raise
+            out["employee_count"] = parsed
+    for column in ("founded_year", "revenue_year"):
+        if column in values:
+            out[column] = _int(values[column], column, 1000, 2200)
+    if "revenue_amount" in values:
+        out["revenue_amount"] = _float(values["revenue_amount"], "revenue_amount")
+    if "revenue_currency" in values:
+        currency = _text(values["revenue_currency"])
+        if currency is not None and not re.fullmatch(r"[A-Za-z]{3}", currency):
+            raise ValueError("revenue_currency: must be a 3-letter ISO 4217 code")
+        out["revenue_currency"] = currency.upper() if currency else None
+    if "description" in values:
+        out["description"] = _text(values["description"])
+    for column in ("aliases", "isins"):
+        if column in values:
+            items = _list(values[column], column)
+            if column == "isins":
+                items = [i.upper() for i in items]
+                bad = [i for i in items if not re.fullmatch(r"[A-Z]{2}[A-Z0-9]{9}\d", i)]
+                if bad:
+                    raise ValueError(f"isins: {bad[0][:20]!r} is not an ISIN")
+            out[column] = items
+    if "extra" in values and isinstance(values["extra"], dict):
+        extra = {**values["extra"], **extra}
+    if extra:
+        out["extra"] = {k: v for k, v in extra.items() if k not in {"source", "source_key"}}
+    # Listing files give the headquarters' country as "country": use it when no HQ country is given.
+    if out.get("hq_country") is None and out.get("country") and ("hq_city" in out or "hq_country" in values):
+        out["hq_country"] = out["country"]
+    # source/source_key count as provided only when the row gives them: an update by kernel_id keeps the
+    # entity's own key otherwise.
+    provided = {k for k in out if k not in {"kernel_id", "source", "source_key"}}
+    provided |= {k for k in ("source", "source_key") if out.get(k)}
+    source = out.get("source") or default_source
+    out["source"] = source
+    source_key = out.get("source_key") or _text(raw.get("symbol"))
+    if source_key is None and kernel_id is None:
+        # Nothing identifies the row but its name: the same name and country is the same entity on re-import.
+        source_key = f"{fold(name)}|{out.get('country_code') or ''}"
+    out["source_key"] = (source_key or f"kernel:{kernel_id}")[:200]
+    return out, provided
+
+
+# --- import ----------------------------------------------------------------------------------------------
+
+
+async def _write_batch(
+    session: AsyncSession, batch: list[tuple[int, dict[str, Any], set[str]]], report: ImportReport
+) -> None:
+    keys = {(row["source"], row["source_key"]) for _, row, _ in batch}
+    by_key: dict[tuple[str, str], str] = {}
+    if keys:
+        result = await session.execute(
+            select(RegistryEntity.source, RegistryEntity.source_key, RegistryEntity.kernel_id).where(
+                tuple_(RegistryEntity.source, RegistryEntity.source_key).in_(list(keys))
+            )
+        )
+        by_key = {(s, k): kid for s, k, kid in result}
+    resolved: dict[str, tuple[dict[str, Any], set[str]]] = {}
+    for line, row, provided in batch:
+        key = (row["source"], row["source_key"])
+        owner = by_key.get(key)
+        kernel_id = row["kernel_id"] or owner or kernel_id_for(*key)
+        if owner is not None and owner != kernel_id:
+            report.rejected.append(
+                RejectedRow(line, f"source_key {key[1]!r} of source {key[0]!r} belongs to kernel_id {owner}")
+            )
+            continue
+        by_key[key] = kernel_id
+        row["kernel_id"] = kernel_id
+        resolved[kernel_id] = (row, provided)  # a later row for the same entity wins
+    if not resolved:
+        return
+    existing = set(
+        (
+            await session.scalars(
+                select(RegistryEntity.kernel_id).where(RegistryEntity.kernel_id.in_(list(resolved)))
+            )
+        ).all()
+    )
+    # One statement per set of provided columns: a column the file does not have is left as it was.
+    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for kernel_id, (row, provided) in resolved.items():
+        groups.setdefault(frozenset(provided), []).append(_full_row(row))
+        if kernel_id in existing:
+            report.updated += 1
+        else:
+            report.inserted += 1
+    for provided_columns, rows in groups.items():
+        await _upsert(session, rows, provided_columns, update=True)
+
+
+async def import_file(
+    session: AsyncSession,
+    path: str | os.PathLike[str],
+    *,
+    source: str | None = None,
+    batch_size: int = BATCH_SIZE,
+    progress: ProgressCallback | None = None,
+) -> ImportReport:
+    """Import a CSV or JSONL file (optionally gzip-compressed) into the registry, streaming in batches.
+
+    Each row is upserted: by ``kernel_id`` when given, else by (``source``, ``source_key``) (source defaults
+    to ``source``/"import", source_key to the ``symbol`` column, else name and country). Invalid rows are
+    rejected with their line number and never partly written. Raises RegistryImportError when the file as a
+    whole cannot be read. Flushes after every batch; the caller commits (or rolls back everything).
+    """
+    file_path = Path(path)
+    default_source = (source or DEFAULT_IMPORT_SOURCE).strip()
+    if not default_source or len(default_source) > 64:
+        raise RegistryImportError("the source name must be 1 to 64 characters")
+    try:
+        text, counter, total = _open_text(file_path)
+    except OSError as exc:
+        raise RegistryImportError(f"cannot read {file_path}: {exc.strerror or exc}") from None
+    report = ImportReport(bytes_total=total)
+    try:
+        with text:
+            kind = _detect_format(file_path, text)
+            text.seek(0)
+            rows = _iter_jsonl(text) if kind == "jsonl" else _iter_csv(text)
+            batch: list[tuple[int, dict[str, Any], set[str]]] = []
+            for line, item in rows:
+                report.rows += 1
+                if isinstance(item, str):
+                    report.rejected.append(RejectedRow(line, item))
+                else:
+                    try:
+                        values, provided = parse_row(item, default_source)
+                    except ValueError as exc:
+                        report.rejected.append(RejectedRow(line, str(exc)))
+                    else:
+                        batch.append((line, values, provided))
+                if len(batch) >= batch_size:
+                    await _write_batch(session, batch, report)
+                    await session.flush()
+                    batch = []
+                    report.bytes_read = counter.count
+                    if progress is not None:
+                        progress(report)
+            await _write_batch(session, batch, report)
+            await session.flush()
+    except (UnicodeDecodeError, OSError, EOFError, csv.Error, zlib.error) as exc:
+        raise RegistryImportError(f"cannot read {file_path.name} after row {report.rows}: {exc}") from None
+    report.bytes_read = total
+    if progress is not None:
+        progress(report)
+    invalidate_index()
+    return report
+
+
+# --- firmographics ---------------------------------------------------------------------------------------
+
+
+def firmographics_record(entity: RegistryEntity) -> dict[str, Any]:
+    """The firmographics value of an entity: always the same keys, null where the registry has nothing."""
+    code = entity.country_code or country_code(entity.country)
+    has_revenue = entity.revenue_amount is not None
+    amount: float | int | None = entity.revenue_amount
+    if amount is not None and float(amount).is_integer():
+        amount = int(amount)
+    return {
+        "kernel_id": entity.kernel_id,
+        "name": entity.name,
+        "domain": entity.domain,
+        "industry": entity.industry,
+        "sector": entity.sector,
+        "employee_count": entity.employee_count,
+        "revenue": {
+            "amount": amount,
+            "currency": entity.revenue_currency if has_revenue else None,
+            "year": entity.revenue_year if has_revenue else None,
+        },
+        "headquarters": {"city": entity.hq_city, "country": entity.hq_country},
+        "country_code": code,
+        "founded_year": entity.founded_year,
+        "company_type": entity.company_type,
+        "identifiers": {"isin": list(entity.isins or [])},
+    }

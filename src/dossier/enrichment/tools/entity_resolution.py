@@ -1,0 +1,94 @@
+"""``entity_resolution``: name, website and country (any subset) -> the registry company, or ``skipped``.
+
+The value is ``{kernel_id, name, domain, country, confidence, matched_on}``. Nothing is returned (the cell is
+``skipped``) unless one company is confidently the same one: precision over recall. The index is this
+process's cached copy of the registry (``registry.matcher.current_index``), so a lookup costs no query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dossier.enrichment.protocol import Tool, ToolContext, ToolInput, ToolOutcome
+from dossier.enrichment.registry.matcher import current_index, index_cache_key
+from dossier.enrichment.registry.service import ensure_default_registry
+from dossier.enrichment.tools import register
+
+_ENSURED: set[str] = set()
+
+
+class EntityResolutionConfig(BaseModel):
+    """Per-column overrides of the process-wide matching settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float | None = Field(
+        default=None, ge=0.5, le=1.0, description="Lowest confidence returned (default: settings)."
+    )
+    margin: float | None = Field(
+        default=None, ge=0.0, le=0.5, description="Lead required over the best different company."
+    )
+
+
+def input_text(value: Any, *keys: str) -> str | None:
+    """A cell value as text: a string, a number, or the first of ``keys`` in another tool's dict output."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        for key in keys:
+            found = input_text(value.get(key))
+            if found:
+                return found
+        return None
+    if isinstance(value, (list, tuple, set)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+async def ensure_default_once(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    """Build the default registry on first use in this process when nobody has yet (one short transaction)."""
+    key = index_cache_key(sessionmaker)
+    if key in _ENSURED:
+        return
+    async with sessionmaker() as session, session.begin():
+        await ensure_default_registry(session)
+    _ENSURED.add(key)
+
+
+class EntityResolutionTool(Tool):
+    name = "entity_resolution"
+    description = (
+        "Resolve a company (name, website and/or country) to the reference registry: kernel_id, name, "
+        "domain, country, confidence and the evidence that matched; skipped unless one company is surely it."
+    )
+    inputs = (
+        ToolInput("name", "Company name as written anywhere (legal forms, case and accents do not matter)."),
+        ToolInput("website", "Website URL, bare domain or e-mail address."),
+        ToolInput("country", "Country name or ISO 3166 code; a company elsewhere needs a closer name."),
+    )
+    config_model = EntityResolutionConfig
+
+    async def run(self, values: Mapping[str, Any], config: BaseModel, ctx: ToolContext) -> ToolOutcome:
+        assert isinstance(config, EntityResolutionConfig)
+        name = input_text(values.get("name"), "name")
+        website = input_text(values.get("website"), "domain", "url", "website")
+        country = input_text(values.get("country"), "country_code", "country")
+        if name is None and website is None:
+            return ToolOutcome.skipped("no name or website to resolve")
+        await ensure_default_once(ctx.sessionmaker)
+        index = await current_index(ctx.sessionmaker)
+        settings = ctx.settings
+        threshold = settings.registry_match_threshold if config.threshold is None else config.threshold
+        margin = settings.registry_match_margin if config.margin is None else config.margin
+        match = index.lookup(name, website, country, threshold=threshold, margin=margin)
+        if match is None:
+            return ToolOutcome.skipped("no registry company matches confidently")
+        return ToolOutcome.success(match.as_dict())
+
+
+register(EntityResolutionTool())
