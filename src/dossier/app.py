@@ -15,6 +15,7 @@ from dossier.db.migrate import upgrade_to_head
 from dossier.projects.routes import router as projects_router
 from dossier.queue.runner import worker_in_background
 from dossier.settings import Settings, get_settings
+from dossier.webhooks.routes import router as webhooks_router
 
 DESCRIPTION = """
 Dossier: self-hosted company data enrichment.
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Fas
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     app.include_router(projects_router)
+    app.include_router(webhooks_router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

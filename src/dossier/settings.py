@@ -119,6 +119,38 @@ class Settings(BaseSettings):
         description="Lead the best company needs over the best different company, or nothing is returned.",
     )
 
+    # Webhooks (docs/configuration.md, "Webhooks").
+    webhook_concurrency: int = Field(
+        default=64, ge=1, description="Webhook HTTP attempts one worker process has in flight at once, in all."
+    )
+    webhook_endpoint_concurrency: int = Field(
+        default=4,
+        ge=1,
+        description="Attempts in flight to one endpoint per worker process; more wait in the queue, so a slow "
+        "endpoint never takes the worker slots other endpoints need.",
+    )
+    webhook_retry_schedule: str | None = Field(
+        default=None,
+        description="Replaces the default retry schedule (profiles whose document gives none), e.g. "
+        "'5s,5m,30m,2h,5h,10h,10h'. The kernel profile keeps its documented 3 attempts.",
+    )
+    webhook_time_scale: float = Field(
+        default=1.0,
+        gt=0,
+        description="Multiplies every webhook retry delay and Retry-After wait (tests compress time with 0.001).",
+    )
+    webhook_secret_grace_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="After a secret rotation, hours the old secret still signs the Standard Webhooks header "
+        "(0 = revoked at once).",
+    )
+    webhook_disable_after_days: float = Field(
+        default=5.0,
+        gt=0,
+        description="An endpoint whose attempts have failed continuously for this many days is disabled.",
+    )
+
     @field_validator("outbound_allow", "task_modules", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:

@@ -5,7 +5,15 @@ from dossier.db.base import Base
 from dossier.enrichment.registry import models as registry_models
 from dossier.projects import models as projects_models
 from dossier.queue import models as queue_models
+from dossier.webhooks import models as webhooks_models
 
 metadata = Base.metadata
 
-__all__ = ["accounts_models", "metadata", "projects_models", "queue_models", "registry_models"]
+__all__ = [
+    "accounts_models",
+    "metadata",
+    "projects_models",
+    "queue_models",
+    "registry_models",
+    "webhooks_models",
+]

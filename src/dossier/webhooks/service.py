@@ -1,0 +1,918 @@
+"""Webhook endpoints, events and deliveries: the logic behind the API and the dispatcher. No HTTP here.
+
+Transactional outbox: :func:`emit_event` writes the event, its deliveries and their queue tasks into the
+caller's session, so they exist exactly when the change they report commits. Services flush, never commit.
+
+A delivery task carries ``seq`` (the delivery's attempt count when the task was queued): a task whose
+``seq`` no longer matches is stale (its attempt was already made by another run) and does nothing, which
+makes at-least-once task execution safe. ``base`` is the attempt count at the start of the current round
+(0 for the first delivery, the count at the time of a manual redelivery), so a redelivered message gets
+the profile's whole retry schedule again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dossier.accounts.models import Account
+from dossier.accounts.service import generate_webhook_secret
+from dossier.db.base import new_uuid, utcnow
+from dossier.errors import Conflict, InvalidInput, NotFound
+from dossier.net import DNSError, OutboundClient
+from dossier.projects.models import FINAL_STATUSES, Cell, Column, Project, Row
+from dossier.queue.service import enqueue
+from dossier.settings import Settings
+from dossier.webhooks.models import (
+    FAILED,
+    MANUAL,
+    PENDING,
+    SCHEDULED,
+    SUCCEEDED,
+    SlackConnection,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+    WebhookSecret,
+    new_message_id,
+)
+from dossier.webhooks.profiles import PROFILES, SecretVersion, UnknownProfile, WebhookProfile, get_profile
+from dossier.webhooks.profiles.kernel import KERNEL_EVENTS, kernel_job_data
+from dossier.webhooks.profiles.kruncher import ANALYSIS_COMPLETED, API_KEY_OPTION, analysis_completed_data
+from dossier.webhooks.profiles.kuration import TOOL_OUTPUT_READY, value_string
+from dossier.webhooks.retry import RetrySchedule
+
+log = logging.getLogger("dossier.webhooks")
+
+DELIVER_TASK = "webhooks.deliver"
+SLACK_TASK = "webhooks.slack"
+
+ALL_EVENTS = "*"
+ENDPOINT_DISABLED_EVENT = "webhook_endpoint.disabled"
+TEST_EVENT = "webhook.test"
+# Slack notices an account can pick.
+NOTICE_ENRICHMENT_FINISHED = "enrichment_finished"
+NOTICE_ENDPOINT_FAILING = "endpoint_failing"
+NOTICE_ENDPOINT_DISABLED = "endpoint_disabled"
+NOTICES = (NOTICE_ENRICHMENT_FINISHED, NOTICE_ENDPOINT_FAILING, NOTICE_ENDPOINT_DISABLED)
+MAX_EVENTS_PER_ENDPOINT = 100
+MAX_LIST_LIMIT = 100
+
+
+# --- profiles and URLs ----------------------------------------------------------------------------------
+
+
+def profile_for(name: str, settings: Settings) -> WebhookProfile:
+    """The profile ``name`` with the schedule the settings ask for (kernel keeps its documented one)."""
+    if settings.webhook_retry_schedule is not None and name != "kernel":
+        return get_profile(name, schedule=RetrySchedule.parse(settings.webhook_retry_schedule))
+    return get_profile(name)
+
+
+def _check_profile(name: str) -> WebhookProfile:
+    try:
+        return get_profile(name)
+    except UnknownProfile:
+        raise InvalidInput(
+            f"unknown webhook profile {name!r}; choose one of: {', '.join(PROFILES)}",
+            detail={"profiles": list(PROFILES)},
+        ) from None
+
+
+def _check_events(profile: WebhookProfile, events: Sequence[str] | None) -> list[str]:
+    if not events:
+        # No list given: everything the profile carries.
+        return sorted(profile.events) if profile.events is not None else [ALL_EVENTS]
+    cleaned: list[str] = []
+    for raw in events:
+        name = str(raw).strip()
+        if not name or len(name) > 100:
+            raise InvalidInput("event types must be 1 to 100 characters")
+        if name == ALL_EVENTS:
+            if profile.events is not None:
+                raise InvalidInput(
+                    f"profile {profile.name!r} carries only: {', '.join(sorted(profile.events))}"
+                )
+        elif not profile.carries(name):
+            assert profile.events is not None
+            raise InvalidInput(
+                f"profile {profile.name!r} does not carry {name!r}; it carries: "
+                f"{', '.join(sorted(profile.events))}"
+            )
+        if name not in cleaned:
+            cleaned.append(name)
+    if len(cleaned) > MAX_EVENTS_PER_ENDPOINT:
+        raise InvalidInput(f"at most {MAX_EVENTS_PER_ENDPOINT} event types per endpoint")
+    return cleaned
+
+
+async def validate_url(http: OutboundClient, url: str) -> str:
+    """Check ``url`` against the outbound policy now (DNS included); 422 with the policy's reason if refused.
+
+    The same policy applies again to every delivery: a name may resolve elsewhere later.
+    """
+    url = url.strip()
+    try:
+        await http.validate_url(url)
+    except DNSError as exc:
+        # A name that does not resolve is refused at creation: the user most likely mistyped it.
+        raise InvalidInput(f"webhook URL refused: {exc.message}") from None
+    return url
+
+
+def _subscribed(endpoint: WebhookEndpoint, event_type: str) -> bool:
+    events = endpoint.events or []
+    return event_type in events or ALL_EVENTS in events
+
+
+# --- endpoints ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewSecret:
+    """An endpoint with its current signing secret in full (shown at creation and rotation only)."""
+
+    endpoint: WebhookEndpoint
+    secret: str
+
+
+async def create_endpoint(
+    session: AsyncSession,
+    account_id: str,
+    *,
+    url: str,
+    profile: str,
+    events: Sequence[str] | None,
+    http: OutboundClient,
+    description: str | None = None,
+    kruncher_api_key: str | None = None,
+) -> NewSecret:
+    """Create an endpoint after validating its URL through the outbound policy; returns it with its secret."""
+    chosen = _check_profile(profile)
+    checked_events = _check_events(chosen, events)
+    options = _options(chosen, kruncher_api_key)
+    url = await validate_url(http, url)
+    now = utcnow()
+    endpoint = WebhookEndpoint(
+        account_id=account_id,
+        url=url,
+        profile=chosen.name,
+        events=checked_events,
+        description=description,
+        active=True,
+        options=options,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(endpoint)
+    await session.flush()
+    secret = generate_webhook_secret()
+    session.add(WebhookSecret(endpoint_id=endpoint.id, version=1, value=secret, created_at=now))
+    await session.flush()
+    return NewSecret(endpoint=endpoint, secret=secret)
+
+
+def _options(profile: WebhookProfile, kruncher_api_key: str | None) -> dict[str, Any]:
+    if kruncher_api_key is None:
+        return {}
+    if API_KEY_OPTION not in profile.option_names:
+        raise InvalidInput("kruncher_api_key is only for endpoints of the kruncher profile")
+    key = kruncher_api_key.strip()
+    if not key or any(ch in key for ch in "\r\n\0"):
+        raise InvalidInput("kruncher_api_key must be a non-empty single-line value")
+    return {API_KEY_OPTION: key}
+
+
+async def list_endpoints(session: AsyncSession, account_id: str) -> list[WebhookEndpoint]:
+    """The account's endpoints, oldest first."""
+    result = await session.scalars(
+        select(WebhookEndpoint)
+        .where(WebhookEndpoint.account_id == account_id)
+        .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
+    )
+    return list(result)
+
+
+async def get_endpoint(session: AsyncSession, account_id: str, endpoint_id: str) -> WebhookEndpoint:
+    """One endpoint of the account; NotFound for an unknown id or another account's."""
+    endpoint = await session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None or endpoint.account_id != account_id:
+        raise NotFound(f"no webhook endpoint {endpoint_id!r}")
+    return endpoint
+
+
+_UNSET: Any = object()
+
+
+async def update_endpoint(
+    session: AsyncSession,
+    account_id: str,
+    endpoint_id: str,
+    *,
+    http: OutboundClient,
+    url: str | None = None,
+    events: Sequence[str] | None = None,
+    description: str | None = _UNSET,
+    active: bool | None = None,
+    kruncher_api_key: str | None = _UNSET,
+) -> WebhookEndpoint:
+    """Change an endpoint's URL (validated again), events, description, options or active flag."""
+    endpoint = await get_endpoint(session, account_id, endpoint_id)
+    profile = _check_profile(endpoint.profile)
+    if url is not None:
+        endpoint.url = await validate_url(http, url)
+    if events is not None:
+        endpoint.events = _check_events(profile, events)
+    if description is not _UNSET:
+        endpoint.description = description
+    if kruncher_api_key is not _UNSET:
+        endpoint.options = _options(profile, kruncher_api_key)
+    if active is True and not endpoint.active:
+        _enable(endpoint)
+    elif active is False and endpoint.active:
+        endpoint.active = False
+        endpoint.disabled_reason = "disabled by the account"
+        endpoint.disabled_at = utcnow()
+    endpoint.updated_at = utcnow()
+    await session.flush()
+    return endpoint
+
+
+async def delete_endpoint(session: AsyncSession, account_id: str, endpoint_id: str) -> None:
+    """Delete an endpoint with its secrets and delivery history (their queued tasks then find nothing)."""
+    endpoint = await get_endpoint(session, account_id, endpoint_id)
+    await session.delete(endpoint)
+    await session.flush()
+
+
+def _enable(endpoint: WebhookEndpoint) -> None:
+    endpoint.active = True
+    endpoint.disabled_reason = None
+    endpoint.disabled_at = None
+    # A fresh start: the failing run that disabled it must not disable it again on the next failure.
+    endpoint.failing_since = None
+    endpoint.failure_notified_at = None
+
+
+async def enable_endpoint(session: AsyncSession, account_id: str, endpoint_id: str) -> WebhookEndpoint:
+    """Re-enable a disabled endpoint. What failed meanwhile is delivered with :func:`recover_failed`."""
+    endpoint = await get_endpoint(session, account_id, endpoint_id)
+    _enable(endpoint)
+    endpoint.updated_at = utcnow()
+    await session.flush()
+    return endpoint
+
+
+# --- secrets --------------------------------------------------------------------------------------------
+
+
+async def endpoint_secrets(
+    session: AsyncSession, endpoint_id: str, *, now: datetime | None = None
+) -> list[SecretVersion]:
+    """The secrets that sign now: the current one first, then rotated-out ones still in their grace."""
+    now = now or utcnow()
+    rows = await session.scalars(
+        select(WebhookSecret)
+        .where(WebhookSecret.endpoint_id == endpoint_id)
+        .order_by(WebhookSecret.version.desc())
+    )
+    current: list[SecretVersion] = []
+    previous: list[SecretVersion] = []
+    for row in rows:
+        if row.expires_at is None:
+            current.append(SecretVersion(row.value))
+        elif row.expires_at > now:
+            previous.append(SecretVersion(row.value, row.expires_at))
+    return current[:1] + previous
+
+
+async def rotate_secret(
+    session: AsyncSession, account_id: str, endpoint_id: str, *, grace_seconds: float
+) -> NewSecret:
+    """Issue a new secret that signs at once; the old one keeps signing the Standard Webhooks header for
+    ``grace_seconds`` (0 revokes it now). Vendor headers hold one signature, so they switch immediately."""
+    if grace_seconds < 0:
+        raise InvalidInput("grace must be zero or positive")
+    endpoint = await get_endpoint(session, account_id, endpoint_id)
+    now = utcnow()
+    # Secrets whose grace is over are useless; so are older previous ones: keep only the newest as "previous".
+    await session.execute(
+        delete(WebhookSecret).where(
+            WebhookSecret.endpoint_id == endpoint.id,
+            WebhookSecret.expires_at.is_not(None),
+        )
+    )
+    latest = await session.scalar(
+        select(func.max(WebhookSecret.version)).where(WebhookSecret.endpoint_id == endpoint.id)
+    )
+    if grace_seconds > 0:
+        await session.execute(
+            update(WebhookSecret)
+            .where(WebhookSecret.endpoint_id == endpoint.id, WebhookSecret.expires_at.is_(None))
+            .values(expires_at=now + timedelta(seconds=grace_seconds))
+        )
+    else:
+        await session.execute(delete(WebhookSecret).where(WebhookSecret.endpoint_id == endpoint.id))
+    secret = generate_webhook_secret()
+    session.add(
+        WebhookSecret(endpoint_id=endpoint.id, version=(latest or 0) + 1, value=secret, created_at=now)
+    )
+    endpoint.updated_at = now
+    await session.flush()
+    return NewSecret(endpoint=endpoint, secret=secret)
+
+
+# --- events and deliveries ------------------------------------------------------------------------------
+
+
+async def _active_endpoints(session: AsyncSession, account_id: str, event_type: str) -> list[WebhookEndpoint]:
+    result = await session.scalars(
+        select(WebhookEndpoint)
+        .where(WebhookEndpoint.account_id == account_id, WebhookEndpoint.active.is_(True))
+        .order_by(WebhookEndpoint.created_at)
+    )
+    return [e for e in result if _subscribed(e, event_type) and get_profile(e.profile).carries(event_type)]
+
+
+def _queue_delivery(
+    session: AsyncSession, delivery: WebhookDelivery, *, trigger: str, base: int, delay: float | None = None
+) -> None:
+    enqueue(
+        session,
+        DELIVER_TASK,
+        {"delivery_id": delivery.id, "seq": delivery.attempts, "base": base, "trigger": trigger},
+        delay=delay,
+    )
+
+
+async def emit_events(
+    session: AsyncSession,
+    account_id: str,
+    event_type: str,
+    payloads: Sequence[Mapping[str, Any]],
+    *,
+    target: str | None = None,
+    target_profile: str | None = None,
+    endpoints: Sequence[WebhookEndpoint] | None = None,
+) -> list[WebhookDelivery]:
+    """Write one event per payload and its deliveries, and queue them, all in the caller's transaction.
+
+    Without ``target``, one delivery per active endpoint of the account subscribed to ``event_type`` (none:
+    nothing is written, not even the event). With ``target`` (a job's one-off ``webhook_url``), one delivery
+    to it, signed with the account's webhook secret, in ``target_profile`` (default: kernel for kernel
+    events, else standard). Returns the deliveries created.
+    """
+    if not payloads:
+        return []
+    now = utcnow()
+    destinations: list[tuple[WebhookEndpoint | None, WebhookProfile]]
+    if target is not None:
+        name = target_profile or ("kernel" if event_type in KERNEL_EVENTS else "standard")
+        profile = _check_profile(name)
+        if not profile.carries(event_type):
+            raise ValueError(f"profile {name!r} does not carry {event_type!r}")
+        destinations = [(None, profile)]
+    else:
+        found = (
+            endpoints if endpoints is not None else await _active_endpoints(session, account_id, event_type)
+        )
+        destinations = [(e, get_profile(e.profile)) for e in found]
+        if not destinations:
+            return []
+    deliveries: list[WebhookDelivery] = []
+    for payload in payloads:
+        event = WebhookEvent(account_id=account_id, type=event_type, payload=dict(payload), created_at=now)
+        event.id = new_uuid()
+        session.add(event)
+        for endpoint, profile in destinations:
+            delivery = WebhookDelivery(
+                id=new_message_id(),
+                account_id=account_id,
+                event_id=event.id,
+                event_type=event_type,
+                endpoint_id=endpoint.id if endpoint is not None else None,
+                target_url=target,
+                profile=profile.name,
+                payload=profile.envelope(event_type, payload, occurred_at=now),
+                status=PENDING,
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+            deliveries.append(delivery)
+    # Events first: deliveries reference them (the unit of work orders inserts by mapper, but be explicit).
+    await session.flush()
+    session.add_all(deliveries)
+    for delivery in deliveries:
+        _queue_delivery(session, delivery, trigger=SCHEDULED, base=0)
+    await session.flush()
+    return deliveries
+
+
+async def emit_event(
+    session: AsyncSession,
+    account_id: str,
+    event_type: str,
+    payload: Mapping[str, Any],
+    *,
+    target: str | None = None,
+    target_profile: str | None = None,
+) -> list[WebhookDelivery]:
+    """Write one event and its deliveries in the caller's transaction (see :func:`emit_events`)."""
+    return await emit_events(
+        session, account_id, event_type, [payload], target=target, target_profile=target_profile
+    )
+
+
+def _test_payload(profile: WebhookProfile, now: datetime) -> tuple[str, dict[str, Any]]:
+    if profile.name == "kuration":
+        return TOOL_OUTPUT_READY, {
+            "project_id": "00000000-0000-4000-8000-000000000000",
+            "row_id": "TestRow0000000000000",
+            "col_id": "00000000-0000-4000-8000-000000000001",
+            "value": "test",
+            "status": "success",
+        }
+    if profile.name == "kernel":
+        return "entity-resolution.completed", kernel_job_data(
+            job_id="00000000-0000-4000-8000-000000000000",
+            status="completed",
+            created_at=now,
+            completed_at=now,
+            record={"test": True},
+        )
+    if profile.name == "kruncher":
+        return ANALYSIS_COMPLETED, analysis_completed_data(
+            project_id="00000000-0000-4000-8000-000000000000",
+            analysis_id="00000000-0000-4000-8000-000000000001",
+            project_name="Test project",
+            kruncher_entity_company_id=None,
+        )
+    return TEST_EVENT, {"message": "a test event from Dossier"}
+
+
+async def send_test_event(session: AsyncSession, account_id: str, endpoint_id: str) -> WebhookDelivery:
+    """Queue a test event of the endpoint's profile to this endpoint only (even if it is not subscribed)."""
+    endpoint = await get_endpoint(session, account_id, endpoint_id)
+    if not endpoint.active:
+        raise Conflict("the endpoint is disabled; enable it first")
+    profile = get_profile(endpoint.profile)
+    event_type, data = _test_payload(profile, utcnow())
+    deliveries = await emit_events(session, account_id, event_type, [data], endpoints=[endpoint])
+    return deliveries[0]
+
+
+# --- the tool-cell hook ---------------------------------------------------------------------------------
+
+
+async def emit_tool_outputs(session: AsyncSession, column: Column, row_pks: Sequence[int]) -> int:
+    """``tool_output_ready`` for each written cell of ``column`` (``002``), in the caller's transaction.
+
+    Called by the enrichment engine right after it writes outcomes. Nothing is written when no endpoint of
+    the account subscribes. Also tells Slack when the project has no cell left to compute. Returns the number
+    of events written.
+    """
+    if not row_pks:
+        return 0
+    account_id = await session.scalar(select(Project.account_id).where(Project.id == column.project_id))
+    if account_id is None:
+        return 0
+    endpoints = await _active_endpoints(session, account_id, TOOL_OUTPUT_READY)
+    count = 0
+    if endpoints:
+        rows = await session.execute(
+            select(Row.id, Cell.value, Cell.status)
+            .join(Row, Row.pk == Cell.row_pk)
+            .where(Cell.column_id == column.id, Cell.row_pk.in_(list(row_pks)))
+            .order_by(Cell.row_pk)
+        )
+        payloads = [
+            {
+                "project_id": column.project_id,
+                "row_id": row_id,
+                "col_id": column.id,
+                "value": value_string(value),
+                "status": status,
+            }
+            for row_id, value, status in rows
+        ]
+        await emit_events(session, account_id, TOOL_OUTPUT_READY, payloads, endpoints=endpoints)
+        count = len(payloads)
+    await _maybe_enrichment_finished(session, account_id, column.project_id)
+    return count
+
+
+async def _maybe_enrichment_finished(session: AsyncSession, account_id: str, project_id: str) -> None:
+    connection = await session.get(SlackConnection, account_id)
+    if connection is None or NOTICE_ENRICHMENT_FINISHED not in connection.notices:
+        return
+    # Best effort: two chunks finishing at the same moment may each see the other still running and both
+    # stay silent; a missed "finished" notice is better than a notice for every chunk.
+    unfinished = await session.scalar(
+        select(Cell.row_pk)
+        .join(Row, Row.pk == Cell.row_pk)
+        .where(Row.project_id == project_id, Cell.status.not_in(list(FINAL_STATUSES)))
+        .limit(1)
+    )
+    if unfinished is not None:
+        return
+    name = await session.scalar(select(Project.name).where(Project.id == project_id))
+    text = f"Enrichment of project {name!r} finished: every tool cell has a result."
+    queue_slack(session, account_id, text, _blocks(":white_check_mark: *Enrichment finished*", text))
+
+
+# --- history --------------------------------------------------------------------------------------------
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    account_id: str,
+    endpoint_id: str,
+    *,
+    status: str | None = None,
+    event_type: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[WebhookDelivery], int]:
+    """One page of an endpoint's deliveries, newest first, and the total matching."""
+    await get_endpoint(session, account_id, endpoint_id)
+    limit = max(1, min(limit, MAX_LIST_LIMIT))
+    where = [WebhookDelivery.endpoint_id == endpoint_id]
+    if status is not None:
+        where.append(WebhookDelivery.status == status)
+    if event_type is not None:
+        where.append(WebhookDelivery.event_type == event_type)
+    total = await session.scalar(select(func.count()).select_from(WebhookDelivery).where(*where))
+    page = await session.scalars(
+        select(WebhookDelivery)
+        .where(*where)
+        .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
+        .limit(limit)
+        .offset(max(0, offset))
+    )
+    return list(page), int(total or 0)
+
+
+async def get_delivery(
+    session: AsyncSession, account_id: str, delivery_id: str
+) -> tuple[WebhookDelivery, list[WebhookAttempt]]:
+    """A delivery of the account with all its attempts, oldest first."""
+    delivery = await session.get(WebhookDelivery, delivery_id)
+    if delivery is None or delivery.account_id != account_id:
+        raise NotFound(f"no webhook delivery {delivery_id!r}")
+    attempts = await session.scalars(
+        select(WebhookAttempt)
+        .where(WebhookAttempt.delivery_id == delivery_id)
+        .order_by(WebhookAttempt.number, WebhookAttempt.id)
+    )
+    return delivery, list(attempts)
+
+
+async def _redeliver(session: AsyncSession, delivery: WebhookDelivery) -> None:
+    delivery.status = PENDING
+    delivery.next_attempt_at = utcnow()
+    _queue_delivery(session, delivery, trigger=MANUAL, base=delivery.attempts)
+
+
+async def redeliver(session: AsyncSession, account_id: str, delivery_id: str) -> WebhookDelivery:
+    """Send a delivery again now (trigger ``manual``) with the same body and ``webhook-id``.
+
+    It gets the profile's retry schedule again if this attempt fails.
+    """
+    delivery, _ = await get_delivery(session, account_id, delivery_id)
+    if delivery.endpoint_id is not None:
+        endpoint = await session.get(WebhookEndpoint, delivery.endpoint_id)
+        if endpoint is not None and not endpoint.active:
+            raise Conflict("the endpoint is disabled; enable it first")
+    await _redeliver(session, delivery)
+    await session.flush()
+    return delivery
+
+
+async def recover_failed(session: AsyncSession, account_id: str, endpoint_id: str, since: datetime) -> int:
+    """Redeliver every failed delivery of the endpoint created at or after ``since``; returns how many."""
+    endpoint = await get_endpoint(session, account_id, endpoint_id)
+    if not endpoint.active:
+        raise Conflict("the endpoint is disabled; enable it first")
+    if since.tzinfo is None:
+        raise InvalidInput("since must include a time zone (e.g. 2026-01-01T00:00:00Z)")
+    failed = await session.scalars(
+        select(WebhookDelivery)
+        .where(
+            WebhookDelivery.endpoint_id == endpoint.id,
+            WebhookDelivery.status == FAILED,
+            WebhookDelivery.created_at >= since,
+        )
+        .order_by(WebhookDelivery.created_at)
+    )
+    count = 0
+    for delivery in failed:
+        await _redeliver(session, delivery)
+        count += 1
+    await session.flush()
+    return count
+
+
+# --- the dispatcher's side: plan an attempt, record it --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttemptPlan:
+    """Everything one HTTP attempt needs, read in a short transaction before the request is sent."""
+
+    delivery_id: str
+    account_id: str
+    endpoint_id: str | None
+    url: str
+    profile: str
+    event_type: str
+    payload: dict[str, Any]
+    secrets: list[SecretVersion]
+    options: dict[str, str]
+    seq: int
+    base: int
+    trigger: str
+
+
+async def plan_attempt(
+    session: AsyncSession, delivery_id: str, *, seq: int, base: int, trigger: str
+) -> AttemptPlan | None:
+    """What to send for this task, or None when there is nothing to do (stale task, finished delivery,
+    deleted endpoint). A delivery whose endpoint is disabled is failed here, without an attempt."""
+    delivery = await session.get(WebhookDelivery, delivery_id)
+    if delivery is None or delivery.status != PENDING or delivery.attempts != seq:
+        return None
+    options: dict[str, str] = {}
+    if delivery.endpoint_id is not None:
+        endpoint = await session.get(WebhookEndpoint, delivery.endpoint_id)
+        if endpoint is None:
+            return None
+        if not endpoint.active:
+            delivery.status = FAILED
+            delivery.next_attempt_at = None
+            delivery.last_error = f"endpoint disabled: {endpoint.disabled_reason or 'no reason given'}"
+            await session.flush()
+            return None
+        url = endpoint.url
+        secrets = await endpoint_secrets(session, endpoint.id)
+        options = {k: str(v) for k, v in (endpoint.options or {}).items()}
+    else:
+        account = await session.get(Account, delivery.account_id)
+        if account is None or delivery.target_url is None:
+            return None
+        url = delivery.target_url
+        secrets = [SecretVersion(account.webhook_secret)]
+    if not secrets:
+        return None
+    return AttemptPlan(
+        delivery_id=delivery.id,
+        account_id=delivery.account_id,
+        endpoint_id=delivery.endpoint_id,
+        url=url,
+        profile=delivery.profile,
+        event_type=delivery.event_type,
+        payload=dict(delivery.payload),
+        secrets=secrets,
+        options=options,
+        seq=seq,
+        base=base,
+        trigger=trigger,
+    )
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """What happened on the wire. ``status`` None means no response (``Error Request``)."""
+
+    attempt_id: str
+    started_at: datetime
+    request_headers: dict[str, str]
+    status: int | None
+    response_headers: dict[str, str] | None
+    response_body: str | None
+    duration_ms: int
+    error_class: str | None = None
+    error_text: str | None = None
+    timed_out: bool = False
+    retry_after: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        """A 2xx answer; a 3xx is a failure because redirects are not followed."""
+        return self.status is not None and 200 <= self.status < 300
+
+
+async def record_attempt(
+    session: AsyncSession,
+    plan: AttemptPlan,
+    result: AttemptResult,
+    *,
+    settings: Settings,
+    next_delay: float | None,
+) -> WebhookAttempt | None:
+    """Record one attempt and decide what follows: success, the next scheduled try, or permanent failure.
+
+    ``next_delay`` is the profile schedule's answer for this failure (None: no attempts left). A 410 Gone
+    disables the endpoint. An endpoint failing continuously for ``webhook_disable_after_days`` is disabled.
+    Returns the attempt, or None when another run already recorded this attempt (a stale task).
+    """
+    now = utcnow()
+    claimed = await session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == plan.delivery_id,
+            WebhookDelivery.attempts == plan.seq,
+            WebhookDelivery.status == PENDING,
+        )
+        .values(attempts=plan.seq + 1, last_attempt_at=result.started_at)
+        .execution_options(synchronize_session=False)
+    )
+    if not claimed.rowcount:  # type: ignore[attr-defined]
+        return None
+    delivery = await session.get(WebhookDelivery, plan.delivery_id, populate_existing=True)
+    assert delivery is not None
+    endpoint = await session.get(WebhookEndpoint, plan.endpoint_id) if plan.endpoint_id else None
+    outcome = "Success" if result.succeeded else ("Error Response" if result.status else "Error Request")
+    attempt = WebhookAttempt(
+        delivery_id=delivery.id,
+        number=delivery.attempts,
+        attempt_id=result.attempt_id,
+        trigger=plan.trigger,
+        started_at=result.started_at,
+        url=plan.url,
+        request_headers=result.request_headers,
+        response_status=result.status,
+        response_headers=result.response_headers,
+        response_body=result.response_body,
+        duration_ms=result.duration_ms,
+        error_class=result.error_class,
+        error_text=result.error_text,
+        outcome=outcome,
+    )
+    delivery.last_status_code = result.status
+    delivery.last_error = result.error_text
+    if result.succeeded:
+        delivery.status = SUCCEEDED
+        delivery.delivered_at = now
+        delivery.next_attempt_at = None
+        if endpoint is not None:
+            endpoint.failing_since = None
+            endpoint.failure_notified_at = None
+            endpoint.last_delivery_at = now
+        session.add(attempt)
+        await session.flush()
+        return attempt
+
+    gone = result.status == 410
+    if gone and endpoint is not None:
+        delivery.status = FAILED
+        delivery.next_attempt_at = None
+        await disable_endpoint(session, endpoint, "the endpoint answered 410 Gone")
+    elif next_delay is None:
+        delivery.status = FAILED
+        delivery.next_attempt_at = None
+    else:
+        delivery.next_attempt_at = now + timedelta(seconds=next_delay)
+        attempt.next_attempt_at = delivery.next_attempt_at
+        _queue_delivery(session, delivery, trigger=SCHEDULED, base=plan.base, delay=next_delay)
+    session.add(attempt)
+    if endpoint is not None and endpoint.active:
+        if endpoint.failing_since is None:
+            endpoint.failing_since = result.started_at
+        limit = timedelta(days=settings.webhook_disable_after_days)
+        if now - endpoint.failing_since >= limit:
+            await disable_endpoint(
+                session,
+                endpoint,
+                f"every attempt failed for {settings.webhook_disable_after_days:g} days "
+                f"(since {endpoint.failing_since.isoformat()})",
+            )
+        elif delivery.status == FAILED and endpoint.failure_notified_at is None:
+            endpoint.failure_notified_at = now
+            text = (
+                f"Webhook endpoint {endpoint.url} is failing: delivery {delivery.id} ({delivery.event_type}) "
+                f"failed permanently after {delivery.attempts} attempts "
+                f"(last: {result.status or result.error_class}: {result.error_text or ''})."
+            )
+            await notify_slack(
+                session,
+                endpoint.account_id,
+                NOTICE_ENDPOINT_FAILING,
+                text,
+                ":warning: *Webhook endpoint failing*",
+            )
+    await session.flush()
+    return attempt
+
+
+async def disable_endpoint(session: AsyncSession, endpoint: WebhookEndpoint, reason: str) -> None:
+    """Disable an endpoint, tell the account (an event to its other endpoints, and Slack if connected)."""
+    if not endpoint.active:
+        return
+    now = utcnow()
+    endpoint.active = False
+    endpoint.disabled_reason = reason
+    endpoint.disabled_at = now
+    endpoint.updated_at = now
+    await session.flush()
+    log.warning("webhook endpoint disabled", extra={"endpoint_id": endpoint.id, "reason": reason})
+    await emit_event(
+        session,
+        endpoint.account_id,
+        ENDPOINT_DISABLED_EVENT,
+        {"endpoint_id": endpoint.id, "url": endpoint.url, "reason": reason, "disabled_at": now.isoformat()},
+    )
+    text = f"Webhook endpoint {endpoint.url} was disabled: {reason}. Re-enable it and recover what it missed."
+    await notify_slack(
+        session, endpoint.account_id, NOTICE_ENDPOINT_DISABLED, text, ":no_entry: *Webhook endpoint disabled*"
+    )
+
+
+# --- Slack ----------------------------------------------------------------------------------------------
+
+
+def _blocks(title: str, text: str) -> list[dict[str, Any]]:
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": title}},
+        {"type": "section", "text": {"type": "plain_text", "text": text}},
+    ]
+
+
+def queue_slack(session: AsyncSession, account_id: str, text: str, blocks: list[dict[str, Any]]) -> None:
+    """Queue a Slack message (``text`` is the fallback shown in notifications, ``blocks`` the layout)."""
+    enqueue(session, SLACK_TASK, {"account_id": account_id, "text": text, "blocks": blocks})
+
+
+async def notify_slack(session: AsyncSession, account_id: str, notice: str, text: str, title: str) -> bool:
+    """Queue a Slack message if the account connected Slack and picked ``notice``; returns whether it did."""
+    connection = await session.get(SlackConnection, account_id)
+    if connection is None or notice not in connection.notices:
+        return False
+    queue_slack(session, account_id, text, _blocks(title, text))
+    return True
+
+
+def _check_notices(notices: Sequence[str] | None) -> list[str]:
+    if notices is None:
+        return list(NOTICES)
+    unknown = [n for n in notices if n not in NOTICES]
+    if unknown:
+        raise InvalidInput(f"unknown Slack notice(s) {unknown}; choose from: {', '.join(NOTICES)}")
+    return list(dict.fromkeys(notices))
+
+
+async def connect_slack(
+    session: AsyncSession,
+    account_id: str,
+    *,
+    url: str,
+    notices: Sequence[str] | None,
+    http: OutboundClient,
+) -> SlackConnection:
+    """Connect (or replace) the account's Slack incoming webhook, validated by the outbound policy."""
+    checked = _check_notices(notices)
+    url = await validate_url(http, url)
+    now = utcnow()
+    connection = await session.get(SlackConnection, account_id)
+    if connection is None:
+        connection = SlackConnection(account_id=account_id, url=url, notices=checked, created_at=now)
+        session.add(connection)
+    else:
+        connection.url = url
+        connection.notices = checked
+    connection.updated_at = now
+    await session.flush()
+    return connection
+
+
+async def get_slack(session: AsyncSession, account_id: str) -> SlackConnection:
+    """The account's Slack connection; NotFound when Slack is not connected."""
+    connection = await session.get(SlackConnection, account_id)
+    if connection is None:
+        raise NotFound("Slack is not connected")
+    return connection
+
+
+async def update_slack_notices(
+    session: AsyncSession, account_id: str, notices: Sequence[str]
+) -> SlackConnection:
+    """Choose which notices go to Slack."""
+    connection = await get_slack(session, account_id)
+    connection.notices = _check_notices(notices)
+    connection.updated_at = utcnow()
+    await session.flush()
+    return connection
+
+
+async def disconnect_slack(session: AsyncSession, account_id: str) -> None:
+    """Forget the account's Slack connection."""
+    connection = await get_slack(session, account_id)
+    await session.delete(connection)
+    await session.flush()
