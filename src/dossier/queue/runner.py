@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import logging
 import signal
@@ -14,6 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dossier.db.engine import create_engine, create_sessionmaker
+from dossier.net import OutboundClient
 from dossier.queue.service import WorkerResources
 from dossier.queue.worker import Worker
 from dossier.settings import Settings
@@ -40,6 +40,7 @@ async def run_worker(
     import_task_modules(modules if modules is not None else task_modules(settings))
     own_engine = engine is None
     engine = engine or create_engine(settings)
+    # An injected client (tests) belongs to the caller; ours is closed here.
     own_http = http is None
     if http is None:
         http = open_outbound_client(settings)
@@ -69,14 +70,19 @@ async def run_worker_until_signalled(settings: Settings, *, concurrency: int | N
 
 @asynccontextmanager
 async def worker_in_background(
-    settings: Settings, *, engine: AsyncEngine | None = None, enabled: bool = True
+    settings: Settings, *, engine: AsyncEngine | None = None, http: Any = None, enabled: bool = True
 ) -> AsyncIterator[None]:
-    """Run a worker beside other work in this process (`dossier serve`); stop it gracefully on exit."""
+    """Run a worker beside other work in this process (`dossier serve`); stop it gracefully on exit.
+
+    ``engine`` and ``http`` let the worker share the API's connection pools (the caller keeps them).
+    """
     if not enabled:
         yield
         return
     stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(settings, stop_event=stop, engine=engine), name="dossier-worker")
+    task = asyncio.create_task(
+        run_worker(settings, stop_event=stop, engine=engine, http=http), name="dossier-worker"
+    )
 
     def crashed(done: asyncio.Task[None]) -> None:
         if not done.cancelled() and done.exception() is not None:
@@ -91,31 +97,15 @@ async def worker_in_background(
         await asyncio.gather(task, return_exceptions=True)
 
 
-def open_outbound_client(settings: Settings) -> Any:
-    """The outbound HTTP client of ``dossier.net`` (the policy-enforcing one), or None if it is not built in.
-
-    Looked up at run time so the queue does not depend on the network layer's import graph.
-    """
-    try:
-        net = importlib.import_module("dossier.net")
-    except ModuleNotFoundError:
-        return None
-    client_class = getattr(net, "OutboundClient", None)
-    if client_class is None:
-        # TODO(net): dossier.net has no OutboundClient yet; handlers that need HTTP get None until it lands.
-        log.warning("dossier.net.OutboundClient is missing: task handlers get no HTTP client")
-        return None
-    factory = getattr(client_class, "from_settings", None)
-    return factory(settings) if factory is not None else client_class(settings)
+def open_outbound_client(settings: Settings) -> OutboundClient:
+    """The process's one outbound HTTP client (dossier.net enforces the outbound policy on every request)."""
+    return OutboundClient.from_settings(settings)
 
 
 async def close_outbound_client(http: Any) -> None:
-    """Close a client opened by ``open_outbound_client`` (``aclose`` or ``close``, sync or async)."""
-    if http is None:
-        return
-    closer = getattr(http, "aclose", None) or getattr(http, "close", None)
-    if closer is None:
-        return
-    result = closer()
-    if inspect.isawaitable(result):
-        await result
+    """Close a client opened by ``open_outbound_client``, or an injected one that has ``aclose``."""
+    closer = getattr(http, "aclose", None)
+    if closer is not None:
+        result = closer()
+        if inspect.isawaitable(result):
+            await result
