@@ -73,6 +73,9 @@ class Tool(ABC):
     description: ClassVar[str]
     inputs: ClassVar[tuple[ToolInput, ...]]
     config_model: ClassVar[type[BaseModel]] = NoConfig
+    # True for tools whose inputs the column names freely (the http tool's templates refer to them by
+    # name): the engine then accepts any input name, and ``inputs`` lists only the documented ones.
+    accepts_any_inputs: ClassVar[bool] = False
 
     def parse_config(self, raw: Mapping[str, Any] | None) -> BaseModel:
         """Validate a column's config; InvalidInput says what is wrong."""
