@@ -31,6 +31,9 @@ def _load_builtin_tools() -> None:
     # Imported lazily so that importing the registry never imports every tool's dependencies.
     # Registration lines (one per tool) go here:
     from dossier.enrichment.tools import (
+        domain,  # noqa: F401
         entity_resolution,  # noqa: F401
         firmographics,  # noqa: F401
+        http,  # noqa: F401
+        website,  # noqa: F401
     )
