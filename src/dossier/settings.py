@@ -48,7 +48,7 @@ class Settings(BaseSettings):
         description="Allow plain http to any host; otherwise http only to hosts in DOSSIER_OUTBOUND_ALLOW.",
     )
     outbound_timeout: float = Field(
-        default=10.0, gt=0, description="Default seconds for a whole outbound request (DNS to last body byte)."
+        default=10.0, gt=0, description="Default seconds for a whole outbound request (DNS to last byte)."
     )
     outbound_connect_timeout: float = Field(
         default=5.0, gt=0, description="Seconds to resolve the host and open a connection."
@@ -156,6 +156,15 @@ class Settings(BaseSettings):
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("outbound_allow")
+    @classmethod
+    def _check_outbound_allow(cls, value: list[str]) -> list[str]:
+        # Parsed by the policy itself (one parser), so a bad entry stops the process at start.
+        from dossier.net import OutboundPolicy
+
+        OutboundPolicy(allow=tuple(value))
         return value
 
     @property

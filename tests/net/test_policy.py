@@ -168,3 +168,8 @@ def test_socket_factory_refuses_what_the_resolver_did_not_approve() -> None:
         factory((socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("fd00:ec2::254", 80, 0, 0)))
     sock = factory((socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("8.8.8.8", 443)))
     sock.close()  # created, never connected
+
+
+def test_a_bad_allow_entry_in_the_environment_stops_the_settings() -> None:
+    with pytest.raises(ValueError, match=r"'example\.com:8080' is not a host name"):
+        Settings(outbound_allow="127.0.0.1,example.com:8080")  # type: ignore[arg-type]
