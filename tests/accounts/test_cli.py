@@ -63,7 +63,8 @@ def test_duplicate_account_name_fails_clearly(database_url: str) -> None:
 def test_first_serve_prints_a_working_key_and_a_second_start_creates_no_account(
     database_url: str, tmp_path: Path
 ) -> None:
-    server = start_server(database_url, tmp_path)
+    # --no-worker: the worker plays no part in start-up and only slows the two starts and stops down.
+    server = start_server(database_url, tmp_path, "--no-worker")
     try:
         output = server.output()
         keys = set(KEY.findall(output))
@@ -78,7 +79,7 @@ def test_first_serve_prints_a_working_key_and_a_second_start_creates_no_account(
     finally:
         stop_server(server)
 
-    again = start_server(database_url, tmp_path)
+    again = start_server(database_url, tmp_path, "--no-worker")
     try:
         output = again.output()
         assert not KEY.search(output), "a second start must not create or print another key"
