@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import ssl
 import subprocess
 from collections.abc import AsyncIterator
@@ -78,6 +79,11 @@ def _routes(site: Site) -> web.Application:
             return response
         return web.Response(body=b"x" * size)
 
+    async def gzipped(request: web.Request) -> web.StreamResponse:
+        await record(request)
+        body = gzip.compress(b"0" * int(request.query["n"]))
+        return web.Response(body=body, headers={"Content-Encoding": "gzip"})
+
     async def status(request: web.Request) -> web.StreamResponse:
         await record(request)
         return web.Response(status=int(request.match_info["code"]), text="status page")
@@ -89,6 +95,7 @@ def _routes(site: Site) -> web.Application:
     app.router.add_get("/sleep", sleep)
     app.router.add_get("/slow-body", slow_body)
     app.router.add_get("/big", big)
+    app.router.add_get("/gzip", gzipped)
     app.router.add_route("*", "/status/{code}", status)
     return app
 

@@ -226,6 +226,16 @@ async def test_response_size_is_bounded(allowed: OutboundClient, site: Site, chu
     assert (await allowed.request("GET", f"{site.url}/big?n=10{flag}")).body == b"x" * 10
 
 
+async def test_the_bound_applies_to_decompressed_bytes(allowed: OutboundClient, site: Site) -> None:
+    # 5 MB of zeros gzip to a few KB: Content-Length is small, the body is not.
+    response = await allowed.request("GET", f"{site.url}/gzip?n=5000000", max_bytes=1000)
+    assert response.truncated and response.body == b"0" * 1000
+    with pytest.raises(ResponseTooLarge):
+        await allowed.request("GET", f"{site.url}/gzip?n=5000000", max_bytes=1000, on_too_large="raise")
+    small = await allowed.request("GET", f"{site.url}/gzip?n=500", max_bytes=1000)
+    assert not small.truncated and small.body == b"0" * 500
+
+
 async def test_policy_default_max_bytes(site: Site) -> None:
     async with OutboundClient(OutboundPolicy(allow=LOOPBACK, max_response_bytes=500)) as client:
         response = await client.request("GET", f"{site.url}/big?n=5000")

@@ -299,9 +299,10 @@ class OutboundClient:
 
     async def aclose(self) -> None:
         """Close the pooled connections. The client may be used again afterwards (a new pool is opened)."""
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            await session.close()
+        await self._resolver.close()
 
     async def __aenter__(self) -> OutboundClient:
         return self
@@ -315,12 +316,19 @@ async def _read_body(
 ) -> tuple[bytes, bool]:
     declared = response.content_length
     if on_too_large == "raise" and declared is not None and declared > limit:
+        # Compressed or not, more than the limit is coming: no need to read it.
         response.close()
         raise ResponseTooLarge(
             f"the response body ({declared} bytes) is larger than the {limit} bytes allowed",
             url=str(url),
             status=response.status,
         )
+    encoded = response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
+    if declared is not None and declared <= limit and not encoded:
+        # Fast path (most answers): the length is known and within bounds, so read it in one go. The
+        # parser never hands over more than Content-Length. Not for compressed bodies: Content-Length
+        # counts the compressed bytes, and decompressed ones are what is kept.
+        return await response.read(), False
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(_CHUNK):

@@ -94,9 +94,10 @@ class GuardedResolver(AbstractResolver):
         return allowed
 
     async def close(self) -> None:
-        """Release the underlying resolver."""
-        if self._inner is not None:
-            await self._inner.close()
+        """Release the underlying resolver; the next lookup opens a new one (on the loop running then)."""
+        inner, self._inner = self._inner, None
+        if inner is not None:
+            await inner.close()
 
 
 def guarded_socket_factory(policy: OutboundPolicy, resolver: GuardedResolver) -> SocketFactoryType:
