@@ -13,6 +13,7 @@ from rich.console import Console
 from dossier.accounts import service as accounts
 from dossier.db.engine import create_engine, create_sessionmaker
 from dossier.db.migrate import upgrade_to_head
+from dossier.enrichment.registry.cli import registry_app
 from dossier.logs import configure_logging
 from dossier.projects.cli import export_rows, import_rows
 from dossier.settings import Settings, get_settings
@@ -22,6 +23,7 @@ accounts_app = typer.Typer(help="Accounts and API keys.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 queue_app = typer.Typer(help="The work queue: inspect and requeue tasks.", no_args_is_help=True)
 app.add_typer(queue_app, name="queue")
+app.add_typer(registry_app, name="registry")
 app.command("import")(import_rows)
 app.command("export")(export_rows)
 

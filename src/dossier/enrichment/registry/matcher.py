@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rapidfuzz.distance import Levenshtein
+from rapidfuzz.distance import OSA
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -103,8 +103,8 @@ def _token_similarity(a: str, b: str) -> float:
         # Exchanges truncate long words ("SAREPTA THERAP.", "MITSUBISHI EST."): a prefix is nearly the word.
         return 0.85 if len(shorter) >= 4 else 0.75
     if len(shorter) >= 4:
-        similarity = Levenshtein.normalized_similarity(a, b)
-        # One typo in a word of 5+ letters; anything looser makes unrelated words "similar".
+        similarity = OSA.normalized_similarity(a, b)
+        # One typo (or swapped pair) in a word of 5+ letters; anything looser makes unrelated words "similar".
         if similarity >= 0.8:
             return similarity
     return 0.0
@@ -195,7 +195,7 @@ class EntityIndex:
         # Written with or without spaces ("MercadoLibre" / "Mercado Libre"), or one typo across the name.
         compact_q, compact_c = query.compact, candidate.compact
         if min(len(compact_q), len(compact_c)) >= 6:
-            compact = Levenshtein.normalized_similarity(compact_q, compact_c)
+            compact = OSA.normalized_similarity(compact_q, compact_c)
             if compact >= 0.9:
                 score = max(score, compact)
         return score

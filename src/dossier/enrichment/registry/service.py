@@ -186,25 +186,27 @@ class _CountingReader(io.RawIOBase):
         return len(data)
 
 
-def _open_text(path: Path) -> tuple[IO[str], _CountingReader, int]:
+def _open_text(path: Path) -> tuple[IO[str], _CountingReader, int, bytes]:
+    """The file as text (gunzipped when it is gzip), its byte counter, its size and its first bytes."""
     size = path.stat().st_size
     raw = _CountingReader(path.open("rb"))
     buffered = io.BufferedReader(raw, buffer_size=1 << 16)
-    head = buffered.peek(2)[:2]
-    binary: IO[bytes] | gzip.GzipFile | io.BufferedReader = (
-        gzip.GzipFile(fileobj=buffered, mode="rb") if head == b"\x1f\x8b" else buffered
-    )
+    # Both readers have peek(); typeshed gives them no common type that TextIOWrapper accepts.
+    binary: Any = buffered
+    if buffered.peek(2)[:2] == b"\x1f\x8b":
+        binary = gzip.GzipFile(fileobj=buffered, mode="rb")
+    head: bytes = binary.peek(64)[:64]
     # utf-8-sig: spreadsheet exports start with a byte-order mark.
-    return io.TextIOWrapper(binary, encoding="utf-8-sig", newline=""), raw, size
+    return io.TextIOWrapper(binary, encoding="utf-8-sig", newline=""), raw, size, head
 
 
-def _detect_format(path: Path, text: IO[str]) -> Literal["csv", "jsonl"]:
+def _detect_format(path: Path, head: bytes) -> Literal["csv", "jsonl"]:
     suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
     if suffixes and suffixes[-1] in {".jsonl", ".ndjson", ".json"}:
         return "jsonl"
     if suffixes and suffixes[-1] in {".csv", ".tsv", ".txt"}:
         return "csv"
-    return "jsonl" if text.read(1) == "{" else "csv"
+    return "jsonl" if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") else "csv"
 
 
 def _iter_csv(text: IO[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
@@ -467,14 +469,13 @@ async def import_file(
     if not default_source or len(default_source) > 64:
         raise RegistryImportError("the source name must be 1 to 64 characters")
     try:
-        text, counter, total = _open_text(file_path)
+        text, counter, total, head = _open_text(file_path)
     except OSError as exc:
         raise RegistryImportError(f"cannot read {file_path}: {exc.strerror or exc}") from None
     report = ImportReport(bytes_total=total)
     try:
         with text:
-            kind = _detect_format(file_path, text)
-            text.seek(0)
+            kind = _detect_format(file_path, head)
             rows = _iter_jsonl(text) if kind == "jsonl" else _iter_csv(text)
             batch: list[tuple[int, dict[str, Any], set[str]]] = []
             for line, item in rows:

@@ -1,0 +1,102 @@
+"""``dossier registry ...``: import reference companies and build the default registry."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+from dossier.db.engine import create_engine, create_sessionmaker
+from dossier.db.migrate import upgrade_to_head
+from dossier.enrichment.registry import service
+from dossier.settings import get_settings
+
+registry_app = typer.Typer(
+    help="The reference registry entity resolution matches against.", no_args_is_help=True
+)
+
+console = Console()
+err_console = Console(stderr=True)
+_SHOWN_REJECTIONS = 20
+
+
+@registry_app.command("import")
+def import_cmd(
+    file: Annotated[Path, typer.Argument(help="CSV or JSONL file, optionally .gz (see docs/registry.md).")],
+    source: Annotated[
+        str | None, typer.Option(help="Source name for rows without a 'source' column (default: import).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=50_000, help="Rows written per batch.")] = 1000,
+) -> None:
+    """Import companies into the registry: insert new ones, update known ones (by kernel_id or source key)."""
+    settings = get_settings()
+    if not file.is_file():
+        err_console.print(f"[red]error:[/red] {file} is not a readable file")
+        raise typer.Exit(code=1)
+
+    async def run() -> service.ImportReport:
+        engine = create_engine(settings)
+        try:
+            await upgrade_to_head(engine)
+            with Progress(
+                TextColumn("[bold]importing[/bold] {task.fields[rows]:,} rows"),
+                BarColumn(),
+                DownloadColumn(),
+                TimeRemainingColumn(),
+                console=err_console,
+                transient=False,
+            ) as progress:
+                task = progress.add_task("import", total=max(file.stat().st_size, 1), rows=0)
+
+                def report(state: service.ImportReport) -> None:
+                    progress.update(
+                        task, completed=state.bytes_read, total=state.bytes_total, rows=state.rows
+                    )
+
+                # One transaction: an import that fails part-way leaves the registry as it was.
+                async with create_sessionmaker(engine)() as session, session.begin():
+                    return await service.import_file(
+                        session, file, source=source, batch_size=batch_size, progress=report
+                    )
+        finally:
+            await engine.dispose()
+
+    try:
+        result = asyncio.run(run())
+    except service.RegistryImportError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(code=1) from None
+    console.print(
+        f"{result.rows:,} rows: [green]{result.inserted:,} inserted[/green], "
+        f"{result.updated:,} updated, [yellow]{len(result.rejected):,} rejected[/yellow]"
+    )
+    for rejected in result.rejected[:_SHOWN_REJECTIONS]:
+        err_console.print(f"  line {rejected.line}: {rejected.reason}", soft_wrap=True, markup=False)
+    if len(result.rejected) > _SHOWN_REJECTIONS:
+        err_console.print(f"  ... and {len(result.rejected) - _SHOWN_REJECTIONS:,} more rejected rows")
+
+
+@registry_app.command("build-default")
+def build_default_cmd() -> None:
+    """Build the default registry from the pytickersymbols package (does nothing if it is already there)."""
+    settings = get_settings()
+
+    async def run() -> tuple[int, int]:
+        engine = create_engine(settings)
+        try:
+            await upgrade_to_head(engine)
+            async with create_sessionmaker(engine)() as session, session.begin():
+                inserted = await service.ensure_default_registry(session)
+                return inserted, await service.entity_count(session)
+        finally:
+            await engine.dispose()
+
+    inserted, total = asyncio.run(run())
+    if inserted:
+        console.print(f"default registry built: {inserted:,} companies ({total:,} in the registry)")
+    else:
+        console.print(f"default registry already present ({total:,} companies in the registry)")
