@@ -35,6 +35,7 @@ from dossier.enrichment.registry.normalize import (
 DEFAULT_THRESHOLD = 0.86
 DEFAULT_MARGIN = 0.05
 MAX_CANDIDATES = 40
+_VOTE_FLOOR = 0.4
 # Tokens carried by more names than this are only used for blocking when nothing rarer is in the query.
 _COMMON_DF_FLOOR = 300
 _MIN_FUZZY_LEN = 5
@@ -99,10 +100,13 @@ def _token_similarity(a: str, b: str) -> float:
     if a == b:
         return 1.0
     shorter, longer = (a, b) if len(a) <= len(b) else (b, a)
-    if len(shorter) >= 3 and longer.startswith(shorter):
+    if len(shorter) < 3 or (shorter[0] != longer[0] and shorter[1] != longer[1]):
+        return 0.0  # cheap exit: short words never match fuzzily; two typos at the start are not "one typo"
+    if longer.startswith(shorter):
         # Exchanges truncate long words ("SAREPTA THERAP.", "MITSUBISHI EST."): a prefix is nearly the word.
         return 0.85 if len(shorter) >= 4 else 0.75
-    if len(shorter) >= 4:
+    # A similarity of 0.8 or more needs lengths within a fifth of each other.
+    if len(shorter) >= 4 and len(longer) - len(shorter) <= len(longer) // 5:
         similarity = OSA.normalized_similarity(a, b)
         # One typo (or swapped pair) in a word of 5+ letters; anything looser makes unrelated words "similar".
         if similarity >= 0.8:
@@ -163,14 +167,15 @@ class EntityIndex:
     def _weight(self, token: str) -> float:
         return self._idf.get(token, self._idf_unknown)
 
-    def _coverage(self, tokens: Sequence[str], weak: Sequence[str], other: Sequence[str]) -> float:
-        """How much of ``tokens`` (weighted by rarity) finds a counterpart in ``other``."""
+    def _coverage(
+        self, tokens: Sequence[str], best: Sequence[float], weak: Sequence[str], other: set[str]
+    ) -> float:
+        """How much of ``tokens`` (weighted by rarity) finds a counterpart; ``best``: their similarities."""
         total = matched = 0.0
-        for token in tokens:
+        for token, similarity in zip(tokens, best, strict=True):
             weight = self._weight(token)
-            best = max((_token_similarity(token, o) for o in other), default=0.0)
-            if best > 0:
-                matched += weight * best
+            if similarity > 0:
+                matched += weight * similarity
                 total += weight
             else:
                 total += weight * (_DESCRIPTOR_DISCOUNT if token in DESCRIPTORS else 1.0)
@@ -189,8 +194,23 @@ class EntityIndex:
         if query.core == candidate.core:
             # Same identifying words; a differing "Group"/"Holdings" costs a little (it can be a parent).
             return 1.0 - 0.02 * (len(weak_q) + len(weak_c))
-        covered_q = self._coverage(query.core, weak_q, candidate.core + candidate.weak)
-        covered_c = self._coverage(candidate.core, weak_c, query.core + query.weak)
+        words_q = {*query.core, *query.weak}
+        words_c = {*candidate.core, *candidate.weak}
+        best_q = [1.0 if t in words_c else 0.0 for t in query.core]
+        best_c = [1.0 if t in words_q else 0.0 for t in candidate.core]
+        # Fuzzy comparison only for query words without an exact partner: most pairs never get here.
+        core_c = len(candidate.core)
+        for i, token_q in enumerate(query.core):
+            if best_q[i]:
+                continue
+            for j, token_c in enumerate((*candidate.core, *candidate.weak)):
+                similarity = _token_similarity(token_q, token_c)
+                if similarity > best_q[i]:
+                    best_q[i] = similarity
+                if j < core_c and similarity > best_c[j]:
+                    best_c[j] = similarity
+        covered_q = self._coverage(query.core, best_q, weak_q, words_c)
+        covered_c = self._coverage(candidate.core, best_c, weak_c, words_q)
         score = math.sqrt(covered_q * covered_c)
         # Written with or without spaces ("MercadoLibre" / "Mercado Libre"), or one typo across the name.
         compact_q, compact_c = query.compact, candidate.compact
@@ -232,9 +252,12 @@ class EntityIndex:
             weight = self._weight(token) * factor
             for name_id in self._postings[token]:
                 votes[name_id] += weight
-        if len(votes) <= MAX_CANDIDATES:
-            return list(votes)
-        return heapq.nlargest(MAX_CANDIDATES, votes, key=votes.__getitem__)
+        # A name sharing much less rare-word weight than the best candidate cannot score near it: skip it.
+        floor = max(votes.values()) * _VOTE_FLOOR
+        kept = [name_id for name_id, vote in votes.items() if vote >= floor]
+        if len(kept) <= MAX_CANDIDATES:
+            return kept
+        return heapq.nlargest(MAX_CANDIDATES, kept, key=votes.__getitem__)
 
     def score(
         self, name: str | None = None, website: str | None = None, country: str | None = None
