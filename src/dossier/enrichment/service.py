@@ -33,6 +33,7 @@ from dossier.projects.models import (
     Row,
 )
 from dossier.queue.service import enqueue
+from dossier.webhooks.service import emit_tool_outputs
 
 RUN_CELLS = "cells.run"
 BACKFILL_COLUMN = "column.backfill"
@@ -335,4 +336,6 @@ async def finish_cells(
         for dependent in by_id.values():
             if dependent.tool_inputs and column.id in dependent.tool_inputs.values():
                 await schedule_cells(session, dependent, sorted(written), by_id, chunk_rows=chunk_rows)
+        # tool_output_ready (002) is written in this transaction: no event for an outcome that rolls back.
+        await emit_tool_outputs(session, column, sorted(written))
     return written

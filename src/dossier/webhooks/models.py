@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dossier.db.base import Base, BigIntPK, JSONType, new_uuid, utcnow
@@ -109,8 +109,9 @@ class WebhookDelivery(Base):
     )
     target_url: Mapped[str | None] = mapped_column(Text, default=None)
     profile: Mapped[str] = mapped_column(String(32))
-    # The wire object (the profile's envelope), built once so retries send identical bytes.
-    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # The wire object (the profile's envelope), built once so retries send identical bytes. Plain JSON, not
+    # JSONB, on PostgreSQL: JSONB reorders keys, and the documented key order is part of what receivers see.
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON(none_as_null=True))
     status: Mapped[str] = mapped_column(String(16), default=PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)

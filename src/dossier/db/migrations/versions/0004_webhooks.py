@@ -112,9 +112,7 @@ def upgrade() -> None:
         sa.Column("profile", sa.String(length=32), nullable=False),
         sa.Column(
             "payload",
-            sa.JSON(none_as_null=True).with_variant(
-                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON(none_as_null=True),
             nullable=False,
         ),
         sa.Column("status", sa.String(length=16), nullable=False),
