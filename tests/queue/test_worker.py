@@ -23,9 +23,11 @@ from dossier.queue.service import (
     PermanentFailure,
     RetryLater,
     TaskRun,
+    add_local_wakeup,
     enqueue,
     enqueue_unique,
     queue_stats,
+    remove_local_wakeup,
     retry_failed,
     task_handler,
 )
@@ -179,7 +181,8 @@ async def test_retry_later_delay_is_honoured(settings: Settings, sessionmaker: M
     async with running_worker(settings, sessionmaker, poll_interval=60):
         task_id = await enqueue_one(sessionmaker, "test.retry_later", {"key": key, "delay": 0.5})
         task = await eventually(lambda: _rescheduled(sessionmaker, task_id), what="rescheduled")
-        assert [(e["attempt"], e["error"], e["message"]) for e in task.errors] == [(1, "RetryLater", "rate limited")]
+        errors = [(e["attempt"], e["error"], e["message"]) for e in task.errors]
+        assert errors == [(1, "RetryLater", "rate limited")]
         await eventually(lambda: gone(sessionmaker, task_id))
     first, second = RUNS[key]
     assert second["attempt"] == 2
@@ -224,7 +227,7 @@ async def test_a_task_whose_worker_died_is_run_again_after_its_lease(
 ) -> None:
     key = new_key()
     task_id = await enqueue_one(sessionmaker, "test.ok", {"key": key})
-    [claim] = await claim_batch(sessionmaker, worker_id="died", limit=1, lease_seconds=0.5)
+    assert len(await claim_batch(sessionmaker, worker_id="died", limit=1, lease_seconds=0.5)) == 1
     started = time.monotonic()
     # The poll interval is long: the worker wakes when the known lease runs out.
     async with running_worker(settings, sessionmaker, poll_interval=60):
@@ -234,7 +237,9 @@ async def test_a_task_whose_worker_died_is_run_again_after_its_lease(
     assert run["at"] - started >= 0.4 and run["at"] - started < 10
 
 
-async def test_a_worker_died_on_the_last_attempt_fails_the_task(sessionmaker: Maker, settings: Settings) -> None:
+async def test_a_worker_died_on_the_last_attempt_fails_the_task(
+    settings: Settings, sessionmaker: Maker
+) -> None:
     task_id = await enqueue_one(sessionmaker, "test.ok", {"key": new_key()}, max_attempts=1)
     await claim_batch(sessionmaker, worker_id="died", limit=1, lease_seconds=0.05)
     async with running_worker(settings, sessionmaker):
@@ -242,7 +247,9 @@ async def test_a_worker_died_on_the_last_attempt_fails_the_task(sessionmaker: Ma
     assert task.errors[-1]["error"] == "LeaseExpired"
 
 
-async def test_heartbeats_keep_a_long_task_from_being_run_twice(settings: Settings, sessionmaker: Maker) -> None:
+async def test_heartbeats_keep_a_long_task_from_being_run_twice(
+    settings: Settings, sessionmaker: Maker
+) -> None:
     key = new_key()
     fast = {"lease_seconds": 0.3, "heartbeat_interval": 0.05, "poll_interval": 0.02}
     async with (
@@ -273,6 +280,35 @@ async def test_rolled_back_enqueue_leaves_no_task(sessionmaker: Maker) -> None:
     assert await all_tasks(sessionmaker) == []
 
 
+async def test_the_in_process_signal_fires_after_the_root_commit_only(sessionmaker: Maker) -> None:
+    signals: list[str] = []
+
+    def wakeup() -> None:
+        signals.append("wake")
+
+    add_local_wakeup(wakeup)
+    try:
+        async with sessionmaker() as session:
+            async with session.begin():
+                enqueue(session, "test.ok", {"key": new_key()})
+                await session.flush()
+                async with session.begin_nested():  # released, but nothing is visible yet
+                    await session.execute(select(1))
+                assert signals == []
+            assert signals == ["wake"]
+            async with session.begin():  # the next transaction of the session enqueues nothing
+                await session.execute(select(1))
+            async with session.begin():
+                enqueue(session, "test.ok", {"key": new_key()})
+                await session.flush()
+                await session.rollback()
+            async with session.begin():
+                await session.execute(select(1))
+        assert signals == ["wake"]
+    finally:
+        remove_local_wakeup(wakeup)
+
+
 async def test_a_commit_wakes_an_idle_worker_at_once(settings: Settings, sessionmaker: Maker) -> None:
     key = new_key()
     # Only a wake-up can explain a run within seconds when the worker polls once a minute.
@@ -300,8 +336,9 @@ async def test_postgres_listen_wakes_a_worker_for_another_process_commit(
             started = time.monotonic()
             async with conn.transaction():
                 await conn.execute(
-                    "INSERT INTO tasks (kind, payload, status, priority, run_at, attempts, max_attempts, errors,"
-                    " created_at) VALUES ('test.ok', $1::jsonb, 'queued', 0, now(), 0, 5, '[]'::jsonb, now())",
+                    "INSERT INTO tasks (kind, payload, status, priority, run_at, attempts, max_attempts,"
+                    " errors, created_at)"
+                    " VALUES ('test.ok', $1::jsonb, 'queued', 0, now(), 0, 5, '[]'::jsonb, now())",
                     f'{{"key": "{key}"}}',
                 )
                 await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
@@ -335,6 +372,13 @@ async def test_postgres_enqueue_notifies_on_commit_only(settings: Settings, sess
                 await session.rollback()
             async with session.begin():
                 enqueue(session, "test.ok", {"key": new_key()})
+                await session.flush()
+                # A savepoint released or rolled back after the enqueue is not the commit that notifies.
+                async with session.begin_nested():
+                    await session.execute(select(1))
+                savepoint = await session.begin_nested()
+                await savepoint.rollback()
+                assert received == []
         async with sessionmaker() as session, session.begin():
             await session.execute(select(1))  # a commit without enqueue sends nothing
         marker = await asyncpg.connect(_pg_dsn(settings))

@@ -20,7 +20,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, SessionTransaction, aliased
 
 from dossier.db.base import utcnow
 from dossier.queue.models import FAILED, QUEUED, UNFINISHED, Task
@@ -219,13 +219,20 @@ def remove_local_wakeup(callback: Callable[[], None]) -> None:
 def _notify_in_transaction(session: Session) -> None:
     # NOTIFY is transactional: PostgreSQL delivers it when this transaction commits and drops it on rollback,
     # which is exactly "wake workers when the tasks become visible". Identical notifications in one
-    # transaction are folded into one by the server.
-    if session.info.get(ENQUEUED_FLAG) and session.get_bind().dialect.name == "postgresql":
+    # transaction are folded into one by the server. A savepoint's release is not the commit: wait for the
+    # root transaction.
+    if (
+        session.info.get(ENQUEUED_FLAG)
+        and not session.in_nested_transaction()
+        and session.get_bind().dialect.name == "postgresql"
+    ):
         session.connection().exec_driver_sql(f"NOTIFY {NOTIFY_CHANNEL}")
 
 
 @event.listens_for(Session, "after_commit")
 def _signal_local_workers(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint released; the tasks are not visible until the root transaction commits
     if session.info.pop(ENQUEUED_FLAG, None):
         for callback in list(_local_wakeups):
             try:
@@ -234,10 +241,13 @@ def _signal_local_workers(session: Session) -> None:
                 log.exception("local wake-up failed")
 
 
-@event.listens_for(Session, "after_rollback")
-def _forget_rolled_back(session: Session) -> None:
-    # A rolled-back transaction's tasks do not exist; a later commit of this session must not signal for them.
-    session.info.pop(ENQUEUED_FLAG, None)
+@event.listens_for(Session, "after_transaction_end")
+def _forget_when_the_transaction_ends(session: Session, transaction: SessionTransaction) -> None:
+    # After a root rollback the tasks do not exist: a later transaction of this session must not signal for
+    # them. (A savepoint rollback keeps the flag: the root may still commit other tasks; at worst one spurious
+    # wake-up.)
+    if transaction.parent is None:
+        session.info.pop(ENQUEUED_FLAG, None)
 
 
 # --- administration -------------------------------------------------------------------------------------
