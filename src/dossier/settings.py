@@ -121,13 +121,15 @@ class Settings(BaseSettings):
 
     # Webhooks (docs/configuration.md, "Webhooks").
     webhook_concurrency: int = Field(
-        default=64, ge=1, description="Webhook HTTP attempts one worker process has in flight at once, in all."
+        default=64,
+        ge=1,
+        description="Webhook HTTP attempts one worker process has in flight at once, over all endpoints.",
     )
     webhook_endpoint_concurrency: int = Field(
         default=4,
         ge=1,
-        description="Attempts in flight to one endpoint per worker process; more wait in the queue, so a slow "
-        "endpoint never takes the worker slots other endpoints need.",
+        description="Attempts in flight to one endpoint per worker process; more wait in the queue, so a "
+        "slow endpoint never takes the worker slots other endpoints need.",
     )
     webhook_retry_schedule: str | None = Field(
         default=None,
@@ -137,7 +139,7 @@ class Settings(BaseSettings):
     webhook_time_scale: float = Field(
         default=1.0,
         gt=0,
-        description="Multiplies every webhook retry delay and Retry-After wait (tests compress time with 0.001).",
+        description="Multiplies every webhook retry delay and Retry-After wait (tests compress time: 0.001).",
     )
     webhook_secret_grace_hours: float = Field(
         default=24.0,
@@ -149,6 +151,19 @@ class Settings(BaseSettings):
         default=5.0,
         gt=0,
         description="An endpoint whose attempts have failed continuously for this many days is disabled.",
+    )
+
+    # Jobs and pipeline (docs/configuration.md, "Jobs and pipeline").
+    jobs_max_batch: int = Field(
+        default=1000, ge=1, description="Most inputs in one POST /rest/v1/entity-resolution/batch."
+    )
+    jobs_chunk: int = Field(
+        default=50, ge=1, le=1000, description="Jobs of one request run by one queued task."
+    )
+    pipeline_statuses: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["sourcing", "screening", "diligence", "ic_review", "invested", "passed"],
+        description="The ordered pipeline statuses of tracked companies (comma-separated); the first is the "
+        "default of a new company.",
     )
 
     @field_validator("outbound_allow", "task_modules", mode="before")
