@@ -46,12 +46,16 @@ async def _migrate(settings: Settings) -> None:
         await engine.dispose()
 
 
-async def _bootstrap_default_account(settings: Settings) -> str | None:
-    """On an empty database create the `default` account; returns its key (shown this once)."""
+async def _first_start(settings: Settings, *, default_account: bool) -> str | None:
+    """Build the default reference registry if it is not there yet and, with ``default_account``, create
+    the `default` account on an empty database. Returns that account's key (shown this once), or None."""
+    from dossier.enrichment.registry.service import ensure_default_registry
+
     engine = create_engine(settings)
     try:
         async with create_sessionmaker(engine)() as session, session.begin():
-            if await accounts.count_accounts(session) > 0:
+            await ensure_default_registry(session)
+            if not default_account or await accounts.count_accounts(session) > 0:
                 return None
             created = await accounts.create_account(session, DEFAULT_ACCOUNT)
             return created.api_key
@@ -79,7 +83,7 @@ def serve(
     configure_logging(settings.log_level, settings.log_json)
     if settings.auto_migrate:
         asyncio.run(_migrate(settings))
-    key = asyncio.run(_bootstrap_default_account(settings))
+    key = asyncio.run(_first_start(settings, default_account=True))
     base = settings.base_url()
     if key is not None:
         console.rule("[bold]Dossier is ready")
@@ -114,6 +118,7 @@ def worker(
     configure_logging(settings.log_level, settings.log_json)
     if settings.auto_migrate:
         asyncio.run(_migrate(settings))
+    asyncio.run(_first_start(settings, default_account=False))
     asyncio.run(run_worker_until_signalled(settings, concurrency=concurrency))
 
 
