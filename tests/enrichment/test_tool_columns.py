@@ -308,3 +308,16 @@ async def test_rerunning_an_input_column_is_refused(
     response = await client.post(f"{BASE}/{project['id']}/columns/{col_id}/run", headers=headers)
     assert response.status_code == 422
     assert "only tool columns run" in response.json()["message"]
+
+
+async def test_the_tool_catalogue_lists_every_tool_with_inputs_and_config_schema(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    response = await client.get("/api/enterprise/tools", headers=headers)
+    assert response.status_code == 200
+    tools = {tool["name"]: tool for tool in response.json()}
+    assert set(tools) == {"domain", "entity_resolution", "firmographics", "website", "http"}
+    assert [i["name"] for i in tools["entity_resolution"]["inputs"]] == ["name", "website", "country"]
+    assert tools["http"]["accepts_any_inputs"] is True
+    assert "url" in tools["http"]["config_schema"]["properties"]
+    assert (await client.get("/api/enterprise/tools")).status_code == 401
