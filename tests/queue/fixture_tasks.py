@@ -44,12 +44,11 @@ async def record(run: TaskRun) -> None:
     """
     maker = run.resources.sessionmaker
     async with maker() as session, session.begin():
-        result = await session.execute(
-            insert(runs).values(
-                task_id=run.task_id, worker_id=run.worker_id, attempt=run.attempt, started=time.time()
-            )
+        run_id = await session.scalar(
+            insert(runs)
+            .values(task_id=run.task_id, worker_id=run.worker_id, attempt=run.attempt, started=time.time())
+            .returning(runs.c.id)
         )
-        run_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
     if run.payload.get("hang_on_attempt") == run.attempt:
         await asyncio.sleep(3600)
     await asyncio.sleep(float(run.payload.get("sleep", 0)))

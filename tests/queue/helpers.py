@@ -20,7 +20,7 @@ T = TypeVar("T")
 
 
 async def eventually(
-    check: Callable[[], Awaitable[T]], *, within: float = 15.0, interval: float = 0.02, what: str = ""
+    check: Callable[[], Awaitable[T | None]], *, within: float = 15.0, interval: float = 0.02, what: str = ""
 ) -> T:
     """Poll ``check`` until it returns something truthy; fail after ``within`` seconds."""
     deadline = time.monotonic() + within
