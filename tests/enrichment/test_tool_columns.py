@@ -321,3 +321,21 @@ async def test_the_tool_catalogue_lists_every_tool_with_inputs_and_config_schema
     assert tools["http"]["accepts_any_inputs"] is True
     assert "url" in tools["http"]["config_schema"]["properties"]
     assert (await client.get("/api/enterprise/tools")).status_code == 401
+
+
+async def test_an_http_column_whose_templates_name_an_input_it_does_not_read_is_refused(
+    client: httpx.AsyncClient, headers: dict[str, str], sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    tool = {
+        "type": "http",
+        "inputs": {"name": "company_name"},
+        "config": {"url": "https://api.example.com/lookup?q={{ name }}&d={{ domain }}"},
+    }
+    response = await client.post(
+        BASE,
+        json={"name": "P", "columns": [{"name": "company_name"}, {"name": "answer", "tool": tool}]},
+        headers=headers,
+    )
+    assert response.status_code == 422
+    assert "refer to domain" in response.json()["message"]
+    assert await _count_projects(sessionmaker) == 0

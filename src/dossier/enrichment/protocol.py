@@ -87,6 +87,9 @@ class Tool(ABC):
             )
             raise InvalidInput(f"invalid config for tool {self.name!r}: {problems}") from None
 
+    def check_inputs(self, config: BaseModel, input_names: set[str]) -> None:  # noqa: B027 - optional hook
+        """Refuse (InvalidInput) a config naming inputs the column does not give. Most tools have none."""
+
     @abstractmethod
     async def run(self, values: Mapping[str, Any], config: BaseModel, ctx: ToolContext) -> ToolOutcome:
         """Compute the cell's value from the row's input values (keyed by input name)."""

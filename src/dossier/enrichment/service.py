@@ -97,8 +97,9 @@ def resolve_tool_spec(
         problems.append(f"tool {spec.type!r} must read at least one column (inputs: {', '.join(declared)})")
     if problems:
         raise InvalidInput("; ".join(problems), detail={"problems": problems})
-    config = tool.parse_config(spec.config).model_dump(mode="json")
-    return inputs, config
+    parsed = tool.parse_config(spec.config)
+    tool.check_inputs(parsed, set(inputs))
+    return inputs, parsed.model_dump(mode="json")
 
 
 def check_acyclic(columns: Sequence[Column]) -> None:

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from dossier.enrichment.protocol import Tool, ToolContext, ToolOutcome
 from dossier.enrichment.tools import register
+from dossier.errors import InvalidInput
 from dossier.net import (
     BlockedURL,
     InvalidURL,
@@ -203,6 +204,16 @@ class HttpTool(Tool):
     inputs = ()  # any names: the column's inputs are what its templates refer to
     accepts_any_inputs = True
     config_model = HttpConfig
+
+    def check_inputs(self, config: BaseModel, input_names: set[str]) -> None:
+        """Every placeholder of the templates must be one of the column's inputs, checked when it is added."""
+        assert isinstance(config, HttpConfig)
+        unknown = sorted(config.placeholders() - input_names)
+        if unknown:
+            raise InvalidInput(
+                f"the http templates refer to {', '.join(unknown)}, which the column's inputs do not name "
+                f"(inputs: {', '.join(sorted(input_names)) or 'none'})"
+            )
 
     async def run(self, values: Mapping[str, Any], config: BaseModel, ctx: ToolContext) -> ToolOutcome:
         """One request per cell; every failure (refused, unreachable, timeout, non-2xx, bad answer) is an
