@@ -7,6 +7,7 @@ on SQLite, ``CREATE DATABASE ... TEMPLATE`` on PostgreSQL), so tests are isolate
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -263,17 +264,15 @@ class Receiver:
     delay: float = 0.0
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def wait_for(self, count: int, timeout: float = 10) -> list[Received]:
+    async def wait_for(self, count: int, timeout: float = 10) -> list[Received]:  # noqa: ASYNC109
         deadline = asyncio.get_running_loop().time() + timeout
         while len(self.requests) < count:
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 raise AssertionError(f"expected {count} requests, got {len(self.requests)}")
             self.arrived.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.arrived.wait(), remaining)
-            except TimeoutError:
-                pass
         return self.requests
 
 
@@ -283,9 +282,8 @@ async def receiver() -> AsyncIterator[Receiver]:
 
     async def handle(request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        state.requests.append(
-            Received(request.method, request.path_qs, {k.lower(): v for k, v in request.headers.items()}, body)
-        )
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        state.requests.append(Received(request.method, request.path_qs, headers, body))
         state.arrived.set()
         if state.delay:
             await asyncio.sleep(state.delay)

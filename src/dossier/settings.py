@@ -109,8 +109,8 @@ class Settings(BaseSettings):
         default=0.86,
         ge=0.5,
         le=1.0,
-        description="Lowest confidence entity_resolution returns; below it the cell is skipped. Higher: fewer "
-        "but surer matches.",
+        description="Lowest confidence entity_resolution returns; below it the cell is skipped. "
+        "Higher: fewer but surer matches.",
     )
     registry_match_margin: float = Field(
         default=0.05,
