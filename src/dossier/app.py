@@ -13,6 +13,8 @@ from dossier.api.limits import BodySizeLimit
 from dossier.db.engine import create_engine, create_sessionmaker
 from dossier.db.migrate import upgrade_to_head
 from dossier.enrichment.routes import router as tools_router
+from dossier.jobs.routes import router as jobs_router
+from dossier.pipeline.routes import router as pipeline_router
 from dossier.projects.routes import router as projects_router
 from dossier.queue.runner import worker_in_background
 from dossier.settings import Settings, get_settings
@@ -62,6 +64,8 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Fas
     app.include_router(projects_router)
     app.include_router(tools_router)
     app.include_router(webhooks_router)
+    app.include_router(jobs_router)
+    app.include_router(pipeline_router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

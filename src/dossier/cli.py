@@ -245,3 +245,28 @@ def accounts_add_key(name: Annotated[str, typer.Argument(help="Account name.")])
         err_console.print(f"[red]error:[/red] no account named {name!r}")
         raise typer.Exit(code=1)
     typer.echo(key)
+
+
+@accounts_app.command("rotate-secret")
+def accounts_rotate_secret(name: Annotated[str, typer.Argument(help="Account name.")]) -> None:
+    """Replace the account's webhook signing secret and print the new one (shown only this once).
+
+    Job callbacks (X-Kernel-Signature) are signed with the new secret from the next attempt on.
+    """
+    settings = _settings()
+
+    async def run() -> str | None:
+        await _migrate(settings)
+        engine = create_engine(settings)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                account = await accounts.get_account_by_name(session, name)
+                return None if account is None else await accounts.rotate_webhook_secret(session, account)
+        finally:
+            await engine.dispose()
+
+    secret = asyncio.run(run())
+    if secret is None:
+        err_console.print(f"[red]error:[/red] no account named {name!r}")
+        raise typer.Exit(code=1)
+    typer.echo(secret)

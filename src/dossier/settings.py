@@ -166,7 +166,7 @@ class Settings(BaseSettings):
         "default of a new company.",
     )
 
-    @field_validator("outbound_allow", "task_modules", mode="before")
+    @field_validator("outbound_allow", "task_modules", "pipeline_statuses", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
@@ -180,6 +180,17 @@ class Settings(BaseSettings):
         from dossier.net import OutboundPolicy
 
         OutboundPolicy(allow=tuple(value))
+        return value
+
+    @field_validator("pipeline_statuses")
+    @classmethod
+    def _check_statuses(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one pipeline status is required")
+        if len(set(value)) != len(value):
+            raise ValueError("pipeline statuses must be distinct")
+        if any(len(status) > 64 for status in value):
+            raise ValueError("a pipeline status is at most 64 characters")
         return value
 
     @property

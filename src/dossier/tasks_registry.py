@@ -15,7 +15,12 @@ from dossier.settings import Settings
 
 log = logging.getLogger("dossier.queue")
 
-TASK_MODULES: tuple[str, ...] = ("dossier.enrichment.tasks", "dossier.webhooks.tasks")
+TASK_MODULES: tuple[str, ...] = (
+    "dossier.enrichment.tasks",
+    "dossier.webhooks.tasks",
+    "dossier.jobs.tasks",
+    "dossier.pipeline.tasks",
+)
 
 
 def task_modules(settings: Settings) -> tuple[str, ...]:

@@ -63,6 +63,18 @@ async def issue_api_key(session: AsyncSession, account: Account) -> str:
     return key
 
 
+async def rotate_webhook_secret(session: AsyncSession, account: Account) -> str:
+    """Replace the account's webhook signing secret (the key of job callbacks, e.g. ``X-Kernel-Signature``).
+
+    The new secret signs every attempt made from now on, retries of earlier deliveries included: a vendor
+    signature header holds one value, so there is no overlap period. Returns the new secret (shown once).
+    """
+    secret = generate_webhook_secret()
+    account.webhook_secret = secret
+    await session.flush()
+    return secret
+
+
 async def authenticate(session: AsyncSession, key: str) -> Account | None:
     """The account an API key belongs to, or None when the key is unknown or revoked."""
     if not key.startswith(API_KEY_PREFIX) or len(key) > 200:

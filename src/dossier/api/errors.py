@@ -30,6 +30,31 @@ def enterprise_envelope(request: Request, status: int, message: str, detail: Any
     return body
 
 
+# Machine-readable codes of the /rest/v1 envelope, by HTTP status.
+JOB_ERROR_CODES = {
+    400: "malformed_request",
+    401: "not_authenticated",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+    429: "rate_limited",
+}
+
+
+def jobs_envelope(request: Request, status: int, message: str, detail: Any) -> dict[str, Any]:
+    """003 documents no error body: `{error: {code, message, detail}}` (docs/api-jobs.md)."""
+    code = JOB_ERROR_CODES.get(status, "internal_error" if status >= 500 else "bad_request")
+    return {"error": {"code": code, "message": message, "detail": detail}}
+
+
+def pipeline_envelope(request: Request, status: int, message: str, detail: Any) -> dict[str, Any]:
+    """001: `{success: false, error: "..."}`."""
+    return {"success": False, "error": message}
+
+
 def generic_envelope(request: Request, status: int, message: str, detail: Any) -> dict[str, Any]:
     return {"error": {"status": status, "message": message, "detail": detail}}
 
@@ -37,6 +62,10 @@ def generic_envelope(request: Request, status: int, message: str, detail: Any) -
 # Longest prefix first.
 SURFACES: list[tuple[str, Envelope]] = [
     ("/api/enterprise", enterprise_envelope),
+    ("/api/integration", pipeline_envelope),
+    ("/api/company", pipeline_envelope),
+    ("/api/analysis", pipeline_envelope),
+    ("/rest/v1", jobs_envelope),
 ]
 
 

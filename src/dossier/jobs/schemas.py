@@ -1,0 +1,156 @@
+"""Wire shapes of the jobs API, spelled exactly as document 003 spells them (snake_case, `...Z` times)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_serializer
+
+from dossier.jobs.models import FAILED, Job
+from dossier.jobs.service import ResolutionRequest
+from dossier.webhooks.profiles.base import iso_z
+
+# The same rendering as the kernel callbacks, so a polled job and its webhook agree to the byte.
+IsoZ = Annotated[datetime, PlainSerializer(lambda d: iso_z(d), return_type=str)]
+
+MAX_TEXT = 500
+MAX_URL = 2048
+
+
+def _clean(value: str | None) -> str | None:
+    if value is None:
+        return None
+    text = value.strip()
+    return text or None
+
+
+class ResolutionIn(BaseModel):
+    """``POST /rest/v1/entity-resolution``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"legal_name": "Stripe", "webhook_url": "https://example.com/webhooks/kernel"}]
+        },
+    )
+
+    legal_name: str = Field(min_length=1, max_length=MAX_TEXT, description="The company's name, as written.")
+    website: str | None = Field(default=None, max_length=MAX_TEXT, description="Website, domain or e-mail.")
+    country: str | None = Field(default=None, max_length=MAX_TEXT, description="Country name or ISO code.")
+    webhook_url: str | None = Field(
+        default=None, max_length=MAX_URL, description="HTTPS URL that receives the job's callback."
+    )
+
+    @field_validator("legal_name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("legal_name must not be blank")
+        return value.strip()
+
+    @field_validator("website", "country", "webhook_url")
+    @classmethod
+    def _strip(cls, value: str | None) -> str | None:
+        return _clean(value)
+
+    def request(self, default_webhook_url: str | None = None) -> ResolutionRequest:
+        return ResolutionRequest(
+            legal_name=self.legal_name,
+            website=self.website,
+            country=self.country,
+            webhook_url=self.webhook_url or default_webhook_url,
+        )
+
+
+class ResolutionBatchIn(BaseModel):
+    """``POST /rest/v1/entity-resolution/batch``: up to 1,000 inputs, one job each."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "inputs": [
+                        {"legal_name": "Stripe"},
+                        {"legal_name": "Micron Technology", "country": "US"},
+                    ],
+                    "webhook_url": "https://example.com/webhooks/kernel",
+                }
+            ]
+        },
+    )
+
+    inputs: list[ResolutionIn] = Field(description="The companies to resolve; the answer keeps this order.")
+    webhook_url: str | None = Field(
+        default=None, max_length=MAX_URL, description="Callback URL of every input that names none itself."
+    )
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _strip(cls, value: str | None) -> str | None:
+        return _clean(value)
+
+
+class FirmographicsIn(BaseModel):
+    """``POST /rest/v1/firmographics``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"kernel_id": "6347422643", "webhook_url": "https://example.com/webhooks/kernel"}]
+        },
+    )
+
+    kernel_id: str = Field(
+        min_length=1, max_length=40, description="A kernel_id, as an entity-resolution record gives it."
+    )
+    webhook_url: str | None = Field(default=None, max_length=MAX_URL)
+
+    @field_validator("kernel_id", mode="before")
+    @classmethod
+    def _kernel_id(cls, value: Any) -> Any:
+        # JSON clients often send the id as a number; it is the same id.
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _strip(cls, value: str | None) -> str | None:
+        return _clean(value)
+
+
+class JobOut(BaseModel):
+    """003's job: ``{id, status, created_at, completed_at, record}``; a failed job adds ``reason``."""
+
+    id: str
+    status: str = Field(description="`pending`, `running`, `completed` or `failed`.")
+    created_at: IsoZ
+    completed_at: IsoZ | None
+    record: dict[str, Any] | None = Field(description="The result; null until completed, and when failed.")
+    reason: str | None = Field(default=None, description="Why the job failed (present only when failed).")
+
+    @model_serializer(mode="wrap")
+    def _drop_reason(self, handler: Any) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if self.status != FAILED:
+            data.pop("reason", None)
+        return data
+
+
+class JobsOut(BaseModel):
+    """The batch answer: one job per input, in the order of ``inputs``."""
+
+    jobs: list[JobOut]
+
+
+def job_out(job: Job) -> JobOut:
+    return JobOut(
+        id=job.id,
+        status=job.status,
+        created_at=job.created_at,
+        completed_at=job.completed_at,
+        record=job.record if job.status != FAILED else None,
+        reason=job.reason if job.status == FAILED else None,
+    )

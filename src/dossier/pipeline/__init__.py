@@ -1,0 +1,1 @@
+"""Tracked companies, their pipeline status, analyses, and the integration API of document 001."""
