@@ -514,3 +514,22 @@ async def test_test_event_goes_to_the_endpoint(
     assert request.headers["x-kruncher-api-key"] == "dsk_opt_in"
     detail = (await wclient.get(f"{BASE}/deliveries/{sent.json()['id']}", headers=headers)).json()
     assert "dsk_opt_in" not in json.dumps(detail)
+
+
+async def test_a_job_url_answering_410_is_not_retried(
+    account: NewAccount,
+    receiver: Receiver,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    http: OutboundClient,
+) -> None:
+    receiver.answers = [(410, {}, b"")]
+    now = datetime.now(UTC)
+    data = kernel_job_data(job_id="j2", status="failed", created_at=now, completed_at=now, record=None)
+    [delivery_id] = await _emit(
+        sessionmaker, account.account.id, "entity-resolution.failed", data, target=receiver.url
+    )
+    async with running_worker(settings, sessionmaker, http):
+        delivery = await eventually(lambda: _finished(sessionmaker, delivery_id), what="failed")
+    assert delivery.status == "failed" and delivery.attempts == 1
+    assert json.loads(receiver.requests[0].body)["data"]["record"] is None

@@ -513,8 +513,10 @@ async def _maybe_enrichment_finished(session: AsyncSession, account_id: str, pro
     connection = await session.get(SlackConnection, account_id)
     if connection is None or NOTICE_ENRICHMENT_FINISHED not in connection.notices:
         return
-    # Best effort: two chunks finishing at the same moment may each see the other still running and both
-    # stay silent; a missed "finished" notice is better than a notice for every chunk.
+    # Two chunks finishing at once would each see the other's cells still running and both stay silent.
+    # Locking the project row serialises the checks: the second waits for the first to commit, and under READ
+    # COMMITTED its next statement sees those cells final (SQLite serialises writers anyway).
+    await session.execute(select(Project.id).where(Project.id == project_id).with_for_update())
     unfinished = await session.scalar(
         select(Cell.row_pk)
         .join(Row, Row.pk == Cell.row_pk)
@@ -770,11 +772,12 @@ async def record_attempt(
         await session.flush()
         return attempt
 
-    gone = result.status == 410
-    if gone and endpoint is not None:
+    if result.status == 410:
+        # Gone: the receiver says it will never take this again; a one-off job URL just stops being retried.
         delivery.status = FAILED
         delivery.next_attempt_at = None
-        await disable_endpoint(session, endpoint, "the endpoint answered 410 Gone")
+        if endpoint is not None:
+            await disable_endpoint(session, endpoint, "the endpoint answered 410 Gone")
     elif next_delay is None:
         delivery.status = FAILED
         delivery.next_attempt_at = None

@@ -41,6 +41,8 @@ SECRET_HEADERS = frozenset(
     }
 )
 REDACTED = "[redacted]"
+MAX_HEADERS_KEPT = 50
+MAX_HEADER_CHARS = 1000
 # How long an attempt waits for its endpoint's turn before trying again (seconds; not scaled: it is not a
 # retry but a queueing delay).
 DEFER_MIN, DEFER_MAX = 0.05, 0.25
@@ -142,13 +144,21 @@ async def attempt(
         started_at=started,
         request_headers=recorded,
         status=status,
-        response_headers=dict(response.headers),
+        response_headers=_bounded_headers(response.headers),
         response_body=response.body[:BODY_KEPT].decode("utf-8", errors="replace"),
         duration_ms=int(response.elapsed * 1000),
         error_class=error_class,
         error_text=error_text,
         retry_after=response.headers.get("Retry-After"),
     )
+
+
+def _bounded_headers(headers: Any) -> dict[str, str]:
+    # A receiver controls its answer's headers; the history keeps a bounded copy, not whatever it sends.
+    kept: dict[str, str] = {}
+    for name, value in list(headers.items())[:MAX_HEADERS_KEPT]:
+        kept[str(name)[:200]] = str(value)[:MAX_HEADER_CHARS]
+    return kept
 
 
 def _delay_after(
