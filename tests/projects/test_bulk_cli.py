@@ -1,0 +1,107 @@
+"""`dossier import` and `dossier export` through the real command, on both stores."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dossier.accounts.service import NewAccount
+from dossier.enrichment.service import ToolSpec
+from dossier.projects import service as projects
+from dossier.projects.models import Row
+from tests.conftest import DOSSIER_BIN, dossier_env, run_cli
+
+
+async def _project(
+    maker: async_sessionmaker[AsyncSession], account: NewAccount, *, with_tool: bool = False
+) -> str:
+    columns = [projects.ColumnSpec("company_name", required=True), projects.ColumnSpec("website")]
+    if with_tool:
+        columns.append(projects.ColumnSpec("domain", tool=ToolSpec("domain", {"website": "website"}, {})))
+    async with maker() as session, session.begin():
+        return (await projects.create_project(session, account.account, "bulk", columns)).id
+
+
+async def _rows(maker: async_sessionmaker[AsyncSession], project_id: str) -> int:
+    async with maker() as session:
+        return int(await session.scalar(select(func.count(Row.pk)).where(Row.project_id == project_id)) or 0)
+
+
+def _write(path: Path, lines: list[list[str]]) -> None:
+    with path.open("w", newline="") as out:
+        csv.writer(out).writerows(lines)
+
+
+async def test_import_writes_valid_lines_and_reports_rejected_ones_by_line(
+    database_url: str, sessionmaker: async_sessionmaker[AsyncSession], account: NewAccount, tmp_path: Path
+) -> None:
+    project_id = await _project(sessionmaker, account)
+    source = tmp_path / "companies.csv"
+    lines = [["company_name", "website"]]
+    lines += [[f"Company {i}", f"https://c{i}.example.com"] for i in range(2500)]
+    lines[101] = ["", "https://nameless.example.com"]  # line 102 of the file: required column empty
+    _write(source, lines)
+
+    result = run_cli("import", project_id, str(source), env=dossier_env(database_url))
+
+    assert result.returncode == 2, result.stderr
+    assert "line 102: missing required column(s): company_name" in result.stderr
+    assert "2499 rows written, 1 rejected" in result.stderr
+    assert await _rows(sessionmaker, project_id) == 2499
+
+
+async def test_import_refuses_unknown_columns_and_unknown_projects(
+    database_url: str, sessionmaker: async_sessionmaker[AsyncSession], account: NewAccount, tmp_path: Path
+) -> None:
+    project_id = await _project(sessionmaker, account)
+    source = tmp_path / "bad.csv"
+    _write(source, [["company_name", "ceo"], ["Acme", "Wile E."]])
+    env = dossier_env(database_url)
+
+    unknown_column = run_cli("import", project_id, str(source), env=env)
+    assert unknown_column.returncode == 2
+    assert "line 2: unknown column(s): ceo" in unknown_column.stderr
+
+    unknown_project = run_cli("import", "no-such-project", str(source), env=env)
+    assert unknown_project.returncode == 1
+    assert "project no-such-project not found" in unknown_project.stderr
+
+    missing_file = run_cli("import", project_id, str(tmp_path / "absent.csv"), env=env)
+    assert missing_file.returncode == 1
+    assert "is not a file" in missing_file.stderr
+    assert await _rows(sessionmaker, project_id) == 0
+
+
+async def test_export_waits_for_tool_cells_and_writes_every_column(
+    database_url: str, sessionmaker: async_sessionmaker[AsyncSession], account: NewAccount, tmp_path: Path
+) -> None:
+    project_id = await _project(sessionmaker, account, with_tool=True)
+    source = tmp_path / "in.csv"
+    _write(source, [["company_name", "website"], ["Acme", "https://www.acme.co.uk/about"], ["Nowhere", ""]])
+    env = dossier_env(database_url, DOSSIER_WORKER_POLL_INTERVAL="0.1")
+    assert run_cli("import", project_id, str(source), env=env).returncode == 0
+
+    worker = subprocess.Popen(  # noqa: ASYNC220 - starting a child does not block
+        [DOSSIER_BIN, "worker", "--no-migrate"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        target = tmp_path / "out.csv"
+        result = run_cli("export", project_id, str(target), "--wait", "--poll", "0.1", env=env, timeout=120)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+    assert result.returncode == 0, result.stderr
+    assert "2 rows exported" in result.stderr
+    rows = list(csv.DictReader(io.StringIO(target.read_text())))
+    assert [(r["company_name"], r["website"], r["domain"]) for r in rows] == [
+        ("Acme", "https://www.acme.co.uk/about", "acme.co.uk"),
+        ("Nowhere", "", ""),
+    ]
+    assert all(len(r["row_id"]) == 20 for r in rows)
+    assert not (tmp_path / "out.csv.partial").exists()
