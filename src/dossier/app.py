@@ -14,6 +14,7 @@ from dossier.db.engine import create_engine, create_sessionmaker
 from dossier.db.migrate import upgrade_to_head
 from dossier.enrichment.routes import router as tools_router
 from dossier.jobs.routes import router as jobs_router
+from dossier.net import OutboundClient
 from dossier.pipeline.routes import router as pipeline_router
 from dossier.projects.routes import router as projects_router
 from dossier.queue.runner import worker_in_background
@@ -42,10 +43,14 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Fas
             await upgrade_to_head(engine)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        # One outbound client per process: URL checks in requests and the in-process worker share its pool.
+        http = OutboundClient.from_settings(settings)
+        app.state.http = http
         try:
-            async with worker_in_background(settings, engine=engine, enabled=app.state.run_worker):
+            async with worker_in_background(settings, engine=engine, http=http, enabled=app.state.run_worker):
                 yield
         finally:
+            await http.aclose()
             await engine.dispose()
 
     # strict_content_type=False: a JSON body sent without a Content-Type is still read as JSON (and malformed

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from dossier.net import OutboundClient
 from dossier.settings import Settings
 
 
@@ -15,3 +16,12 @@ def get_app_settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+def get_outbound_client(request: Request) -> OutboundClient:
+    """The process's one outbound-HTTP client (URL checks; the in-process worker shares its pool)."""
+    client: OutboundClient = request.app.state.http
+    return client
+
+
+Outbound = Annotated[OutboundClient, Depends(get_outbound_client)]

@@ -7,12 +7,11 @@ from typing import Any
 from fastapi import APIRouter, status
 
 from dossier.accounts.auth import CurrentAccount
-from dossier.api.deps import SettingsDep
+from dossier.api.deps import Outbound, SettingsDep
 from dossier.db.session import SessionDep
 from dossier.errors import InvalidInput
 from dossier.jobs import schemas, service
 from dossier.jobs.models import ENTITY_RESOLUTION, FIRMOGRAPHICS
-from dossier.webhooks.routes import Outbound
 
 router = APIRouter(prefix="/rest/v1", tags=["Jobs API"])
 

@@ -7,10 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Query, status
 
 from dossier.accounts.auth import CurrentAccount
-from dossier.api.deps import SettingsDep
+from dossier.api.deps import Outbound, SettingsDep
 from dossier.db.session import SessionDep
 from dossier.pipeline import schemas, service
-from dossier.webhooks.routes import Outbound
 
 router = APIRouter(prefix="/api", tags=["Pipeline and integration API"])
 

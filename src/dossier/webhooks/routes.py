@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Query, status
 
 from dossier.accounts.auth import CurrentAccount
-from dossier.api.deps import SettingsDep
+from dossier.api.deps import Outbound, SettingsDep
 from dossier.db.session import SessionDep
-from dossier.net import OutboundClient
 from dossier.webhooks import schemas, service
 
 router = APIRouter(prefix="/api/enterprise", tags=["Webhooks"])
@@ -22,18 +21,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"description": "The endpoint is disabled; enable it first."}
 }
-
-
-def outbound_client(request: Request) -> OutboundClient:
-    """The app's outbound client (for URL validation), created on first use when the app has none."""
-    client: OutboundClient | None = getattr(request.app.state, "http", None)
-    if client is None:
-        client = OutboundClient.from_settings(request.app.state.settings)
-        request.app.state.http = client
-    return client
-
-
-Outbound = Annotated[OutboundClient, Depends(outbound_client)]
 
 
 # Delivery routes come first: "/webhooks/deliveries/..." must not be read as an endpoint id.
