@@ -64,6 +64,8 @@ NOTICE_ENDPOINT_DISABLED = "endpoint_disabled"
 NOTICES = (NOTICE_ENRICHMENT_FINISHED, NOTICE_ENDPOINT_FAILING, NOTICE_ENDPOINT_DISABLED)
 MAX_EVENTS_PER_ENDPOINT = 100
 MAX_LIST_LIMIT = 100
+# Deliveries of one destination carried by one dispatcher task.
+DELIVERY_BATCH = 50
 
 
 # --- profiles and URLs ----------------------------------------------------------------------------------
@@ -277,15 +279,19 @@ async def endpoint_secrets(
     session: AsyncSession, endpoint_id: str, *, now: datetime | None = None
 ) -> list[SecretVersion]:
     """The secrets that sign now: the current one first, then rotated-out ones still in their grace."""
-    now = now or utcnow()
     rows = await session.scalars(
         select(WebhookSecret)
         .where(WebhookSecret.endpoint_id == endpoint_id)
         .order_by(WebhookSecret.version.desc())
     )
+    return _signing(list(rows), now or utcnow())
+
+
+def _signing(versions: Sequence[WebhookSecret], now: datetime) -> list[SecretVersion]:
+    """Newest first in, current secret first out, then rotated-out ones still in their grace."""
     current: list[SecretVersion] = []
     previous: list[SecretVersion] = []
-    for row in rows:
+    for row in versions:
         if row.expires_at is None:
             current.append(SecretVersion(row.value))
         elif row.expires_at > now:
@@ -341,15 +347,42 @@ async def _active_endpoints(session: AsyncSession, account_id: str, event_type: 
     return [e for e in result if _subscribed(e, event_type) and get_profile(e.profile).carries(event_type)]
 
 
+def destination_key(endpoint_id: str | None, target_url: str | None) -> str:
+    """What the per-endpoint limits count: the endpoint, or a job's one-off URL."""
+    return f"endpoint:{endpoint_id}" if endpoint_id is not None else f"url:{target_url}"
+
+
 def _queue_delivery(
     session: AsyncSession, delivery: WebhookDelivery, *, trigger: str, base: int, delay: float | None = None
 ) -> None:
+    key = destination_key(delivery.endpoint_id, delivery.target_url)
+    _queue_items(session, key, [(delivery.id, delivery.attempts, base)], trigger=trigger, delay=delay)
+
+
+def _queue_items(
+    session: AsyncSession,
+    key: str,
+    items: Sequence[tuple[str, int, int]],
+    *,
+    trigger: str,
+    delay: float | None = None,
+) -> None:
+    # One task carries several deliveries to ONE destination: one claim, two short transactions and one
+    # completion for the lot instead of per delivery (the database, not HTTP, bounds throughput). The key
+    # lets the dispatcher apply the per-endpoint limit before touching the database.
     enqueue(
         session,
         DELIVER_TASK,
-        {"delivery_id": delivery.id, "seq": delivery.attempts, "base": base, "trigger": trigger},
+        {"key": key, "items": [list(item) for item in items], "trigger": trigger},
         delay=delay,
     )
+
+
+def task_items(payload: Mapping[str, Any]) -> list[tuple[str, int, int]]:
+    """(delivery id, seq, base) of each delivery a dispatcher task carries."""
+    if "items" in payload:
+        return [(str(i[0]), int(i[1]), int(i[2])) for i in payload["items"]]
+    return [(str(payload["delivery_id"]), int(payload["seq"]), int(payload.get("base", 0)))]
 
 
 async def emit_events(
@@ -410,8 +443,13 @@ async def emit_events(
     # Events first: deliveries reference them (the unit of work orders inserts by mapper, but be explicit).
     await session.flush()
     session.add_all(deliveries)
+    by_destination: dict[str, list[tuple[str, int, int]]] = {}
     for delivery in deliveries:
-        _queue_delivery(session, delivery, trigger=SCHEDULED, base=0)
+        key = destination_key(delivery.endpoint_id, delivery.target_url)
+        by_destination.setdefault(key, []).append((delivery.id, 0, 0))
+    for key, items in by_destination.items():
+        for start in range(0, len(items), DELIVERY_BATCH):
+            _queue_items(session, key, items[start : start + DELIVERY_BATCH], trigger=SCHEDULED)
     await session.flush()
     return deliveries
 
@@ -643,50 +681,77 @@ class AttemptPlan:
     trigger: str
 
 
-async def plan_attempt(
-    session: AsyncSession, delivery_id: str, *, seq: int, base: int, trigger: str
-) -> AttemptPlan | None:
-    """What to send for this task, or None when there is nothing to do (stale task, finished delivery,
-    deleted endpoint). A delivery whose endpoint is disabled is failed here, without an attempt."""
-    delivery = await session.get(WebhookDelivery, delivery_id)
-    if delivery is None or delivery.status != PENDING or delivery.attempts != seq:
-        return None
-    options: dict[str, str] = {}
-    if delivery.endpoint_id is not None:
-        endpoint = await session.get(WebhookEndpoint, delivery.endpoint_id)
-        if endpoint is None:
-            return None
-        if not endpoint.active:
-            delivery.status = FAILED
-            delivery.next_attempt_at = None
-            delivery.last_error = f"endpoint disabled: {endpoint.disabled_reason or 'no reason given'}"
-            await session.flush()
-            return None
-        url = endpoint.url
-        secrets = await endpoint_secrets(session, endpoint.id)
-        options = {k: str(v) for k, v in (endpoint.options or {}).items()}
-    else:
-        account = await session.get(Account, delivery.account_id)
-        if account is None or delivery.target_url is None:
-            return None
-        url = delivery.target_url
-        secrets = [SecretVersion(account.webhook_secret)]
-    if not secrets:
-        return None
-    return AttemptPlan(
-        delivery_id=delivery.id,
-        account_id=delivery.account_id,
-        endpoint_id=delivery.endpoint_id,
-        url=url,
-        profile=delivery.profile,
-        event_type=delivery.event_type,
-        payload=dict(delivery.payload),
-        secrets=secrets,
-        options=options,
-        seq=seq,
-        base=base,
-        trigger=trigger,
+async def plan_attempts(
+    session: AsyncSession, items: Sequence[tuple[str, int, int]], *, trigger: str
+) -> list[AttemptPlan]:
+    """What to send for a task's deliveries, skipping those with nothing to do (stale task, finished
+    delivery, deleted endpoint). Deliveries whose endpoint is disabled are failed here, without an attempt."""
+    wanted = {delivery_id: (seq, base) for delivery_id, seq, base in items}
+    if not wanted:
+        return []
+    deliveries = list(
+        await session.scalars(select(WebhookDelivery).where(WebhookDelivery.id.in_(list(wanted))))
     )
+    endpoint_ids = {d.endpoint_id for d in deliveries if d.endpoint_id is not None}
+    endpoints: dict[str, WebhookEndpoint] = {}
+    secrets: dict[str, list[SecretVersion]] = {}
+    if endpoint_ids:
+        found = await session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids)))
+        endpoints = {e.id: e for e in found}
+        now = utcnow()
+        rows = await session.scalars(
+            select(WebhookSecret)
+            .where(WebhookSecret.endpoint_id.in_(endpoint_ids))
+            .order_by(WebhookSecret.endpoint_id, WebhookSecret.version.desc())
+        )
+        grouped: dict[str, list[WebhookSecret]] = {}
+        for row in rows:
+            grouped.setdefault(row.endpoint_id, []).append(row)
+        secrets = {endpoint_id: _signing(versions, now) for endpoint_id, versions in grouped.items()}
+    plans: list[AttemptPlan] = []
+    for delivery in deliveries:
+        seq, base = wanted[delivery.id]
+        if delivery.status != PENDING or delivery.attempts != seq:
+            continue
+        options: dict[str, str] = {}
+        if delivery.endpoint_id is not None:
+            endpoint = endpoints.get(delivery.endpoint_id)
+            if endpoint is None:
+                continue
+            if not endpoint.active:
+                delivery.status = FAILED
+                delivery.next_attempt_at = None
+                delivery.last_error = f"endpoint disabled: {endpoint.disabled_reason or 'no reason given'}"
+                continue
+            url = endpoint.url
+            signing = secrets.get(endpoint.id, [])
+            options = {k: str(v) for k, v in (endpoint.options or {}).items()}
+        else:
+            account = await session.get(Account, delivery.account_id)
+            if account is None or delivery.target_url is None:
+                continue
+            url = delivery.target_url
+            signing = [SecretVersion(account.webhook_secret)]
+        if not signing:
+            continue
+        plans.append(
+            AttemptPlan(
+                delivery_id=delivery.id,
+                account_id=delivery.account_id,
+                endpoint_id=delivery.endpoint_id,
+                url=url,
+                profile=delivery.profile,
+                event_type=delivery.event_type,
+                payload=dict(delivery.payload),
+                secrets=signing,
+                options=options,
+                seq=seq,
+                base=base,
+                trigger=trigger,
+            )
+        )
+    await session.flush()
+    return plans
 
 
 @dataclass(frozen=True)
@@ -711,6 +776,41 @@ class AttemptResult:
         return self.status is not None and 200 <= self.status < 300
 
 
+async def record_attempts(
+    session: AsyncSession,
+    outcomes: Sequence[tuple[AttemptPlan, AttemptResult, float | None]],
+    *,
+    settings: Settings,
+) -> list[WebhookAttempt | None]:
+    """Record a task's attempts in one go: (plan, result, next delay if it failed) each.
+
+    The deliveries are locked first (``FOR UPDATE`` on PostgreSQL; SQLite transactions hold the write
+    lock), so an attempt that another run of the same task already recorded is recognised and left out
+    (None in its place). Statements are shared: one SELECT for the lot, batched UPDATEs and INSERTs.
+    """
+    ids = [plan.delivery_id for plan, _, _ in outcomes]
+    locked = await session.scalars(
+        select(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(ids))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    deliveries = {d.id: d for d in locked}
+    endpoint_ids = {plan.endpoint_id for plan, _, _ in outcomes if plan.endpoint_id is not None}
+    if endpoint_ids:
+        # Loaded once into the identity map; record_attempt's lookups then cost nothing.
+        list(await session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids))))
+    recorded: list[WebhookAttempt | None] = []
+    for plan, result, delay in outcomes:
+        delivery = deliveries.get(plan.delivery_id)
+        if delivery is None or delivery.status != PENDING or delivery.attempts != plan.seq:
+            recorded.append(None)
+            continue
+        recorded.append(await _record(session, delivery, plan, result, settings=settings, next_delay=delay))
+    await session.flush()
+    return recorded
+
+
 async def record_attempt(
     session: AsyncSession,
     plan: AttemptPlan,
@@ -725,21 +825,22 @@ async def record_attempt(
     disables the endpoint. An endpoint failing continuously for ``webhook_disable_after_days`` is disabled.
     Returns the attempt, or None when another run already recorded this attempt (a stale task).
     """
+    [attempt] = await record_attempts(session, [(plan, result, next_delay)], settings=settings)
+    return attempt
+
+
+async def _record(
+    session: AsyncSession,
+    delivery: WebhookDelivery,
+    plan: AttemptPlan,
+    result: AttemptResult,
+    *,
+    settings: Settings,
+    next_delay: float | None,
+) -> WebhookAttempt:
     now = utcnow()
-    claimed = await session.execute(
-        update(WebhookDelivery)
-        .where(
-            WebhookDelivery.id == plan.delivery_id,
-            WebhookDelivery.attempts == plan.seq,
-            WebhookDelivery.status == PENDING,
-        )
-        .values(attempts=plan.seq + 1, last_attempt_at=result.started_at)
-        .execution_options(synchronize_session=False)
-    )
-    if not claimed.rowcount:  # type: ignore[attr-defined]
-        return None
-    delivery = await session.get(WebhookDelivery, plan.delivery_id, populate_existing=True)
-    assert delivery is not None
+    delivery.attempts = plan.seq + 1
+    delivery.last_attempt_at = result.started_at
     endpoint = await session.get(WebhookEndpoint, plan.endpoint_id) if plan.endpoint_id else None
     outcome = "Success" if result.succeeded else ("Error Response" if result.status else "Error Request")
     attempt = WebhookAttempt(
@@ -769,7 +870,6 @@ async def record_attempt(
             endpoint.failure_notified_at = None
             endpoint.last_delivery_at = now
         session.add(attempt)
-        await session.flush()
         return attempt
 
     if result.status == 410:
@@ -811,7 +911,6 @@ async def record_attempt(
                 text,
                 ":warning: *Webhook endpoint failing*",
             )
-    await session.flush()
     return attempt
 
 

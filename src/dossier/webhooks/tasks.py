@@ -1,12 +1,16 @@
-"""The webhook dispatcher: one queue task = one HTTP attempt of one delivery; and Slack messages.
+"""The webhook dispatcher: a queue task carries attempts of deliveries to ONE destination; and Slack messages.
 
-Each attempt is a short read transaction (what to send), the request outside any transaction, then a
-short write transaction that records the attempt and, in the same commit, queues the next one. A crash
-anywhere leaves the task in the queue (its lease expires and another worker runs it): at-least-once.
+A burst of events to an endpoint becomes tasks of up to ``service.DELIVERY_BATCH`` deliveries; a retry or a
+redelivery is a task of one. A task is a short read transaction (what to send), the requests outside any
+transaction, then one write transaction that records every attempt and, in the same commit, queues the
+retries. A crash anywhere leaves the task in the queue (its lease expires and another worker runs it):
+at-least-once; the attempts made but not recorded are sent again.
 
-Concurrency: a process-wide limit on attempts in flight, and a per-endpoint one. An attempt to an endpoint
-that already has its share in flight is not awaited: the task puts itself back in the queue a moment later
-and frees its worker slot, so a slow or dead endpoint never holds the slots other endpoints need.
+Concurrency, per worker process: a limit on attempts in flight in all (``webhook_concurrency``), one per
+endpoint (``webhook_endpoint_concurrency``), and at most ``TASKS_PER_DESTINATION`` worker slots per endpoint.
+A task whose endpoint already holds its slots is parked: put back in the queue, spaced so that a big
+backlog costs a bounded number of claims, and its slot goes to another endpoint. So a slow or dead endpoint
+never holds the slots, nor the database time, the other endpoints need.
 """
 
 from __future__ import annotations
@@ -43,9 +47,12 @@ SECRET_HEADERS = frozenset(
 REDACTED = "[redacted]"
 MAX_HEADERS_KEPT = 50
 MAX_HEADER_CHARS = 1000
-# How long an attempt waits for its endpoint's turn before trying again (seconds; not scaled: it is not a
-# retry but a queueing delay).
-DEFER_MIN, DEFER_MAX = 0.05, 0.25
+# Worker slots one destination may hold in a process: two, so a busy endpoint pipelines (one task sends
+# while the next loads) and a slow one cannot starve the others.
+TASKS_PER_DESTINATION = 2
+# Spacing of the tasks put back in the queue while their destination is busy (seconds; not scaled: it is
+# not a retry but a queueing delay).
+DEFER_STEP = 0.1
 
 
 class _Limits:
@@ -55,6 +62,10 @@ class _Limits:
         self.total = asyncio.Semaphore(settings.webhook_concurrency)
         self.per_endpoint_size = settings.webhook_endpoint_concurrency
         self.per_endpoint: dict[str, asyncio.Semaphore] = {}
+        # Dispatcher tasks of this process working for each destination (each holds a worker slot).
+        self.tasks: dict[str, int] = {}
+        # Tasks of each destination put back in the queue because it was busy, not yet back.
+        self.parked: dict[str, int] = {}
 
     def endpoint(self, key: str) -> asyncio.Semaphore:
         sem = self.per_endpoint.get(key)
@@ -178,36 +189,75 @@ def _delay_after(
 
 @task_handler(service.DELIVER_TASK, max_attempts=25, backoff=(1.0, 5.0, 15.0, 60.0, 300.0))
 async def deliver(run: TaskRun) -> None:
-    """Make one attempt of one delivery (queue-level retries only cover database trouble)."""
+    """Make one attempt of each delivery the task carries (queue-level retries only cover database trouble).
+
+    A task's deliveries share one destination: a burst to an endpoint is a few tasks of many deliveries;
+    retries and redeliveries carry one each.
+    """
     resources = run.resources
     settings = resources.settings
-    payload = run.payload
-    delivery_id = str(payload["delivery_id"])
-    seq = int(payload["seq"])
-    base = int(payload.get("base", 0))
-    trigger = str(payload.get("trigger", "scheduled"))
-    async with resources.sessionmaker() as session, session.begin():
-        plan = await service.plan_attempt(session, delivery_id, seq=seq, base=base, trigger=trigger)
-    if plan is None:
-        return
     limits = _limits_for(settings)
-    key = plan.endpoint_id or plan.url
-    gate = limits.endpoint(key)
-    if gate.locked():
-        # Not our turn: requeue instead of waiting, so this worker slot goes to another endpoint.
+    key = run.payload.get("key")
+    if isinstance(key, str) and run.payload.get("parked"):
+        # Back from the queue: no longer parked (it may park again just below).
+        left = limits.parked.get(key, 0) - 1
+        if left > 0:
+            limits.parked[key] = left
+        else:
+            limits.parked.pop(key, None)
+    if isinstance(key, str) and limits.tasks.get(key, 0) >= TASKS_PER_DESTINATION:
+        # This destination already has its share of worker slots (maybe a slow endpoint): let the slot go
+        # to another endpoint and come back shortly, without touching the deliveries.
+        # Parked tasks come back one DEFER_STEP apart, however many there are: a backlog to a slow endpoint
+        # costs a bounded number of claims per second instead of a storm that delays everyone's tasks.
+        parked = limits.parked.get(key, 0) + 1
+        limits.parked[key] = parked
+        delay = DEFER_STEP * parked * random.uniform(1.0, 1.2)
         async with resources.sessionmaker() as session, session.begin():
-            enqueue(session, service.DELIVER_TASK, dict(payload), delay=random.uniform(DEFER_MIN, DEFER_MAX))
+            enqueue(session, service.DELIVER_TASK, {**run.payload, "parked": True}, delay=delay)
         return
+    counted = key if isinstance(key, str) else None
+    if counted is not None:
+        limits.tasks[counted] = limits.tasks.get(counted, 0) + 1
     try:
-        async with gate, limits.total:
-            result = await attempt(resources.http, plan, settings)
+        await _deliver(run, limits)
     finally:
-        limits.release_idle(key)
-    delay = None if result.succeeded else _delay_after(plan, result, settings)
+        if counted is not None:
+            left = limits.tasks[counted] - 1
+            if left:
+                limits.tasks[counted] = left
+            else:
+                del limits.tasks[counted]
+
+
+async def _deliver(run: TaskRun, limits: _Limits) -> None:
+    resources = run.resources
+    settings = resources.settings
+    trigger = str(run.payload.get("trigger", "scheduled"))
     async with resources.sessionmaker() as session, session.begin():
-        recorded = await service.record_attempt(session, plan, result, settings=settings, next_delay=delay)
-    if recorded is None:
-        log.info("attempt made by a stale task was not recorded", extra={"delivery_id": delivery_id})
+        plans = await service.plan_attempts(session, service.task_items(run.payload), trigger=trigger)
+    if not plans:
+        return
+    keys = {service.destination_key(plan.endpoint_id, plan.url) for plan in plans}
+
+    async def one(plan: service.AttemptPlan) -> service.AttemptResult:
+        async with limits.endpoint(service.destination_key(plan.endpoint_id, plan.url)), limits.total:
+            return await attempt(resources.http, plan, settings)
+
+    try:
+        results = await asyncio.gather(*(one(plan) for plan in plans))
+    finally:
+        for key in keys:
+            limits.release_idle(key)
+    outcomes = [
+        (plan, result, None if result.succeeded else _delay_after(plan, result, settings))
+        for plan, result in zip(plans, results, strict=True)
+    ]
+    async with resources.sessionmaker() as session, session.begin():
+        recorded = await service.record_attempts(session, outcomes, settings=settings)
+    stale = [plan.delivery_id for plan, attempt in zip(plans, recorded, strict=True) if attempt is None]
+    if stale:
+        log.info("attempts made by a stale task were not recorded", extra={"delivery_ids": stale})
 
 
 @task_handler(service.SLACK_TASK, max_attempts=6, backoff=(5.0, 30.0, 120.0, 600.0, 1800.0))
