@@ -50,6 +50,8 @@ MAX_HEADER_CHARS = 1000
 # Worker slots one destination may hold in a process: two, so a busy endpoint pipelines (one task sends
 # while the next loads) and a slow one cannot starve the others.
 TASKS_PER_DESTINATION = 2
+# ...and a destination whose requests are quick (its tasks mostly wait on the database) at most this many.
+MAX_TASKS_PER_DESTINATION = 6
 # Spacing of the tasks put back in the queue while their destination is busy (seconds; not scaled: it is
 # not a retry but a queueing delay).
 DEFER_STEP = 0.1
@@ -72,6 +74,22 @@ class _Limits:
         if sem is None:
             sem = self.per_endpoint[key] = asyncio.Semaphore(self.per_endpoint_size)
         return sem
+
+    def busy(self, key: str) -> bool:
+        """Whether a new task for this destination should be parked instead of taking a worker slot.
+
+        A destination whose requests fill its per-endpoint limit (a slow or dead endpoint) gets at most
+        TASKS_PER_DESTINATION slots; a fast one that only waits on the database may use a few more.
+        """
+        running = self.tasks.get(key, 0)
+        if running < TASKS_PER_DESTINATION:
+            return False
+        return running >= MAX_TASKS_PER_DESTINATION or self.saturated(key)
+
+    def saturated(self, key: str) -> bool:
+        """Whether this destination's requests fill its per-endpoint limit right now."""
+        sem = self.per_endpoint.get(key)
+        return sem is not None and sem.locked()
 
     def release_idle(self, key: str) -> None:
         # Keep the map small: drop a semaphore nobody holds (one entry per endpoint ever seen otherwise).
@@ -205,14 +223,16 @@ async def deliver(run: TaskRun) -> None:
             limits.parked[key] = left
         else:
             limits.parked.pop(key, None)
-    if isinstance(key, str) and limits.tasks.get(key, 0) >= TASKS_PER_DESTINATION:
+    if isinstance(key, str) and limits.busy(key):
         # This destination already has its share of worker slots (maybe a slow endpoint): let the slot go
         # to another endpoint and come back shortly, without touching the deliveries.
         # Parked tasks come back one DEFER_STEP apart, however many there are: a backlog to a slow endpoint
         # costs a bounded number of claims per second instead of a storm that delays everyone's tasks.
         parked = limits.parked.get(key, 0) + 1
         limits.parked[key] = parked
-        delay = DEFER_STEP * parked * random.uniform(1.0, 1.2)
+        # A fast endpoint is parked only for want of slots: it comes back sooner than a slow one.
+        step = DEFER_STEP if limits.saturated(key) else DEFER_STEP / 5
+        delay = step * parked * random.uniform(1.0, 1.2)
         async with resources.sessionmaker() as session, session.begin():
             enqueue(session, service.DELIVER_TASK, {**run.payload, "parked": True}, delay=delay)
         return
