@@ -792,6 +792,7 @@ async def record_attempts(
     locked = await session.scalars(
         select(WebhookDelivery)
         .where(WebhookDelivery.id.in_(ids))
+        .order_by(WebhookDelivery.id)  # one lock order for every transaction: no deadlock between them
         .with_for_update()
         .execution_options(populate_existing=True)
     )
