@@ -3,7 +3,6 @@ and cells filling themselves in when a real worker runs the queue."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,11 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dossier.net import OutboundClient
 from dossier.projects.models import Project
 from dossier.queue.models import Task
-from dossier.queue.service import WorkerResources
-from dossier.queue.worker import Worker
 from dossier.settings import Settings
-from dossier.tasks_registry import TASK_MODULES, import_task_modules
-from tests.queue.helpers import eventually
+from tests.helpers import eventually, running_worker
 
 BASE = "/api/enterprise/projects"
 
@@ -156,25 +152,11 @@ async def test_a_column_read_by_a_tool_cannot_be_deleted(
 
 @asynccontextmanager
 async def _worker(settings: Settings, maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[None]:
-    import_task_modules(TASK_MODULES)
-    http = OutboundClient.from_settings(settings)
-    worker = Worker(
-        WorkerResources(settings=settings, sessionmaker=maker, http=http),
-        concurrency=4,
-        poll_interval=0.05,
-        lease_seconds=30,
-        heartbeat_interval=5,
-        batch_size=10,
-    )
-    stop = asyncio.Event()
-    running = asyncio.create_task(worker.run(stop))
-    await asyncio.wait_for(worker.ready.wait(), 30)
-    try:
+    async with (
+        OutboundClient.from_settings(settings) as http,
+        running_worker(settings, maker, http, concurrency=4),
+    ):
         yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(running, 60)
-        await http.aclose()
 
 
 async def _row(client: httpx.AsyncClient, headers: dict[str, str], project_id: str, row_id: str) -> Any:

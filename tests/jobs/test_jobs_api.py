@@ -20,8 +20,8 @@ from dossier.net import OutboundClient
 from dossier.settings import Settings
 from dossier.webhooks.models import WebhookAttempt, WebhookDelivery
 from tests.conftest import Receiver
+from tests.helpers import eventually, running_worker
 from tests.jobs.conftest import verify_signature
-from tests.webhooks.conftest import eventually, running_worker
 
 ER = "/rest/v1/entity-resolution"
 FIRMO = "/rest/v1/firmographics"

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from tests.conftest import Receiver, ServerProcess, dossier_env, run_cli, start_server, stop_server
+from tests.helpers import eventually
 from tests.jobs.conftest import verify_signature
-from tests.webhooks.conftest import eventually
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from dossier.pipeline.models import TrackedCompany
 from dossier.settings import Settings
 from dossier.webhooks.models import WebhookDelivery
 from tests.conftest import Receiver, free_port
-from tests.webhooks.conftest import eventually, running_worker
+from tests.helpers import eventually, running_worker
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

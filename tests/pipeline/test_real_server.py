@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import Receiver, ServerProcess, start_server, stop_server
-from tests.webhooks.conftest import eventually
+from tests.helpers import eventually
 
 KEY = re.compile(r"dsk_[A-Za-z0-9_-]{40,}")
 

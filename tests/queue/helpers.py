@@ -2,60 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dossier.queue.models import Task
-from dossier.queue.service import WorkerResources
 from dossier.queue.worker import Worker
 from dossier.settings import Settings
-
-T = TypeVar("T")
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T | None]], *, within: float = 15.0, interval: float = 0.02, what: str = ""
-) -> T:
-    """Poll ``check`` until it returns something truthy; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what or check}")
-        await asyncio.sleep(interval)
+from tests.helpers import running_worker as shared_running_worker
 
 
 @asynccontextmanager
 async def running_worker(
     settings: Settings, maker: async_sessionmaker[AsyncSession], **options: Any
 ) -> AsyncIterator[Worker]:
-    """A worker running in this event loop until the block ends (then stopped gracefully)."""
-    config: dict[str, Any] = {
-        "concurrency": 4,
-        "poll_interval": 0.05,
-        "lease_seconds": 30.0,
-        "heartbeat_interval": 5.0,
-        "batch_size": 10,
-        "shutdown_grace": 5.0,
-    }
-    config.update(options)
-    worker = Worker(WorkerResources(settings=settings, sessionmaker=maker, http=None), **config)
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    await asyncio.wait_for(worker.ready.wait(), 30)
-    try:
+    """The shared worker runner with the queue tests' defaults (4 at once, claims of 10)."""
+    async with shared_running_worker(
+        settings, maker, **{"concurrency": 4, "batch_size": 10, **options}
+    ) as worker:
         yield worker
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
 
 
 async def all_tasks(maker: async_sessionmaker[AsyncSession]) -> list[Task]:

@@ -26,8 +26,9 @@ from dossier.queue.models import QUEUED
 from dossier.queue.service import enqueue
 from dossier.settings import Settings
 from tests.conftest import DOSSIER_BIN, REPO, dossier_env, run_cli, start_server, stop_server
+from tests.helpers import eventually
 from tests.queue.fixture_tasks import RECORD, create_runs_table, runs
-from tests.queue.helpers import all_tasks, eventually, get_task
+from tests.queue.helpers import all_tasks, get_task
 
 Maker = async_sessionmaker[AsyncSession]
 PG_ONLY = (

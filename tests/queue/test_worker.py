@@ -33,7 +33,8 @@ from dossier.queue.service import (
 )
 from dossier.queue.worker import claim_batch, complete, extend_leases, fail, release, reschedule
 from dossier.settings import Settings
-from tests.queue.helpers import all_tasks, eventually, get_task, running_worker
+from tests.helpers import eventually
+from tests.queue.helpers import all_tasks, get_task, running_worker
 
 Maker = async_sessionmaker[AsyncSession]
 

@@ -20,7 +20,7 @@ from dossier.net import OutboundClient
 from dossier.webhooks import service
 from dossier.webhooks.models import SUCCEEDED, WebhookDelivery
 from tests.conftest import DOSSIER_BIN, REPO, Receiver, dossier_env
-from tests.webhooks.conftest import eventually
+from tests.helpers import eventually
 
 EVENTS = 300
 

@@ -23,7 +23,8 @@ from dossier.webhooks import service
 from dossier.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from dossier.webhooks.profiles.kernel import kernel_job_data
 from tests.conftest import Received, Receiver
-from tests.webhooks.conftest import TIME_SCALE, eventually, running_worker
+from tests.helpers import eventually, running_worker
+from tests.webhooks.conftest import TIME_SCALE
 
 BASE = "/api/enterprise/webhooks"
 

@@ -16,7 +16,7 @@ from dossier.net import OutboundClient
 from dossier.settings import Settings
 from dossier.webhooks.models import WebhookEvent
 from tests.conftest import Receiver
-from tests.webhooks.conftest import eventually, running_worker
+from tests.helpers import eventually, running_worker
 
 PROJECTS = "/api/enterprise/projects"
 
