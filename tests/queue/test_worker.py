@@ -25,6 +25,7 @@ from dossier.queue.service import (
     TaskRun,
     add_local_wakeup,
     enqueue,
+    enqueue_or_advance,
     enqueue_unique,
     queue_stats,
     remove_local_wakeup,
@@ -451,6 +452,42 @@ async def test_enqueue_unique_skips_a_duplicate_of_unfinished_work(sessionmaker:
     assert await fail(sessionmaker, claim, "w", errors=[])
     async with sessionmaker() as session, session.begin():  # a failed task does not
         assert await enqueue_unique(session, "test.ok", {"key": "x"}, dedupe_key="cell:1") is not None
+
+
+async def test_deduplicated_enqueues_keep_working_on_a_busy_connection(sessionmaker: Maker) -> None:
+    # PostgreSQL plans a prepared statement generically after five runs; the ON CONFLICT clause must still
+    # find the partial unique index then (it did not while its predicate was a bound parameter).
+    async with sessionmaker() as session, session.begin():
+        for n in range(12):
+            assert await enqueue_unique(session, "test.ok", {"n": n}, dedupe_key=f"many:{n}") is not None
+            assert await enqueue_unique(session, "test.ok", {"n": n}, dedupe_key=f"many:{n}") is None
+    assert len(await all_tasks(sessionmaker)) == 12
+
+
+async def test_enqueue_or_advance_keeps_one_task_per_key_at_the_earliest_time(sessionmaker: Maker) -> None:
+    now = utcnow()
+    async with sessionmaker() as session, session.begin():
+        for n in range(8):  # again more than five runs on one connection
+            await enqueue_or_advance(
+                session, "test.ok", {"k": 1}, dedupe_key="sweep:1", run_at=now + timedelta(seconds=60 - n)
+            )
+        await enqueue_or_advance(
+            session, "test.ok", {"k": 1}, dedupe_key="sweep:1", run_at=now + timedelta(hours=1)
+        )
+    [task] = await all_tasks(sessionmaker)
+    assert task.dedupe_key == "sweep:1" and task.status == QUEUED
+    assert abs((task.run_at - (now + timedelta(seconds=53))).total_seconds()) < 0.001  # never moved later
+    [claim] = await claim_batch(
+        sessionmaker, worker_id="w", limit=5, lease_seconds=30, now=now + timedelta(minutes=2)
+    )
+    async with sessionmaker() as session, session.begin():  # a running task holds the key too
+        await enqueue_or_advance(session, "test.ok", {"k": 1}, dedupe_key="sweep:1", run_at=now)
+    assert len(await all_tasks(sessionmaker)) == 1
+    assert await complete(sessionmaker, claim, "w")
+    async with sessionmaker() as session, session.begin():
+        await enqueue_or_advance(session, "test.ok", {"k": 1}, dedupe_key="sweep:1", run_at=now)
+    [task] = await all_tasks(sessionmaker)  # a new task: the finished one no longer holds the key
+    assert (task.status, task.attempts) == (QUEUED, 0) and abs((task.run_at - now).total_seconds()) < 0.001
 
 
 async def test_retry_failed_requeues_with_a_fresh_budget(sessionmaker: Maker) -> None:

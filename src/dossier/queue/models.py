@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, Integer, String, text
+from sqlalchemy import ColumnElement, Index, Integer, String, and_, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dossier.db.base import Base, BigIntPK, JSONType, utcnow
@@ -15,7 +15,21 @@ RUNNING = "running"
 FAILED = "failed"
 # A task is unfinished while it may still run; succeeded tasks are deleted, failed ones stay.
 UNFINISHED = (QUEUED, RUNNING)
-_UNFINISHED_SQL = "status IN ('queued', 'running')"
+# The predicate of the partial unique index on dedupe_key, as literal SQL: an ON CONFLICT clause must repeat
+# it word for word (with bound parameters PostgreSQL cannot match it once it plans the statement generically).
+UNFINISHED_SQL = "status IN ('queued', 'running')"
+
+
+def owned_by(task_id: int, worker_id: str, attempts: int) -> ColumnElement[bool]:
+    """The claim of ``task_id`` that ``worker_id`` made as attempt ``attempts``: every write that ends or
+    renews a claim is guarded by it, so a worker whose claim was taken over can never overwrite the new
+    owner's state (the attempt number tells this claim from a later one by the same worker id)."""
+    return and_(
+        Task.id == task_id,
+        Task.locked_by == worker_id,
+        Task.attempts == attempts,
+        Task.status == RUNNING,
+    )
 
 
 class Task(Base):
@@ -30,8 +44,8 @@ class Task(Base):
             "uq_tasks_dedupe_key",
             "dedupe_key",
             unique=True,
-            postgresql_where=text(_UNFINISHED_SQL),
-            sqlite_where=text(_UNFINISHED_SQL),
+            postgresql_where=text(UNFINISHED_SQL),
+            sqlite_where=text(UNFINISHED_SQL),
         ),
     )
 

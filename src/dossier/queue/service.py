@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, event, func, select, update
+from sqlalchemy import CursorResult, case, delete, event, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, SessionTransaction, aliased
 
 from dossier.db.base import utcnow
-from dossier.queue.models import FAILED, QUEUED, UNFINISHED, Task
+from dossier.queue.models import FAILED, QUEUED, UNFINISHED, UNFINISHED_SQL, Task, owned_by
 from dossier.settings import Settings
 
 log = logging.getLogger("dossier.queue")
@@ -46,6 +46,15 @@ class RetryLater(Exception):
         self.delay = delay
 
 
+class Snooze(Exception):
+    """Raised by a handler: not now, run again after ``delay`` seconds (NOT counted as an attempt, no error
+    kept). For work that is fine but must wait for something outside the task, e.g. a busy destination."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"snoozed for {delay:g} s")
+        self.delay = delay
+
+
 class PermanentFailure(Exception):
     """Raised by a handler: do not retry; the task ends ``failed`` with this error kept."""
 
@@ -59,7 +68,7 @@ class WorkerResources:
     http: Any  # dossier.net.OutboundClient (kept untyped here so the queue does not import the network layer)
 
 
-@dataclass(frozen=True)
+@dataclass
 class TaskRun:
     """One attempt at one task, as its handler sees it.
 
@@ -73,6 +82,17 @@ class TaskRun:
     attempt: int
     resources: WorkerResources
     worker_id: str = ""
+    # Set by complete_in: the task row is deleted in the handler's own transaction.
+    completed: bool = False
+
+    async def complete_in(self, session: AsyncSession) -> bool:
+        """Delete this task in the handler's transaction, so its work and its completion commit together
+        (no re-run if the worker dies between the two). The handler must then return without raising.
+        False when the claim is no longer ours (another worker took the task over): its outcome decides."""
+        stmt = delete(Task).where(owned_by(self.task_id, self.worker_id, self.attempt))
+        result = cast(CursorResult[Any], await session.execute(stmt))
+        self.completed = True
+        return result.rowcount == 1
 
 
 Handler = Callable[[TaskRun], Awaitable[None]]
@@ -164,13 +184,33 @@ async def enqueue_unique(
     stmt = (
         insert(Task)
         .values(**values)
-        .on_conflict_do_nothing(index_elements=[Task.dedupe_key], index_where=Task.status.in_(UNFINISHED))
+        .on_conflict_do_nothing(index_elements=[Task.dedupe_key], index_where=text(UNFINISHED_SQL))
         .returning(Task.id)
     )
     new_id = (await session.execute(stmt)).scalar_one_or_none()
     if new_id is not None:
         session.info[ENQUEUED_FLAG] = True
     return new_id
+
+
+async def enqueue_or_advance(
+    session: AsyncSession, kind: str, payload: dict[str, Any], *, dedupe_key: str, run_at: datetime
+) -> None:
+    """Enqueue to run at ``run_at`` unless an unfinished task holds ``dedupe_key``; if one does, move it
+    earlier when ``run_at`` is earlier (never later). One task per key then serves every caller, at the
+    soonest moment any of them asked for (e.g. one retry sweep per webhook destination)."""
+    values = _row(kind, payload, run_at, None, None, 0, dedupe_key)
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(Task).values(**values)
+    earliest = case((stmt.excluded.run_at < Task.run_at, stmt.excluded.run_at), else_=Task.run_at)
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[Task.dedupe_key],
+            index_where=text(UNFINISHED_SQL),
+            set_={"run_at": earliest},
+        )
+    )
+    session.info[ENQUEUED_FLAG] = True
 
 
 def _row(

@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,12 +27,13 @@ from sqlalchemy import CursorResult, Table, and_, delete, func, or_, select, upd
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dossier.db.base import utcnow
-from dossier.queue.models import FAILED, QUEUED, RUNNING, Task
+from dossier.queue.models import FAILED, QUEUED, RUNNING, Task, owned_by
 from dossier.queue.service import (
     MAX_KEPT_ERRORS,
     NOTIFY_CHANNEL,
     PermanentFailure,
     RetryLater,
+    Snooze,
     TaskRun,
     WorkerResources,
     add_local_wakeup,
@@ -44,6 +46,8 @@ log = logging.getLogger("dossier.queue")
 tasks_table = cast(Table, Task.__table__)
 _T = tasks_table.c
 MAX_MESSAGE_CHARS = 2000
+# Least time between two claims of a busy worker (seconds): claims gather the slots freed meanwhile.
+CLAIM_COOLDOWN = 0.005
 Maker = async_sessionmaker[AsyncSession]
 
 
@@ -112,10 +116,7 @@ async def claim_batch(
 
 
 def _owned(claim: Claimed, worker_id: str) -> Any:
-    # The attempt number distinguishes this claim from a later one by the same worker id.
-    return and_(
-        _T.id == claim.id, _T.locked_by == worker_id, _T.attempts == claim.attempts, _T.status == RUNNING
-    )
+    return owned_by(claim.id, worker_id, claim.attempts)
 
 
 async def _execute_rowcount(maker: Maker, stmt: Any) -> int:
@@ -137,6 +138,16 @@ async def reschedule(
         update(tasks_table)
         .where(_owned(claim, worker_id))
         .values(status=QUEUED, run_at=run_at, locked_by=None, lease_expires_at=None, errors=errors)
+    )
+    return await _execute_rowcount(maker, stmt) == 1
+
+
+async def snooze(maker: Maker, claim: Claimed, worker_id: str, *, run_at: datetime) -> bool:
+    """Back to the queue until ``run_at``, the claim not counted (the handler asked to wait; no failure)."""
+    stmt = (
+        update(tasks_table)
+        .where(_owned(claim, worker_id))
+        .values(status=QUEUED, run_at=run_at, locked_by=None, lease_expires_at=None, attempts=_T.attempts - 1)
     )
     return await _execute_rowcount(maker, stmt) == 1
 
@@ -309,12 +320,20 @@ class Worker:
                 log.info("worker stopped", extra={"worker_id": self.worker_id})
 
     async def _loop(self, stop: asyncio.Event) -> None:
+        last_claim = -CLAIM_COOLDOWN
         while not stop.is_set():
+            free = self.concurrency - len(self._running)
+            # Busy, every finishing task wakes us: claim at most once per cooldown, for all the slots freed
+            # meanwhile, rather than one statement per finished task.
+            pause = last_claim + CLAIM_COOLDOWN - time.monotonic()
+            if free > 0 and pause > 0:
+                await _wait_any([stop], within=pause)
+                free = self.concurrency - len(self._running)
             # Cleared before looking, so a wake-up that arrives while we claim is not lost.
             self._wake.clear()
             timeout = self.poll_interval
-            free = self.concurrency - len(self._running)
-            if free > 0:
+            if free > 0 and not stop.is_set():
+                last_claim = time.monotonic()
                 want = min(free, self.batch_size)
                 now = utcnow()
                 try:
@@ -329,7 +348,9 @@ class Worker:
                         self._start(claim)
                     if len(claims) == want and want < free:
                         continue  # the batch size, not our capacity, stopped us: more may be due right now
-                    if len(claims) < want:
+                    if not claims:
+                        # Idle: sleep until the next delayed task or expiring lease, if sooner than the
+                        # poll. (With tasks in hand, each one's end wakes us anyway.)
                         upcoming = await next_wakeup_at(self.maker, after=now)
                         if upcoming is not None:
                             timeout = min(timeout, max((upcoming - utcnow()).total_seconds(), 0.0) + 0.005)
@@ -393,6 +414,9 @@ class Worker:
         except PermanentFailure as exc:
             log.warning("task failed permanently", extra={**context, "error": str(exc)})
             await self._fail(claim, type(exc).__name__, str(exc))
+        except Snooze as exc:
+            run_at = utcnow() + timedelta(seconds=max(exc.delay, 0.0))
+            await _persist(partial(snooze, self.maker, claim, self.worker_id, run_at=run_at))
         except RetryLater as exc:
             delay = exc.delay if exc.delay is not None else spec.delay_after(claim.attempts)
             await self._retry_or_fail(claim, exc, delay)
@@ -400,6 +424,8 @@ class Worker:
             log.warning("task raised", extra=context, exc_info=True)
             await self._retry_or_fail(claim, exc, spec.delay_after(claim.attempts))
         else:
+            if run.completed:
+                return  # the handler deleted its task in its own transaction
             if not await _persist(partial(complete, self.maker, claim, self.worker_id)):
                 log.warning("task finished after losing its lease; its new owner decides", extra=context)
 
@@ -428,7 +454,8 @@ class Worker:
             except Exception:
                 log.warning("renewing leases failed", extra={"worker_id": self.worker_id}, exc_info=True)
                 continue
-            lost = sorted({c.id for c in claims} - held)
+            # Tasks that ended while the statement ran are not lost, only gone.
+            lost = sorted(c.id for c in claims if c.id not in held and (c.id, c.attempts) in self._running)
             if lost:
                 # Another worker reclaimed them (we stalled past the lease); our outcome writes are no-ops.
                 log.warning("leases lost", extra={"worker_id": self.worker_id, "task_ids": lost})
