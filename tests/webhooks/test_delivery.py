@@ -12,12 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks import Webhook
 
 from dossier.accounts.service import NewAccount
 from dossier.net import OutboundClient
+from dossier.queue.models import Task
 from dossier.settings import Settings
 from dossier.webhooks import service
 from dossier.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -74,8 +75,7 @@ async def _emit(
     maker: async_sessionmaker[AsyncSession], account_id: str, event_type: str, data: dict[str, Any], **kw: Any
 ) -> list[str]:
     async with maker() as session, session.begin():
-        deliveries = await service.emit_event(session, account_id, event_type, data, **kw)
-        return [d.id for d in deliveries]
+        return await service.emit_event(session, account_id, event_type, data, **kw)
 
 
 async def _delivery(maker: async_sessionmaker[AsyncSession], delivery_id: str) -> WebhookDelivery:
@@ -534,3 +534,74 @@ async def test_a_job_url_answering_410_is_not_retried(
         delivery = await eventually(lambda: _finished(sessionmaker, delivery_id), what="failed")
     assert delivery.status == "failed" and delivery.attempts == 1
     assert json.loads(receiver.requests[0].body)["data"]["record"] is None
+
+
+async def test_a_failing_endpoint_s_retries_are_made_by_one_sweep(
+    wclient: httpx.AsyncClient,
+    headers: dict[str, str],
+    account: NewAccount,
+    receiver: Receiver,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    http: OutboundClient,
+) -> None:
+    # Every first attempt fails; the retries (1 s later, in real time here) all succeed.
+    burst = 60
+    receiver.answers = [(500, {}, b"down")] * burst + [(200, {}, b"ok")]
+    settings = settings.model_copy(update={"webhook_time_scale": 1.0, "webhook_retry_schedule": "1s"})
+    endpoint = await _endpoint(wclient, headers, url=receiver.url, profile="standard", events=["burst"])
+    async with sessionmaker() as session, session.begin():
+        ids = await service.emit_events(
+            session, account.account.id, "burst", [{"n": n} for n in range(burst)]
+        )
+
+    async def all_failed_once() -> bool:
+        async with sessionmaker() as session:
+            done = await session.scalar(
+                select(func.count())
+                .select_from(WebhookDelivery)
+                .where(WebhookDelivery.id.in_(ids), WebhookDelivery.attempts == 1)
+            )
+            return done == burst
+
+    async with running_worker(settings, sessionmaker, http):
+        await eventually(all_failed_once, what="every first attempt failed")
+        # The queue does not hold a retry per failed delivery: one sweep for the endpoint, due at the
+        # earliest retry.
+        async with sessionmaker() as session:
+            queued = list(await session.scalars(select(Task).where(Task.status == "queued")))
+            earliest = await session.scalar(
+                select(func.min(WebhookDelivery.next_attempt_at)).where(WebhookDelivery.id.in_(ids))
+            )
+        assert [(t.kind, t.payload) for t in queued] == [
+            ("webhooks.retry", {"key": f"endpoint:{endpoint['id']}"})
+        ]
+        assert earliest is not None and abs((queued[0].run_at - _utc(earliest)).total_seconds()) < 0.01
+        await eventually(
+            lambda: all_delivered(sessionmaker, ids), what="every retry made and recorded", within=20
+        )
+    assert len(receiver.requests) == 2 * burst
+    retried = [r.headers["webhook-id"] for r in receiver.requests[burst:]]
+    assert sorted(retried) == sorted(ids)  # each delivery once more, under its own stable id
+    for delivery_id in ids[:3]:
+        first, second = await _attempts(sessionmaker, delivery_id)
+        assert first.outcome == "Error Response" and second.outcome == "Success"
+        assert second.trigger == "scheduled"
+        # Never early: the retry waits for its own due time.
+        assert first.next_attempt_at is not None and second.started_at >= first.next_attempt_at
+
+
+def _utc(value: Any) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+async def all_delivered(maker: async_sessionmaker[AsyncSession], ids: list[str]) -> bool:
+    async with maker() as session:
+        succeeded = await session.scalar(
+            select(func.count())
+            .select_from(WebhookDelivery)
+            .where(WebhookDelivery.id.in_(ids), WebhookDelivery.status == "succeeded")
+        )
+        return succeeded == len(ids)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dossier.db.base import Base, BigIntPK, JSONType, new_uuid, utcnow
@@ -97,6 +97,14 @@ class WebhookDelivery(Base):
         Index("ix_webhook_deliveries_endpoint_created", "endpoint_id", "created_at"),
         Index("ix_webhook_deliveries_endpoint_status", "endpoint_id", "status", "created_at"),
         Index("ix_webhook_deliveries_account_created", "account_id", "created_at"),
+        # The retry sweep of a destination: its pending deliveries by due time.
+        Index(
+            "ix_webhook_deliveries_retry_due",
+            "endpoint_id",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=new_message_id)
@@ -114,6 +122,9 @@ class WebhookDelivery(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON(none_as_null=True))
     status: Mapped[str] = mapped_column(String(16), default=PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Attempts made before the current round: 0, or the count when it was last redelivered by hand. The
+    # retry schedule counts from here, so a redelivered message gets the whole schedule again.
+    round_start: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
     last_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
     last_status_code: Mapped[int | None] = mapped_column(Integer, default=None)

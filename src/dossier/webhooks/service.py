@@ -3,22 +3,25 @@
 Transactional outbox: :func:`emit_event` writes the event, its deliveries and their queue tasks into the
 caller's session, so they exist exactly when the change they report commits. Services flush, never commit.
 
-A delivery task carries ``seq`` (the delivery's attempt count when the task was queued): a task whose
-``seq`` no longer matches is stale (its attempt was already made by another run) and does nothing, which
-makes at-least-once task execution safe. ``base`` is the attempt count at the start of the current round
-(0 for the first delivery, the count at the time of a manual redelivery), so a redelivered message gets
-the profile's whole retry schedule again.
+Two kinds of dispatcher task share one destination each. A delivery task makes first attempts: it carries
+each delivery's ``seq`` (its attempt count when queued, 0), and a task whose ``seq`` no longer matches is
+stale (another run already made the attempt) and does nothing, which makes at-least-once task execution
+safe. Every later attempt (a retry, a manual redelivery) is made by the destination's retry sweep: retries
+are data (``next_attempt_at`` on the delivery, from its profile's schedule), and one sweep task per
+destination makes the due ones in batches. ``round_start`` is the attempt count at the start of the current
+round (0, or the count at a manual redelivery), so a redelivered message gets the whole schedule again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier.accounts.models import Account
@@ -27,14 +30,17 @@ from dossier.db.base import new_uuid, utcnow
 from dossier.errors import Conflict, InvalidInput, NotFound
 from dossier.net import DNSError, OutboundClient
 from dossier.projects.models import FINAL_STATUSES, Cell, Column, Project, Row
-from dossier.queue.service import enqueue
+from dossier.queue.service import enqueue, enqueue_or_advance
 from dossier.settings import Settings
 from dossier.webhooks.models import (
+    ERROR_REQUEST,
+    ERROR_RESPONSE,
     FAILED,
     MANUAL,
     PENDING,
     SCHEDULED,
     SUCCEEDED,
+    SUCCESS,
     SlackConnection,
     WebhookAttempt,
     WebhookDelivery,
@@ -52,6 +58,8 @@ from dossier.webhooks.retry import RetrySchedule
 log = logging.getLogger("dossier.webhooks")
 
 DELIVER_TASK = "webhooks.deliver"
+# One task per destination makes its due retries and manual redeliveries (see schedule_retries).
+RETRY_TASK = "webhooks.retry"
 SLACK_TASK = "webhooks.slack"
 
 ALL_EVENTS = "*"
@@ -352,11 +360,76 @@ def destination_key(endpoint_id: str | None, target_url: str | None) -> str:
     return f"endpoint:{endpoint_id}" if endpoint_id is not None else f"url:{target_url}"
 
 
-def _queue_delivery(
-    session: AsyncSession, delivery: WebhookDelivery, *, trigger: str, base: int, delay: float | None = None
-) -> None:
-    key = destination_key(delivery.endpoint_id, delivery.target_url)
-    _queue_items(session, key, [(delivery.id, delivery.attempts, base)], trigger=trigger, delay=delay)
+def parse_destination(key: str) -> tuple[str | None, str | None]:
+    """(endpoint id, one-off URL) of a destination key; exactly one is set."""
+    kind, _, value = key.partition(":")
+    if kind == "endpoint":
+        return value, None
+    if kind == "url":
+        return None, value
+    raise ValueError(f"not a destination key: {key!r}")
+
+
+def _sweep_dedupe_key(key: str) -> str:
+    # The queue's dedupe keys are short; a one-off URL may not be.
+    if len(key) > 150:
+        key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    return f"{RETRY_TASK}:{key}"
+
+
+async def schedule_retries(session: AsyncSession, key: str, at: datetime) -> None:
+    """Make sure the retry sweep of destination ``key`` runs at ``at`` or sooner (one sweep per destination).
+
+    Retries are data: each delivery keeps its own ``next_attempt_at`` from its profile's schedule. The sweep
+    makes the due ones in batches, so an endpoint that is down costs a task per batch of due retries, not
+    one per failed delivery.
+    """
+    await enqueue_or_advance(session, RETRY_TASK, {"key": key}, dedupe_key=_sweep_dedupe_key(key), run_at=at)
+
+
+def _pending_of(key: str) -> list[Any]:
+    # A literal status, so PostgreSQL can use the partial index of pending deliveries with any plan.
+    d = WebhookDelivery
+    endpoint_id, url = parse_destination(key)
+    where = [d.status == literal_column(f"'{PENDING}'"), d.attempts > 0]
+    if endpoint_id is not None:
+        where.append(d.endpoint_id == endpoint_id)
+    else:
+        where += [d.endpoint_id.is_(None), d.target_url == url]
+    return where
+
+
+async def due_retries(
+    session: AsyncSession, key: str, *, now: datetime, limit: int = DELIVERY_BATCH
+) -> list[tuple[str, int, int]]:
+    """(delivery id, attempts, round start) of the destination's retries due at ``now``, oldest due first.
+
+    Only deliveries attempted before: a first attempt is its own task's job (see :func:`emit_events`)."""
+    d = WebhookDelivery
+    rows = await session.execute(
+        select(d.id, d.attempts, d.round_start)
+        .where(*_pending_of(key), d.next_attempt_at <= now)
+        .order_by(d.next_attempt_at)
+        .limit(limit)
+    )
+    return [(row.id, row.attempts, row.round_start) for row in rows]
+
+
+async def reschedule_retries(session: AsyncSession, key: str, *, not_before: datetime) -> datetime | None:
+    """After a sweep of ``key`` (its own task already ended): schedule the next one at the earliest retry
+    still pending, but not before ``not_before``. Returns when, or None when nothing is left."""
+    earliest = await session.scalar(
+        select(func.min(WebhookDelivery.next_attempt_at)).where(*_pending_of(key))
+    )
+    if earliest is None:
+        return None
+    if isinstance(earliest, str):  # an aggregate over a TypeDecorator comes back raw on SQLite
+        earliest = datetime.fromisoformat(earliest)
+    if earliest.tzinfo is None:
+        earliest = earliest.replace(tzinfo=UTC)
+    at = max(earliest, not_before)
+    await schedule_retries(session, key, at)
+    return at
 
 
 def _queue_items(
@@ -394,18 +467,18 @@ async def emit_events(
     target: str | None = None,
     target_profile: str | None = None,
     endpoints: Sequence[WebhookEndpoint] | None = None,
-) -> list[WebhookDelivery]:
+) -> list[str]:
     """Write one event per payload and its deliveries, and queue them, all in the caller's transaction.
 
     Without ``target``, one delivery per active endpoint of the account subscribed to ``event_type`` (none:
     nothing is written, not even the event). With ``target`` (a job's one-off ``webhook_url``), one delivery
     to it, signed with the account's webhook secret, in ``target_profile`` (default: kernel for kernel
-    events, else standard). Returns the deliveries created.
+    events, else standard). Returns the ids of the deliveries created.
     """
     if not payloads:
         return []
     now = utcnow()
-    destinations: list[tuple[WebhookEndpoint | None, WebhookProfile]]
+    destinations: list[tuple[str | None, WebhookProfile]]
     if target is not None:
         name = target_profile or ("kernel" if event_type in KERNEL_EVENTS else "standard")
         profile = _check_profile(name)
@@ -416,42 +489,51 @@ async def emit_events(
         found = (
             endpoints if endpoints is not None else await _active_endpoints(session, account_id, event_type)
         )
-        destinations = [(e, get_profile(e.profile)) for e in found]
+        destinations = [(e.id, get_profile(e.profile)) for e in found]
         if not destinations:
             return []
-    deliveries: list[WebhookDelivery] = []
-    for payload in payloads:
-        event = WebhookEvent(account_id=account_id, type=event_type, payload=dict(payload), created_at=now)
-        event.id = new_uuid()
-        session.add(event)
-        for endpoint, profile in destinations:
-            delivery = WebhookDelivery(
-                id=new_message_id(),
-                account_id=account_id,
-                event_id=event.id,
-                event_type=event_type,
-                endpoint_id=endpoint.id if endpoint is not None else None,
-                target_url=target,
-                profile=profile.name,
-                payload=profile.envelope(event_type, payload, occurred_at=now),
-                status=PENDING,
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
-            deliveries.append(delivery)
-    # Events first: deliveries reference them (the unit of work orders inserts by mapper, but be explicit).
-    await session.flush()
-    session.add_all(deliveries)
+    events: list[dict[str, Any]] = []
+    deliveries: list[dict[str, Any]] = []
     by_destination: dict[str, list[tuple[str, int, int]]] = {}
-    for delivery in deliveries:
-        key = destination_key(delivery.endpoint_id, delivery.target_url)
-        by_destination.setdefault(key, []).append((delivery.id, 0, 0))
+    for payload in payloads:
+        event_id = new_uuid()
+        events.append(
+            {
+                "id": event_id,
+                "account_id": account_id,
+                "type": event_type,
+                "payload": dict(payload),
+                "created_at": now,
+            }
+        )
+        for endpoint_id, profile in destinations:
+            delivery_id = new_message_id()
+            deliveries.append(
+                {
+                    "id": delivery_id,
+                    "account_id": account_id,
+                    "event_id": event_id,
+                    "event_type": event_type,
+                    "endpoint_id": endpoint_id,
+                    "target_url": target,
+                    "profile": profile.name,
+                    "payload": profile.envelope(event_type, payload, occurred_at=now),
+                    "status": PENDING,
+                    "attempts": 0,
+                    "round_start": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+            )
+            by_destination.setdefault(destination_key(endpoint_id, target), []).append((delivery_id, 0, 0))
+    # Multi-row INSERTs, events first (deliveries reference them): a burst of events costs a few statements.
+    await session.execute(insert(WebhookEvent), events)
+    await session.execute(insert(WebhookDelivery), deliveries)
     for key, items in by_destination.items():
         for start in range(0, len(items), DELIVERY_BATCH):
             _queue_items(session, key, items[start : start + DELIVERY_BATCH], trigger=SCHEDULED)
     await session.flush()
-    return deliveries
+    return [delivery["id"] for delivery in deliveries]
 
 
 async def emit_event(
@@ -462,8 +544,9 @@ async def emit_event(
     *,
     target: str | None = None,
     target_profile: str | None = None,
-) -> list[WebhookDelivery]:
-    """Write one event and its deliveries in the caller's transaction (see :func:`emit_events`)."""
+) -> list[str]:
+    """Write one event and its deliveries in the caller's transaction (see :func:`emit_events`); returns the
+    ids of the deliveries."""
     return await emit_events(
         session, account_id, event_type, [payload], target=target, target_profile=target_profile
     )
@@ -503,8 +586,10 @@ async def send_test_event(session: AsyncSession, account_id: str, endpoint_id: s
         raise Conflict("the endpoint is disabled; enable it first")
     profile = get_profile(endpoint.profile)
     event_type, data = _test_payload(profile, utcnow())
-    deliveries = await emit_events(session, account_id, event_type, [data], endpoints=[endpoint])
-    return deliveries[0]
+    [delivery_id] = await emit_events(session, account_id, event_type, [data], endpoints=[endpoint])
+    delivery = await session.get(WebhookDelivery, delivery_id)
+    assert delivery is not None
+    return delivery
 
 
 # --- the tool-cell hook ---------------------------------------------------------------------------------
@@ -615,10 +700,18 @@ async def get_delivery(
     return delivery, list(attempts)
 
 
-async def _redeliver(session: AsyncSession, delivery: WebhookDelivery) -> None:
+def _redeliver(session: AsyncSession, delivery: WebhookDelivery, now: datetime) -> str | None:
+    """Start a new round of ``delivery`` now. Returns its destination key when its sweep must run (the
+    caller schedules it once for all), None when it was queued as a first attempt."""
     delivery.status = PENDING
-    delivery.next_attempt_at = utcnow()
-    _queue_delivery(session, delivery, trigger=MANUAL, base=delivery.attempts)
+    delivery.next_attempt_at = now
+    delivery.round_start = delivery.attempts
+    key = destination_key(delivery.endpoint_id, delivery.target_url)
+    if delivery.attempts == 0:
+        # Never attempted (failed because its endpoint was disabled): a first attempt, like a new event's.
+        _queue_items(session, key, [(delivery.id, 0, 0)], trigger=MANUAL)
+        return None
+    return key
 
 
 async def redeliver(session: AsyncSession, account_id: str, delivery_id: str) -> WebhookDelivery:
@@ -631,7 +724,10 @@ async def redeliver(session: AsyncSession, account_id: str, delivery_id: str) ->
         endpoint = await session.get(WebhookEndpoint, delivery.endpoint_id)
         if endpoint is not None and not endpoint.active:
             raise Conflict("the endpoint is disabled; enable it first")
-    await _redeliver(session, delivery)
+    now = utcnow()
+    key = _redeliver(session, delivery, now)
+    if key is not None:
+        await schedule_retries(session, key, now)
     await session.flush()
     return delivery
 
@@ -652,10 +748,14 @@ async def recover_failed(session: AsyncSession, account_id: str, endpoint_id: st
         )
         .order_by(WebhookDelivery.created_at)
     )
+    now = utcnow()
     count = 0
+    sweep = None
     for delivery in failed:
-        await _redeliver(session, delivery)
+        sweep = _redeliver(session, delivery, now) or sweep
         count += 1
+    if sweep is not None:
+        await schedule_retries(session, sweep, now)
     await session.flush()
     return count
 
@@ -680,6 +780,11 @@ class AttemptPlan:
     base: int
     trigger: str
 
+    @property
+    def destination(self) -> str:
+        """The destination key (see :func:`destination_key`)."""
+        return destination_key(self.endpoint_id, self.url if self.endpoint_id is None else None)
+
 
 async def plan_attempts(
     session: AsyncSession, items: Sequence[tuple[str, int, int]], *, trigger: str
@@ -689,15 +794,32 @@ async def plan_attempts(
     wanted = {delivery_id: (seq, base) for delivery_id, seq, base in items}
     if not wanted:
         return []
-    deliveries = list(
-        await session.scalars(select(WebhookDelivery).where(WebhookDelivery.id.in_(list(wanted))))
-    )
-    endpoint_ids = {d.endpoint_id for d in deliveries if d.endpoint_id is not None}
-    endpoints: dict[str, WebhookEndpoint] = {}
+    d, e = WebhookDelivery, WebhookEndpoint
+    deliveries = (
+        await session.execute(
+            select(
+                d.id,
+                d.account_id,
+                d.endpoint_id,
+                d.target_url,
+                d.profile,
+                d.event_type,
+                d.payload,
+                d.status,
+                d.attempts,
+                e.id.label("found_endpoint"),
+                e.url,
+                e.active,
+                e.disabled_reason,
+                e.options,
+            )
+            .outerjoin(e, e.id == d.endpoint_id)
+            .where(d.id.in_(list(wanted)))
+        )
+    ).all()
+    endpoint_ids = {row.endpoint_id for row in deliveries if row.endpoint_id is not None}
     secrets: dict[str, list[SecretVersion]] = {}
     if endpoint_ids:
-        found = await session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids)))
-        endpoints = {e.id: e for e in found}
         now = utcnow()
         rows = await session.scalars(
             select(WebhookSecret)
@@ -705,44 +827,49 @@ async def plan_attempts(
             .order_by(WebhookSecret.endpoint_id, WebhookSecret.version.desc())
         )
         grouped: dict[str, list[WebhookSecret]] = {}
-        for row in rows:
-            grouped.setdefault(row.endpoint_id, []).append(row)
+        for secret in rows:
+            grouped.setdefault(secret.endpoint_id, []).append(secret)
         secrets = {endpoint_id: _signing(versions, now) for endpoint_id, versions in grouped.items()}
+    account_secrets: dict[str, str | None] = {}
+    disabled: list[dict[str, Any]] = []
     plans: list[AttemptPlan] = []
-    for delivery in deliveries:
-        seq, base = wanted[delivery.id]
-        if delivery.status != PENDING or delivery.attempts != seq:
+    for row in deliveries:
+        seq, base = wanted[row.id]
+        if row.status != PENDING or row.attempts != seq:
             continue
         options: dict[str, str] = {}
-        if delivery.endpoint_id is not None:
-            endpoint = endpoints.get(delivery.endpoint_id)
-            if endpoint is None:
+        if row.endpoint_id is not None:
+            if row.found_endpoint is None:
                 continue
-            if not endpoint.active:
-                delivery.status = FAILED
-                delivery.next_attempt_at = None
-                delivery.last_error = f"endpoint disabled: {endpoint.disabled_reason or 'no reason given'}"
+            if not row.active:
+                reason = f"endpoint disabled: {row.disabled_reason or 'no reason given'}"
+                disabled.append(
+                    {"id": row.id, "status": FAILED, "next_attempt_at": None, "last_error": reason}
+                )
                 continue
-            url = endpoint.url
-            signing = secrets.get(endpoint.id, [])
-            options = {k: str(v) for k, v in (endpoint.options or {}).items()}
+            url = row.url
+            signing = secrets.get(row.endpoint_id, [])
+            options = {k: str(v) for k, v in (row.options or {}).items()}
         else:
-            account = await session.get(Account, delivery.account_id)
-            if account is None or delivery.target_url is None:
+            if row.account_id not in account_secrets:
+                account = await session.get(Account, row.account_id)
+                account_secrets[row.account_id] = account.webhook_secret if account is not None else None
+            account_secret = account_secrets[row.account_id]
+            if account_secret is None or row.target_url is None:
                 continue
-            url = delivery.target_url
-            signing = [SecretVersion(account.webhook_secret)]
+            url = row.target_url
+            signing = [SecretVersion(account_secret)]
         if not signing:
             continue
         plans.append(
             AttemptPlan(
-                delivery_id=delivery.id,
-                account_id=delivery.account_id,
-                endpoint_id=delivery.endpoint_id,
+                delivery_id=row.id,
+                account_id=row.account_id,
+                endpoint_id=row.endpoint_id,
                 url=url,
-                profile=delivery.profile,
-                event_type=delivery.event_type,
-                payload=dict(delivery.payload),
+                profile=row.profile,
+                event_type=row.event_type,
+                payload=dict(row.payload),
                 secrets=signing,
                 options=options,
                 seq=seq,
@@ -750,7 +877,8 @@ async def plan_attempts(
                 trigger=trigger,
             )
         )
-    await session.flush()
+    if disabled:
+        await session.execute(update(WebhookDelivery), disabled)
     return plans
 
 
@@ -775,144 +903,170 @@ class AttemptResult:
         """A 2xx answer; a 3xx is a failure because redirects are not followed."""
         return self.status is not None and 200 <= self.status < 300
 
+    @property
+    def outcome(self) -> str:
+        """The outcome name of ``001``'s delivery history."""
+        if self.succeeded:
+            return SUCCESS
+        return ERROR_RESPONSE if self.status is not None else ERROR_REQUEST
+
+
+# Successful deliveries refresh their endpoint's last_delivery_at at most this often (seconds): a burst to
+# one endpoint would otherwise make every dispatcher task write, and queue on, the same endpoint row.
+LAST_DELIVERY_RESOLUTION = 1.0
+
 
 async def record_attempts(
     session: AsyncSession,
     outcomes: Sequence[tuple[AttemptPlan, AttemptResult, float | None]],
     *,
     settings: Settings,
-) -> list[WebhookAttempt | None]:
-    """Record a task's attempts in one go: (plan, result, next delay if it failed) each.
+) -> list[bool]:
+    """Record a task's attempts and decide what follows each: (plan, result, next delay if it failed).
 
-    The deliveries are locked first (``FOR UPDATE`` on PostgreSQL; SQLite transactions hold the write
-    lock), so an attempt that another run of the same task already recorded is recognised and left out
-    (None in its place). Statements are shared: one SELECT for the lot, batched UPDATEs and INSERTs.
+    A success ends its delivery; a failure schedules the next try after its delay (the profile schedule's
+    answer; None: no attempts left, the delivery fails). A 410 Gone disables the endpoint, and so does an
+    endpoint failing continuously for ``webhook_disable_after_days``. Retries are made by the destination's
+    sweep (:func:`schedule_retries`).
+
+    The deliveries are locked first (``FOR UPDATE`` on PostgreSQL; SQLite transactions hold the write lock),
+    so an attempt that another run of the same task already recorded is recognised and left out (False in
+    its place). Statements are shared by the lot: one SELECT, multi-row INSERT and UPDATEs.
     """
+    d = WebhookDelivery
     ids = [plan.delivery_id for plan, _, _ in outcomes]
-    locked = await session.scalars(
-        select(WebhookDelivery)
-        .where(WebhookDelivery.id.in_(ids))
-        .order_by(WebhookDelivery.id)  # one lock order for every transaction: no deadlock between them
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    deliveries = {d.id: d for d in locked}
-    endpoint_ids = {plan.endpoint_id for plan, _, _ in outcomes if plan.endpoint_id is not None}
-    if endpoint_ids:
-        # Loaded once into the identity map; record_attempt's lookups then cost nothing.
-        list(await session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids))))
-    recorded: list[WebhookAttempt | None] = []
+    current = {
+        row.id: (row.status, row.attempts)
+        for row in await session.execute(
+            select(d.id, d.status, d.attempts)
+            .where(d.id.in_(ids))
+            .order_by(d.id)  # one lock order for every transaction: no deadlock between them
+            .with_for_update()
+        )
+    }
+    now = utcnow()
+    recorded: list[bool] = []
+    attempts: list[dict[str, Any]] = []
+    changes: list[dict[str, Any]] = []
+    # Per destination, the earliest retry this batch schedules.
+    retry_at: dict[str, datetime] = {}
+    # Per endpoint, its outcomes in order: endpoints that only succeeded get one conditional UPDATE.
+    by_endpoint: dict[str, list[tuple[AttemptPlan, AttemptResult, dict[str, Any]]]] = {}
     for plan, result, delay in outcomes:
-        delivery = deliveries.get(plan.delivery_id)
-        if delivery is None or delivery.status != PENDING or delivery.attempts != plan.seq:
-            recorded.append(None)
+        if current.get(plan.delivery_id) != (PENDING, plan.seq):
+            recorded.append(False)
             continue
-        recorded.append(await _record(session, delivery, plan, result, settings=settings, next_delay=delay))
+        recorded.append(True)
+        attempt = {
+            "delivery_id": plan.delivery_id,
+            "number": plan.seq + 1,
+            "attempt_id": result.attempt_id,
+            "trigger": plan.trigger,
+            "started_at": result.started_at,
+            "url": plan.url,
+            "request_headers": result.request_headers,
+            "response_status": result.status,
+            "response_headers": result.response_headers,
+            "response_body": result.response_body,
+            "duration_ms": result.duration_ms,
+            "error_class": result.error_class,
+            "error_text": result.error_text,
+            "outcome": result.outcome,
+            "next_attempt_at": None,
+        }
+        change = {
+            "id": plan.delivery_id,
+            "attempts": plan.seq + 1,
+            "last_attempt_at": result.started_at,
+            "last_status_code": result.status,
+            "last_error": result.error_text,
+            "status": FAILED,
+            "next_attempt_at": None,
+        }
+        if result.succeeded:
+            change.update(status=SUCCEEDED, delivered_at=now)
+        elif result.status != 410 and delay is not None:
+            # Gone (410): the receiver says it will never take this again; no retry.
+            at = now + timedelta(seconds=delay)
+            change.update(status=PENDING, next_attempt_at=at)
+            attempt["next_attempt_at"] = at
+            retry_at[plan.destination] = min(retry_at.get(plan.destination, at), at)
+        attempts.append(attempt)
+        changes.append(change)
+        if plan.endpoint_id is not None:
+            by_endpoint.setdefault(plan.endpoint_id, []).append((plan, result, change))
+    for key, at in retry_at.items():
+        await schedule_retries(session, key, at)
+    if attempts:
+        await session.execute(insert(WebhookAttempt), attempts)
+        await session.execute(update(WebhookDelivery), changes)
+    await _record_endpoint_health(session, by_endpoint, now, settings)
     await session.flush()
     return recorded
 
 
-async def record_attempt(
+async def _record_endpoint_health(
     session: AsyncSession,
-    plan: AttemptPlan,
-    result: AttemptResult,
-    *,
+    by_endpoint: Mapping[str, Sequence[tuple[AttemptPlan, AttemptResult, Mapping[str, Any]]]],
+    now: datetime,
     settings: Settings,
-    next_delay: float | None,
-) -> WebhookAttempt | None:
-    """Record one attempt and decide what follows: success, the next scheduled try, or permanent failure.
-
-    ``next_delay`` is the profile schedule's answer for this failure (None: no attempts left). A 410 Gone
-    disables the endpoint. An endpoint failing continuously for ``webhook_disable_after_days`` is disabled.
-    Returns the attempt, or None when another run already recorded this attempt (a stale task).
-    """
-    [attempt] = await record_attempts(session, [(plan, result, next_delay)], settings=settings)
-    return attempt
-
-
-async def _record(
-    session: AsyncSession,
-    delivery: WebhookDelivery,
-    plan: AttemptPlan,
-    result: AttemptResult,
-    *,
-    settings: Settings,
-    next_delay: float | None,
-) -> WebhookAttempt:
-    now = utcnow()
-    delivery.attempts = plan.seq + 1
-    delivery.last_attempt_at = result.started_at
-    endpoint = await session.get(WebhookEndpoint, plan.endpoint_id) if plan.endpoint_id else None
-    outcome = "Success" if result.succeeded else ("Error Response" if result.status else "Error Request")
-    attempt = WebhookAttempt(
-        delivery_id=delivery.id,
-        number=delivery.attempts,
-        attempt_id=result.attempt_id,
-        trigger=plan.trigger,
-        started_at=result.started_at,
-        url=plan.url,
-        request_headers=result.request_headers,
-        response_status=result.status,
-        response_headers=result.response_headers,
-        response_body=result.response_body,
-        duration_ms=result.duration_ms,
-        error_class=result.error_class,
-        error_text=result.error_text,
-        outcome=outcome,
-    )
-    delivery.last_status_code = result.status
-    delivery.last_error = result.error_text
-    if result.succeeded:
-        delivery.status = SUCCEEDED
-        delivery.delivered_at = now
-        delivery.next_attempt_at = None
-        if endpoint is not None:
-            endpoint.failing_since = None
-            endpoint.failure_notified_at = None
-            endpoint.last_delivery_at = now
-        session.add(attempt)
-        return attempt
-
-    if result.status == 410:
-        # Gone: the receiver says it will never take this again; a one-off job URL just stops being retried.
-        delivery.status = FAILED
-        delivery.next_attempt_at = None
-        if endpoint is not None:
-            await disable_endpoint(session, endpoint, "the endpoint answered 410 Gone")
-    elif next_delay is None:
-        delivery.status = FAILED
-        delivery.next_attempt_at = None
-    else:
-        delivery.next_attempt_at = now + timedelta(seconds=next_delay)
-        attempt.next_attempt_at = delivery.next_attempt_at
-        _queue_delivery(session, delivery, trigger=SCHEDULED, base=plan.base, delay=next_delay)
-    session.add(attempt)
-    if endpoint is not None and endpoint.active:
-        if endpoint.failing_since is None:
-            endpoint.failing_since = result.started_at
-        limit = timedelta(days=settings.webhook_disable_after_days)
-        if now - endpoint.failing_since >= limit:
-            await disable_endpoint(
-                session,
-                endpoint,
-                f"every attempt failed for {settings.webhook_disable_after_days:g} days "
-                f"(since {endpoint.failing_since.isoformat()})",
+) -> None:
+    healthy = [eid for eid, results in by_endpoint.items() if all(r.succeeded for _, r, _ in results)]
+    if healthy:
+        e = WebhookEndpoint
+        await session.execute(
+            update(e)
+            .where(
+                e.id.in_(healthy),
+                or_(
+                    e.failing_since.is_not(None),
+                    e.failure_notified_at.is_not(None),
+                    e.last_delivery_at.is_(None),
+                    e.last_delivery_at < now - timedelta(seconds=LAST_DELIVERY_RESOLUTION),
+                ),
             )
-        elif delivery.status == FAILED and endpoint.failure_notified_at is None:
-            endpoint.failure_notified_at = now
-            text = (
-                f"Webhook endpoint {endpoint.url} is failing: delivery {delivery.id} ({delivery.event_type}) "
-                f"failed permanently after {delivery.attempts} attempts "
-                f"(last: {result.status or result.error_class}: {result.error_text or ''})."
-            )
-            await notify_slack(
-                session,
-                endpoint.account_id,
-                NOTICE_ENDPOINT_FAILING,
-                text,
-                ":warning: *Webhook endpoint failing*",
-            )
-    return attempt
+            .values(failing_since=None, failure_notified_at=None, last_delivery_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    failing = [eid for eid in by_endpoint if eid not in healthy]
+    if not failing:
+        return
+    found = await session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.id.in_(failing)))
+    limit = timedelta(days=settings.webhook_disable_after_days)
+    for endpoint in found:
+        for plan, result, change in by_endpoint[endpoint.id]:
+            if result.succeeded:
+                endpoint.failing_since = None
+                endpoint.failure_notified_at = None
+                endpoint.last_delivery_at = now
+                continue
+            if result.status == 410:
+                await disable_endpoint(session, endpoint, "the endpoint answered 410 Gone")
+            if not endpoint.active:
+                continue
+            if endpoint.failing_since is None:
+                endpoint.failing_since = result.started_at
+            if now - endpoint.failing_since >= limit:
+                await disable_endpoint(
+                    session,
+                    endpoint,
+                    f"every attempt failed for {settings.webhook_disable_after_days:g} days "
+                    f"(since {endpoint.failing_since.isoformat()})",
+                )
+            elif change["status"] == FAILED and endpoint.failure_notified_at is None:
+                endpoint.failure_notified_at = now
+                text = (
+                    f"Webhook endpoint {endpoint.url} is failing: delivery {plan.delivery_id} "
+                    f"({plan.event_type}) failed permanently after {change['attempts']} attempts "
+                    f"(last: {result.status or result.error_class}: {result.error_text or ''})."
+                )
+                await notify_slack(
+                    session,
+                    endpoint.account_id,
+                    NOTICE_ENDPOINT_FAILING,
+                    text,
+                    ":warning: *Webhook endpoint failing*",
+                )
 
 
 async def disable_endpoint(session: AsyncSession, endpoint: WebhookEndpoint, reason: str) -> None:
