@@ -1092,6 +1092,50 @@ async def disable_endpoint(session: AsyncSession, endpoint: WebhookEndpoint, rea
     )
 
 
+# --- retention ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What :func:`prune_history` deleted."""
+
+    deliveries: int
+    events: int
+
+
+PRUNE_BATCH = 2000
+
+
+async def prune_history(session: AsyncSession, *, before: datetime, limit: int = PRUNE_BATCH) -> Pruned:
+    """Delete up to ``limit`` finished deliveries (succeeded or failed) created before ``before``, with their
+    attempts, then the events older than that left without deliveries. Pending deliveries are never
+    deleted, whatever their age. Call it until it deletes nothing (each call is meant to be one short
+    transaction)."""
+    if before.tzinfo is None:
+        raise InvalidInput("before must include a time zone")
+    d = WebhookDelivery
+    ids = list(
+        await session.scalars(
+            select(d.id).where(d.status.in_([SUCCEEDED, FAILED]), d.created_at < before).limit(limit)
+        )
+    )
+    if ids:
+        # Attempts first: not every store enforces ON DELETE CASCADE the same way.
+        await session.execute(delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(ids)))
+        await session.execute(delete(d).where(d.id.in_(ids)).execution_options(synchronize_session=False))
+    e = WebhookEvent
+    orphans = list(
+        await session.scalars(
+            select(e.id)
+            .where(e.created_at < before, ~select(d.id).where(d.event_id == e.id).exists())
+            .limit(limit)
+        )
+    )
+    if orphans:
+        await session.execute(delete(e).where(e.id.in_(orphans)).execution_options(synchronize_session=False))
+    return Pruned(deliveries=len(ids), events=len(orphans))
+
+
 # --- Slack ----------------------------------------------------------------------------------------------
 
 
