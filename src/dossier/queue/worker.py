@@ -181,17 +181,29 @@ async def release(maker: Maker, claims: Sequence[Claimed], worker_id: str) -> in
 async def extend_leases(
     maker: Maker, ids: Sequence[int], worker_id: str, *, lease_seconds: float
 ) -> set[int]:
-    """Renew the leases of every task in hand in one statement; returns the ids still ours."""
+    """Renew the leases of every task in hand in one statement; returns the ids still ours.
+
+    Rows another transaction has locked (a handler finishing its task, a retry being scheduled onto it)
+    are skipped rather than waited for, so a heartbeat never joins a lock cycle; they are still ours if the
+    database says so, and the next heartbeat renews them.
+    """
     if not ids:
         return set()
+    mine = and_(_T.id.in_(list(ids)), _T.locked_by == worker_id, _T.status == RUNNING)
     async with maker() as session, session.begin():
+        free = select(_T.id).where(mine)
+        if session.get_bind().dialect.name == "postgresql":
+            free = free.with_for_update(skip_locked=True)
         result = await session.execute(
             update(tasks_table)
-            .where(_T.id.in_(list(ids)), _T.locked_by == worker_id, _T.status == RUNNING)
+            .where(_T.id.in_(free))
             .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
             .returning(_T.id)
         )
-        return set(result.scalars())
+        renewed = set(result.scalars())
+        if len(renewed) < len(ids):
+            renewed |= set(await session.scalars(select(_T.id).where(mine, _T.id.not_in(renewed))))
+        return renewed
 
 
 async def next_wakeup_at(maker: Maker, *, after: datetime) -> datetime | None:

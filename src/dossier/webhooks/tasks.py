@@ -381,9 +381,11 @@ async def _send(run: TaskRun, limits: _Limits, load: Load, then: Then | None) ->
         for plan, result in zip(plans, results, strict=True)
     ]
     async with resources.sessionmaker() as session, session.begin():
-        recorded = await service.record_attempts(session, outcomes, settings=settings)
-        # The attempts, the retries they schedule and the end of this task commit together.
+        # The end of this task, the attempts and the retries they schedule commit together. The task row is
+        # locked first, always: a transaction holding another task's row (a retry sweep's) must never wait
+        # for this one's.
         await run.complete_in(session)
+        recorded = await service.record_attempts(session, outcomes, settings=settings)
         if then is not None:
             await then(session, True)
     stale = [plan.delivery_id for plan, made in zip(plans, recorded, strict=True) if not made]
