@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks import Webhook
 
 from dossier.accounts.service import NewAccount
+from dossier.db.base import as_utc
 from dossier.net import OutboundClient
 from dossier.queue.models import Task
 from dossier.settings import Settings
@@ -576,7 +577,7 @@ async def test_a_failing_endpoint_s_retries_are_made_by_one_sweep(
         assert [(t.kind, t.payload) for t in queued] == [
             ("webhooks.retry", {"key": f"endpoint:{endpoint['id']}"})
         ]
-        assert earliest is not None and abs((queued[0].run_at - _utc(earliest)).total_seconds()) < 0.01
+        assert earliest is not None and abs((queued[0].run_at - as_utc(earliest)).total_seconds()) < 0.01
         await eventually(
             lambda: all_delivered(sessionmaker, ids), what="every retry made and recorded", within=20
         )
@@ -589,12 +590,6 @@ async def test_a_failing_endpoint_s_retries_are_made_by_one_sweep(
         assert second.trigger == "scheduled"
         # Never early: the retry waits for its own due time.
         assert first.next_attempt_at is not None and second.started_at >= first.next_attempt_at
-
-
-def _utc(value: Any) -> datetime:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 async def all_delivered(maker: async_sessionmaker[AsyncSession], ids: list[str]) -> bool:

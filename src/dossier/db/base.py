@@ -24,6 +24,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(value: Any) -> datetime:
+    """A datetime read from an aggregate over a UTCDateTime column, aware and in UTC. On SQLite such an
+    aggregate (``min(run_at)``) skips the column's type and comes back as a naive ISO string."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        raise TypeError(f"not a datetime: {value!r}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def new_uuid() -> str:
     return str(uuid.uuid4())
 

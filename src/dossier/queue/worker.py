@@ -19,14 +19,14 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Table, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from dossier.db.base import utcnow
+from dossier.db.base import as_utc, utcnow
 from dossier.queue.models import FAILED, QUEUED, RUNNING, Task, owned_by
 from dossier.queue.service import (
     MAX_KEPT_ERRORS,
@@ -217,15 +217,8 @@ async def next_wakeup_at(maker: Maker, *, after: datetime) -> datetime | None:
         )
         # Aggregates over a TypeDecorator column come back raw on SQLite (naive strings); type them back.
         row = (await session.execute(select(due.label("due"), expiry.label("expiry")))).one()
-    moments = [_as_utc(value) for value in row if value is not None]
+    moments = [as_utc(value) for value in row if value is not None]
     return min(moments) if moments else None
-
-
-def _as_utc(value: Any) -> datetime:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    assert isinstance(value, datetime)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 # --- the worker -----------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, insert, literal_column, or_, select, update
@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier.accounts.models import Account
 from dossier.accounts.service import generate_webhook_secret
-from dossier.db.base import new_uuid, utcnow
+from dossier.db.base import as_utc, new_uuid, utcnow
 from dossier.errors import Conflict, InvalidInput, NotFound
 from dossier.net import DNSError, OutboundClient
 from dossier.projects.models import FINAL_STATUSES, Cell, Column, Project, Row
@@ -423,11 +423,7 @@ async def reschedule_retries(session: AsyncSession, key: str, *, not_before: dat
     )
     if earliest is None:
         return None
-    if isinstance(earliest, str):  # an aggregate over a TypeDecorator comes back raw on SQLite
-        earliest = datetime.fromisoformat(earliest)
-    if earliest.tzinfo is None:
-        earliest = earliest.replace(tzinfo=UTC)
-    at = max(earliest, not_before)
+    at = max(as_utc(earliest), not_before)
     await schedule_retries(session, key, at)
     return at
 
