@@ -263,6 +263,9 @@ class Receiver:
     answers: list[tuple[int, dict[str, str], bytes]] = field(default_factory=lambda: [(200, {}, b"ok")])
     delay: float = 0.0
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    # Requests being answered now, and the most there ever were at once.
+    in_flight: int = 0
+    max_in_flight: int = 0
 
     async def wait_for(self, count: int, timeout: float = 10) -> list[Received]:  # noqa: ASYNC109
         deadline = asyncio.get_running_loop().time() + timeout
@@ -285,8 +288,13 @@ async def receiver() -> AsyncIterator[Receiver]:
         headers = {k.lower(): v for k, v in request.headers.items()}
         state.requests.append(Received(request.method, request.path_qs, headers, body))
         state.arrived.set()
-        if state.delay:
-            await asyncio.sleep(state.delay)
+        state.in_flight += 1
+        state.max_in_flight = max(state.max_in_flight, state.in_flight)
+        try:
+            if state.delay:
+                await asyncio.sleep(state.delay)
+        finally:
+            state.in_flight -= 1
         index = min(len(state.requests) - 1, len(state.answers) - 1)
         status, answer_headers, answer_body = state.answers[index]
         return web.Response(status=status, headers=answer_headers, body=answer_body)

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks import Webhook
 
@@ -20,6 +20,7 @@ from dossier.accounts.service import NewAccount
 from dossier.db.base import as_utc
 from dossier.net import OutboundClient
 from dossier.queue.models import Task
+from dossier.queue.service import enqueue
 from dossier.settings import Settings
 from dossier.webhooks import service
 from dossier.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -567,10 +568,16 @@ async def test_a_failing_endpoint_s_retries_are_made_by_one_sweep(
 
     async with running_worker(settings, sessionmaker, http):
         await eventually(all_failed_once, what="every first attempt failed")
+
         # The queue does not hold a retry per failed delivery: one sweep for the endpoint, due at the
-        # earliest retry.
+        # earliest retry (queued once the sweep that made the first attempts has ended).
+        async def queued_tasks() -> list[Task]:
+            async with sessionmaker() as session:
+                return list(await session.scalars(select(Task).where(Task.status == "queued")))
+
+        queued = await eventually(queued_tasks, what="the next sweep queued")
         async with sessionmaker() as session:
-            queued = list(await session.scalars(select(Task).where(Task.status == "queued")))
+            assert await session.scalar(select(func.count()).select_from(Task)) == 1
             earliest = await session.scalar(
                 select(func.min(WebhookDelivery.next_attempt_at)).where(WebhookDelivery.id.in_(ids))
             )
@@ -600,3 +607,91 @@ async def all_delivered(maker: async_sessionmaker[AsyncSession], ids: list[str])
             .where(WebhookDelivery.id.in_(ids), WebhookDelivery.status == "succeeded")
         )
         return succeeded == len(ids)
+
+
+async def test_one_sweep_per_destination_sends_a_burst_within_the_endpoint_limit(
+    wclient: httpx.AsyncClient,
+    headers: dict[str, str],
+    account: NewAccount,
+    receiver: Receiver,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    http: OutboundClient,
+) -> None:
+    # Two workers, a burst of 120 events to one endpoint in several commits: the queue holds one task for
+    # the endpoint, and the endpoint never has more attempts in flight than its limit, in the whole cluster.
+    settings = settings.model_copy(update={"webhook_endpoint_concurrency": 3})
+    receiver.delay = 0.02
+    endpoint = await _endpoint(wclient, headers, url=receiver.url, profile="standard", events=["burst"])
+    ids: list[str] = []
+    for start in range(0, 120, 40):
+        async with sessionmaker() as session, session.begin():
+            ids += await service.emit_events(
+                session, account.account.id, "burst", [{"n": n} for n in range(start, start + 40)]
+            )
+    async with sessionmaker() as session:
+        queued = list(await session.scalars(select(Task)))
+    sweep = ("webhooks.retry", {"key": f"endpoint:{endpoint['id']}"})
+    assert [(t.kind, t.payload) for t in queued] == [sweep]
+    async with running_worker(settings, sessionmaker, http), running_worker(settings, sessionmaker, http):
+        await eventually(lambda: all_delivered(sessionmaker, ids), what="the burst delivered", within=30)
+    assert sorted(r.headers["webhook-id"] for r in receiver.requests) == sorted(ids)  # each exactly once
+    assert receiver.max_in_flight == 3
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(Task)) == 0  # the sweep ended
+
+
+async def test_a_delivery_failed_before_any_attempt_is_recovered_as_manual(
+    wclient: httpx.AsyncClient,
+    headers: dict[str, str],
+    account: NewAccount,
+    receiver: Receiver,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    http: OutboundClient,
+) -> None:
+    # The endpoint is disabled after the event was written but before its first attempt: the delivery
+    # fails unattempted. Enabled and recovered, its first attempt is a manual one.
+    endpoint = await _endpoint(wclient, headers, url=receiver.url, profile="standard")
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    [delivery_id] = await _emit(sessionmaker, account.account.id, "thing.happened", {"n": 1})
+    async with sessionmaker() as session, session.begin():
+        row = await session.get(WebhookEndpoint, endpoint["id"])
+        assert row is not None
+        await service.disable_endpoint(session, row, "turned off by hand")
+    async with running_worker(settings, sessionmaker, http):
+        failed = await eventually(lambda: _finished(sessionmaker, delivery_id), what="failed unattempted")
+        assert failed.status == "failed" and failed.attempts == 0
+        assert "endpoint disabled" in (failed.last_error or "")
+        enabled = await wclient.post(f"{BASE}/{endpoint['id']}/enable", headers=headers)
+        assert enabled.status_code == 200, enabled.text
+        recovered = await wclient.post(
+            f"{BASE}/{endpoint['id']}/recover", json={"since": since.isoformat()}, headers=headers
+        )
+        assert recovered.json() == {"recovered": 1}
+        await eventually(lambda: _finished(sessionmaker, delivery_id), what="recovered")
+    [request] = receiver.requests
+    assert request.headers["webhook-id"] == delivery_id
+    [attempt] = await _attempts(sessionmaker, delivery_id)
+    assert (attempt.trigger, attempt.outcome) == ("manual", "Success")
+
+
+async def test_a_first_attempt_task_queued_by_an_older_version_is_handed_to_the_sweep(
+    wclient: httpx.AsyncClient,
+    headers: dict[str, str],
+    account: NewAccount,
+    receiver: Receiver,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    http: OutboundClient,
+) -> None:
+    # A queue left by an upgrade: a `webhooks.deliver` task in the old one-delivery format, no sweep.
+    await _endpoint(wclient, headers, url=receiver.url, profile="standard")
+    [delivery_id] = await _emit(sessionmaker, account.account.id, "thing.happened", {"n": 1})
+    async with sessionmaker() as session, session.begin():
+        await session.execute(delete(Task))
+        enqueue(session, service.DELIVER_TASK, {"delivery_id": delivery_id, "seq": 0})
+    async with running_worker(settings, sessionmaker, http):
+        await eventually(lambda: _finished(sessionmaker, delivery_id), what="delivered")
+    assert [r.headers["webhook-id"] for r in receiver.requests] == [delivery_id]
+    assert (await _delivery(sessionmaker, delivery_id)).status == "succeeded"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dossier.db.base import Base, BigIntPK, JSONType, new_uuid, utcnow
@@ -125,6 +125,8 @@ class WebhookDelivery(Base):
     # Attempts made before the current round: 0, or the count when it was last redelivered by hand. The
     # retry schedule counts from here, so a redelivered message gets the whole schedule again.
     round_start: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The current round was started by hand (a redelivery): its first attempt's trigger is ``manual``.
+    redelivered: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
     last_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
     last_status_code: Mapped[int | None] = mapped_column(Integer, default=None)

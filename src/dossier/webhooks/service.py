@@ -1,15 +1,18 @@
 """Webhook endpoints, events and deliveries: the logic behind the API and the dispatcher. No HTTP here.
 
-Transactional outbox: :func:`emit_event` writes the event, its deliveries and their queue tasks into the
-caller's session, so they exist exactly when the change they report commits. Services flush, never commit.
+Transactional outbox: :func:`emit_event` writes the event and its deliveries into the caller's session and
+makes sure each destination's sweep task is queued, so they exist exactly when the change they report
+commits. Services flush, never commit.
 
-Two kinds of dispatcher task share one destination each. A delivery task makes first attempts: it carries
-each delivery's ``seq`` (its attempt count when queued, 0), and a task whose ``seq`` no longer matches is
-stale (another run already made the attempt) and does nothing, which makes at-least-once task execution
-safe. Every later attempt (a retry, a manual redelivery) is made by the destination's retry sweep: retries
-are data (``next_attempt_at`` on the delivery, from its profile's schedule), and one sweep task per
-destination makes the due ones in batches. ``round_start`` is the attempt count at the start of the current
-round (0, or the count at a manual redelivery), so a redelivered message gets the whole schedule again.
+Deliveries are data: a pending delivery is due at its ``next_attempt_at`` (now for a new event, then its
+profile's retry schedule, or now again on a manual redelivery). ONE sweep task per destination, in the
+whole cluster, makes every attempt to it: it takes the due deliveries a batch at a time, oldest due first,
+until none is due, then ends and queues itself again for the earliest one still pending. So a destination
+costs one worker slot at most, however many events it is sent, and a dead one costs a task per batch of
+due deliveries. Each delivery's attempt count guards the recording: an attempt already recorded by another
+run (a sweep whose lease expired) is recognised and left out, which makes at-least-once execution safe.
+``round_start`` is the attempt count at the start of the current round (0, or the count at a manual
+redelivery), so a redelivered message gets the whole schedule again.
 """
 
 from __future__ import annotations
@@ -57,9 +60,11 @@ from dossier.webhooks.retry import RetrySchedule
 
 log = logging.getLogger("dossier.webhooks")
 
+# Queued by versions before sweeps made first attempts; such a task now only queues its sweep.
 DELIVER_TASK = "webhooks.deliver"
-# One task per destination makes its due retries and manual redeliveries (see schedule_retries).
-RETRY_TASK = "webhooks.retry"
+# The one task per destination that makes every attempt (see schedule_sweep). The name predates first
+# attempts going through it, and stays: queued tasks carry it.
+SWEEP_TASK = "webhooks.retry"
 SLACK_TASK = "webhooks.slack"
 
 ALL_EVENTS = "*"
@@ -72,8 +77,8 @@ NOTICE_ENDPOINT_DISABLED = "endpoint_disabled"
 NOTICES = (NOTICE_ENRICHMENT_FINISHED, NOTICE_ENDPOINT_FAILING, NOTICE_ENDPOINT_DISABLED)
 MAX_EVENTS_PER_ENDPOINT = 100
 MAX_LIST_LIMIT = 100
-# Deliveries of one destination carried by one dispatcher task.
-DELIVERY_BATCH = 50
+# Due deliveries of one destination a sweep takes at a time (read in one transaction, recorded in one).
+DELIVERY_BATCH = 100
 
 
 # --- profiles and URLs ----------------------------------------------------------------------------------
@@ -370,28 +375,36 @@ def parse_destination(key: str) -> tuple[str | None, str | None]:
     raise ValueError(f"not a destination key: {key!r}")
 
 
+async def destinations_of(session: AsyncSession, delivery_ids: Sequence[str]) -> set[str]:
+    """The destination keys of these deliveries (those that still exist)."""
+    d = WebhookDelivery
+    rows = await session.execute(select(d.endpoint_id, d.target_url).where(d.id.in_(list(delivery_ids))))
+    return {destination_key(row.endpoint_id, row.target_url) for row in rows}
+
+
 def _sweep_dedupe_key(key: str) -> str:
     # The queue's dedupe keys are short; a one-off URL may not be.
     if len(key) > 150:
         key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
-    return f"{RETRY_TASK}:{key}"
+    return f"{SWEEP_TASK}:{key}"
 
 
-async def schedule_retries(session: AsyncSession, key: str, at: datetime) -> None:
-    """Make sure the retry sweep of destination ``key`` runs at ``at`` or sooner (one sweep per destination).
+async def schedule_sweep(session: AsyncSession, key: str, at: datetime) -> None:
+    """Make sure the sweep of destination ``key`` runs at ``at`` or sooner (one sweep per destination).
 
-    Retries are data: each delivery keeps its own ``next_attempt_at`` from its profile's schedule. The sweep
-    makes the due ones in batches, so an endpoint that is down costs a task per batch of due retries, not
-    one per failed delivery.
+    The queue row is locked until the caller commits (an upsert). A sweep that is running ends by locking
+    its own row and then reading what is still pending, so a delivery committed under that lock is seen
+    by the ending sweep, and one committed after it finds no unfinished sweep and queues a new one:
+    whichever way they interleave, no pending delivery is left without a sweep.
     """
-    await enqueue_or_advance(session, RETRY_TASK, {"key": key}, dedupe_key=_sweep_dedupe_key(key), run_at=at)
+    await enqueue_or_advance(session, SWEEP_TASK, {"key": key}, dedupe_key=_sweep_dedupe_key(key), run_at=at)
 
 
 def _pending_of(key: str) -> list[Any]:
     # A literal status, so PostgreSQL can use the partial index of pending deliveries with any plan.
     d = WebhookDelivery
     endpoint_id, url = parse_destination(key)
-    where = [d.status == literal_column(f"'{PENDING}'"), d.attempts > 0]
+    where = [d.status == literal_column(f"'{PENDING}'")]
     if endpoint_id is not None:
         where.append(d.endpoint_id == endpoint_id)
     else:
@@ -399,59 +412,47 @@ def _pending_of(key: str) -> list[Any]:
     return where
 
 
-async def due_retries(
-    session: AsyncSession, key: str, *, now: datetime, limit: int = DELIVERY_BATCH
-) -> list[tuple[str, int, int]]:
-    """(delivery id, attempts, round start) of the destination's retries due at ``now``, oldest due first.
+@dataclass(frozen=True)
+class DueDelivery:
+    """A pending delivery whose next attempt is due: the attempt it is at, and why it is made."""
 
-    Only deliveries attempted before: a first attempt is its own task's job (see :func:`emit_events`)."""
+    delivery_id: str
+    attempts: int
+    round_start: int
+    trigger: str
+
+
+async def due_deliveries(
+    session: AsyncSession, key: str, *, now: datetime, limit: int = DELIVERY_BATCH
+) -> list[DueDelivery]:
+    """The destination's deliveries due at ``now``, oldest due first: new events, retries and redeliveries.
+
+    The first attempt of a round started by hand is ``manual``; every other one follows the schedule."""
     d = WebhookDelivery
     rows = await session.execute(
-        select(d.id, d.attempts, d.round_start)
+        select(d.id, d.attempts, d.round_start, d.redelivered)
         .where(*_pending_of(key), d.next_attempt_at <= now)
         .order_by(d.next_attempt_at)
         .limit(limit)
     )
-    return [(row.id, row.attempts, row.round_start) for row in rows]
+    return [
+        DueDelivery(row.id, row.attempts, row.round_start, MANUAL if row.redelivered else SCHEDULED)
+        for row in rows
+    ]
 
 
-async def reschedule_retries(session: AsyncSession, key: str, *, not_before: datetime) -> datetime | None:
-    """After a sweep of ``key`` (its own task already ended): schedule the next one at the earliest retry
-    still pending, but not before ``not_before``. Returns when, or None when nothing is left."""
+async def reschedule_sweep(session: AsyncSession, key: str, *, not_before: datetime) -> datetime | None:
+    """At the end of a sweep of ``key`` (its own task already ended in this transaction): queue the next
+    one at the earliest delivery still pending, but not before ``not_before``. Returns when, or None when
+    nothing is pending."""
     earliest = await session.scalar(
         select(func.min(WebhookDelivery.next_attempt_at)).where(*_pending_of(key))
     )
     if earliest is None:
         return None
     at = max(as_utc(earliest), not_before)
-    await schedule_retries(session, key, at)
+    await schedule_sweep(session, key, at)
     return at
-
-
-def _queue_items(
-    session: AsyncSession,
-    key: str,
-    items: Sequence[tuple[str, int, int]],
-    *,
-    trigger: str,
-    delay: float | None = None,
-) -> None:
-    # One task carries several deliveries to ONE destination: one claim, two short transactions and one
-    # completion for the lot instead of per delivery (the database, not HTTP, bounds throughput). The key
-    # lets the dispatcher apply the per-endpoint limit before touching the database.
-    enqueue(
-        session,
-        DELIVER_TASK,
-        {"key": key, "items": [list(item) for item in items], "trigger": trigger},
-        delay=delay,
-    )
-
-
-def task_items(payload: Mapping[str, Any]) -> list[tuple[str, int, int]]:
-    """(delivery id, seq, base) of each delivery a dispatcher task carries."""
-    if "items" in payload:
-        return [(str(i[0]), int(i[1]), int(i[2])) for i in payload["items"]]
-    return [(str(payload["delivery_id"]), int(payload["seq"]), int(payload.get("base", 0)))]
 
 
 async def emit_events(
@@ -490,7 +491,7 @@ async def emit_events(
             return []
     events: list[dict[str, Any]] = []
     deliveries: list[dict[str, Any]] = []
-    by_destination: dict[str, list[tuple[str, int, int]]] = {}
+    keys: set[str] = set()
     for payload in payloads:
         event_id = new_uuid()
         events.append(
@@ -521,13 +522,13 @@ async def emit_events(
                     "created_at": now,
                 }
             )
-            by_destination.setdefault(destination_key(endpoint_id, target), []).append((delivery_id, 0, 0))
+            keys.add(destination_key(endpoint_id, target))
     # Multi-row INSERTs, events first (deliveries reference them): a burst of events costs a few statements.
     await session.execute(insert(WebhookEvent), events)
     await session.execute(insert(WebhookDelivery), deliveries)
-    for key, items in by_destination.items():
-        for start in range(0, len(items), DELIVERY_BATCH):
-            _queue_items(session, key, items[start : start + DELIVERY_BATCH], trigger=SCHEDULED)
+    # Last, and in a fixed order: each upsert locks its sweep's queue row until the commit.
+    for key in sorted(keys):
+        await schedule_sweep(session, key, now)
     await session.flush()
     return [delivery["id"] for delivery in deliveries]
 
@@ -696,18 +697,14 @@ async def get_delivery(
     return delivery, list(attempts)
 
 
-def _redeliver(session: AsyncSession, delivery: WebhookDelivery, now: datetime) -> str | None:
-    """Start a new round of ``delivery`` now. Returns its destination key when its sweep must run (the
-    caller schedules it once for all), None when it was queued as a first attempt."""
+def _redeliver(delivery: WebhookDelivery, now: datetime) -> str:
+    """Start a new round of ``delivery`` now, its first attempt ``manual``. Returns its destination key: the
+    caller schedules that sweep once for all."""
     delivery.status = PENDING
     delivery.next_attempt_at = now
     delivery.round_start = delivery.attempts
-    key = destination_key(delivery.endpoint_id, delivery.target_url)
-    if delivery.attempts == 0:
-        # Never attempted (failed because its endpoint was disabled): a first attempt, like a new event's.
-        _queue_items(session, key, [(delivery.id, 0, 0)], trigger=MANUAL)
-        return None
-    return key
+    delivery.redelivered = True
+    return destination_key(delivery.endpoint_id, delivery.target_url)
 
 
 async def redeliver(session: AsyncSession, account_id: str, delivery_id: str) -> WebhookDelivery:
@@ -721,10 +718,9 @@ async def redeliver(session: AsyncSession, account_id: str, delivery_id: str) ->
         if endpoint is not None and not endpoint.active:
             raise Conflict("the endpoint is disabled; enable it first")
     now = utcnow()
-    key = _redeliver(session, delivery, now)
-    if key is not None:
-        await schedule_retries(session, key, now)
+    key = _redeliver(delivery, now)
     await session.flush()
+    await schedule_sweep(session, key, now)
     return delivery
 
 
@@ -746,13 +742,13 @@ async def recover_failed(session: AsyncSession, account_id: str, endpoint_id: st
     )
     now = utcnow()
     count = 0
-    sweep = None
+    key = None
     for delivery in failed:
-        sweep = _redeliver(session, delivery, now) or sweep
+        key = _redeliver(delivery, now)
         count += 1
-    if sweep is not None:
-        await schedule_retries(session, sweep, now)
     await session.flush()
+    if key is not None:
+        await schedule_sweep(session, key, now)
     return count
 
 
@@ -923,7 +919,7 @@ async def record_attempts(
     A success ends its delivery; a failure schedules the next try after its delay (the profile schedule's
     answer; None: no attempts left, the delivery fails). A 410 Gone disables the endpoint, and so does an
     endpoint failing continuously for ``webhook_disable_after_days``. Retries are made by the destination's
-    sweep (:func:`schedule_retries`).
+    sweep, which queues itself again for them when it ends (:func:`reschedule_sweep`).
 
     The deliveries are locked first (``FOR UPDATE`` on PostgreSQL; SQLite transactions hold the write lock),
     so an attempt that another run of the same task already recorded is recognised and left out (False in
@@ -944,8 +940,6 @@ async def record_attempts(
     recorded: list[bool] = []
     attempts: list[dict[str, Any]] = []
     changes: list[dict[str, Any]] = []
-    # Per destination, the earliest retry this batch schedules.
-    retry_at: dict[str, datetime] = {}
     # Per endpoint, its outcomes in order: endpoints that only succeeded get one conditional UPDATE.
     by_endpoint: dict[str, list[tuple[AttemptPlan, AttemptResult, dict[str, Any]]]] = {}
     for plan, result, delay in outcomes:
@@ -978,6 +972,7 @@ async def record_attempts(
             "last_error": result.error_text,
             "status": FAILED,
             "next_attempt_at": None,
+            "redelivered": False,
         }
         if result.succeeded:
             change.update(status=SUCCEEDED, delivered_at=now)
@@ -986,13 +981,10 @@ async def record_attempts(
             at = now + timedelta(seconds=delay)
             change.update(status=PENDING, next_attempt_at=at)
             attempt["next_attempt_at"] = at
-            retry_at[plan.destination] = min(retry_at.get(plan.destination, at), at)
         attempts.append(attempt)
         changes.append(change)
         if plan.endpoint_id is not None:
             by_endpoint.setdefault(plan.endpoint_id, []).append((plan, result, change))
-    for key, at in retry_at.items():
-        await schedule_retries(session, key, at)
     if attempts:
         await session.execute(insert(WebhookAttempt), attempts)
         await session.execute(update(WebhookDelivery), changes)

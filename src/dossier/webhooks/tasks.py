@@ -1,18 +1,16 @@
-"""The webhook dispatcher: each queue task attempts deliveries to ONE destination; and Slack messages.
+"""The webhook dispatcher: one sweep task per destination makes every attempt to it; and Slack messages.
 
-First attempts: a burst of events to an endpoint becomes ``deliver`` tasks of up to
-``service.DELIVERY_BATCH`` deliveries. Every later attempt (retries, manual redeliveries) is made by the
-destination's one ``retry_due`` sweep, from the due times stored on the deliveries, a batch at a time. A
-task is a short read transaction (what to send), the requests outside any transaction, then one write
-transaction that records every attempt, schedules the retries and ends the task, all in one commit. A crash
-anywhere leaves the task in the queue (its lease expires and another worker runs it): at-least-once; the
-attempts made but not recorded are sent again.
+A sweep reads a batch of its destination's due deliveries (new events first attempts, retries whose time
+has come, manual redeliveries) in a short transaction, sends them with no transaction open, and records the
+attempts, with the retry each failure schedules, in one write; again until nothing is due. The transaction
+that finds nothing due ends the task and queues the next sweep at the earliest delivery still pending. A
+crash anywhere leaves the task in the queue (its lease expires and another worker runs it):
+at-least-once; the attempts made but not recorded are sent again.
 
-Concurrency, per worker process: a limit on attempts in flight in all (``webhook_concurrency``), one per
-endpoint (``webhook_endpoint_concurrency``), and a number of worker slots per destination (see ``_Limits``):
-a fast destination's extra tasks wait in memory for a slot, a slow one's are parked (put back in the queue,
-spaced so that a big backlog costs a bounded number of claims) and their slots go to other destinations. So
-a slow or dead endpoint never holds the slots, nor the database time, the other endpoints need.
+Concurrency: one sweep per destination in the whole cluster, at most ``webhook_endpoint_concurrency``
+attempts in flight to it; at most ``webhook_concurrency`` in flight per process; and sweeps of slow
+destinations hold at most half a worker's slots (see ``_Limits``). So a slow or dead endpoint never holds
+the slots, nor the database time, the other endpoints need.
 """
 
 from __future__ import annotations
@@ -23,8 +21,7 @@ import random
 import time
 import uuid
 import weakref
-from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
 from datetime import timedelta
 from typing import Any
 
@@ -54,57 +51,36 @@ SECRET_HEADERS = frozenset(
 REDACTED = "[redacted]"
 MAX_HEADERS_KEPT = 50
 MAX_HEADER_CHARS = 1000
-# Worker slots a slow destination may hold in a process: two, so it pipelines (one task sends while the
-# next loads) and cannot starve the others.
-TASKS_PER_DESTINATION = 2
-# ...and a fast one (its tasks mostly wait on the database) at most this many.
-MAX_TASKS_PER_DESTINATION = 6
 # A destination is slow while its attempts take this long on average (seconds, recent attempts weigh most).
 SLOW_ATTEMPT_SECONDS = 0.5
 LATENCY_WEIGHT = 0.2
 # Destinations whose latency is remembered per process (least recently used forgotten first).
 LATENCIES_KEPT = 10_000
-# Spacing of the tasks put back in the queue while their destination is busy (seconds; not scaled: it is
-# not a retry but a queueing delay).
-DEFER_STEP = 0.1
-# A parked task not back this long after it was due was taken by another worker: stop counting it.
-PARKED_EXPIRY = 30.0
-# A sweep that found due retries but could attempt none of them looks again after this long (seconds).
+# A sweep ends after this long (seconds) and queues itself again, so a destination that is never idle
+# still lets its task move between workers (and a stopping worker finish).
+SWEEP_SECONDS = 10.0
+# Seconds before a slow destination's sweep, put back for want of a slot, is claimed again (not scaled:
+# it is not a retry but a queueing delay).
+SLOW_SWEEP_PARK = 0.5
+# A sweep that found due deliveries but could attempt none of them looks again after this long (seconds).
 IDLE_SWEEP_DELAY = 60.0
 
 
 class _Limits:
     """The dispatcher's limits in one event loop (asyncio primitives are bound to the loop that made them).
 
-    Attempts in flight: ``total`` in all, ``endpoint(key)`` per destination. Worker slots: a slow
-    destination (its recent attempts take SLOW_ATTEMPT_SECONDS or more: a slow receiver, or timeouts)
-    runs at most TASKS_PER_DESTINATION tasks, a fast one at most MAX_TASKS_PER_DESTINATION. A task beyond
-    that waits here for a slot of its destination when the destination is fast and fewer than
-    ``max_waiting`` tasks wait in all (half the worker's slots, so the other half stays free for other
-    destinations); otherwise it is parked (put back in the queue).
+    ``total`` bounds the attempts in flight in the process. Each destination's latency is a moving average
+    of its attempts' durations: a destination is slow while it is SLOW_ATTEMPT_SECONDS or more (a slow
+    receiver, or timeouts). Sweeps of slow destinations hold at most half the worker's slots; another one
+    is put back in the queue, so slow and dead endpoints never take the slots the others need.
     """
 
     def __init__(self, settings: Settings) -> None:
         self.total = asyncio.Semaphore(settings.webhook_concurrency)
-        self.per_endpoint_size = settings.webhook_endpoint_concurrency
-        self.per_endpoint: dict[str, asyncio.Semaphore] = {}
-        self.max_waiting = max(1, settings.worker_concurrency // 2)
-        # Dispatcher tasks of this process working for each destination (each holds a worker slot).
-        self.tasks: dict[str, int] = {}
-        # Tasks waiting in this process for a slot of their destination, in arrival order.
-        self.waiters: dict[str, deque[asyncio.Future[None]]] = {}
-        self.waiting = 0
+        self.max_slow = max(1, settings.worker_concurrency // 2)
+        self.slow_sweeps = 0
         # Recent attempt duration per destination (seconds, moving average).
         self.latency: OrderedDict[str, float] = OrderedDict()
-        # Tasks of each destination put back in the queue because it was busy and not yet back: task id ->
-        # when it should be back (monotonic). Another worker may run a parked task: entries expire.
-        self.parked: dict[str, dict[int, float]] = {}
-
-    def endpoint(self, key: str) -> asyncio.Semaphore:
-        sem = self.per_endpoint.get(key)
-        if sem is None:
-            sem = self.per_endpoint[key] = asyncio.Semaphore(self.per_endpoint_size)
-        return sem
 
     def observe(self, key: str, seconds: float) -> None:
         """Fold an attempt's duration into its destination's latency."""
@@ -117,67 +93,15 @@ class _Limits:
         """Whether this destination's recent attempts are slow (unknown destinations are not)."""
         return self.latency.get(key, 0.0) >= SLOW_ATTEMPT_SECONDS
 
-    def _full(self, key: str) -> bool:
-        slots = TASKS_PER_DESTINATION if self.slow(key) else MAX_TASKS_PER_DESTINATION
-        return self.tasks.get(key, 0) >= slots
-
-    async def take_slot(self, key: str) -> bool:
-        """A worker slot for a task of ``key``, now or after waiting; False: park the task instead."""
-        while self._full(key):
-            if self.slow(key) or self.waiting >= self.max_waiting:
-                return False
-            waiter = asyncio.get_running_loop().create_future()
-            self.waiters.setdefault(key, deque()).append(waiter)
-            self.waiting += 1
-            try:
-                await waiter
-            finally:
-                self.waiting -= 1
-                if not waiter.done():
-                    waiter.cancel()
-        self.tasks[key] = self.tasks.get(key, 0) + 1
+    def take_slow_slot(self) -> bool:
+        """A worker slot for a slow destination's sweep; False when they hold their share already."""
+        if self.slow_sweeps >= self.max_slow:
+            return False
+        self.slow_sweeps += 1
         return True
 
-    def give_slot(self, key: str) -> None:
-        """A task of ``key`` ended: its slot goes to the first task waiting for one."""
-        left = self.tasks[key] - 1
-        if left:
-            self.tasks[key] = left
-        else:
-            del self.tasks[key]
-        waiters = self.waiters.get(key)
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                break
-        if waiters is not None and not waiters:
-            del self.waiters[key]
-
-    def park(self, key: str, task_id: int) -> float:
-        """Count a task put back for ``key``; returns its delay. Parked tasks come back one step apart
-        however many there are: a backlog costs a bounded number of claims per second."""
-        now = time.monotonic()
-        parked = self.parked.setdefault(key, {})
-        for stale in [tid for tid, due in parked.items() if due < now - PARKED_EXPIRY]:
-            del parked[stale]
-        # A fast destination is parked only for want of slots: it comes back sooner than a slow one.
-        step = DEFER_STEP if self.slow(key) else DEFER_STEP / 5
-        delay = step * (len(parked) + 1) * random.uniform(1.0, 1.2)
-        parked[task_id] = now + delay
-        return delay
-
-    def unpark(self, key: str, task_id: int) -> None:
-        """A task of ``key`` is back (or was never parked)."""
-        parked = self.parked.get(key)
-        if parked is not None and parked.pop(task_id, None) is not None and not parked:
-            del self.parked[key]
-
-    def release_idle(self, key: str) -> None:
-        # Keep the map small: drop a semaphore nobody holds (one entry per endpoint ever seen otherwise).
-        sem = self.per_endpoint.get(key)
-        if sem is not None and sem._value == self.per_endpoint_size:
-            del self.per_endpoint[key]
+    def give_slow_slot(self) -> None:
+        self.slow_sweeps -= 1
 
 
 _limits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Limits] = weakref.WeakKeyDictionary()
@@ -287,110 +211,94 @@ def _delay_after(
     )
 
 
-@task_handler(service.DELIVER_TASK, max_attempts=25, backoff=(1.0, 5.0, 15.0, 60.0, 300.0))
-async def deliver(run: TaskRun) -> None:
-    """Make the first attempt of each delivery the task carries (queue-level retries only cover database
-    trouble; failed attempts are retried by the destination's sweep, :func:`retry_due`).
-
-    A task's deliveries share one destination: a burst to an endpoint is a few tasks of many deliveries.
-    """
-    trigger = str(run.payload.get("trigger", SCHEDULED))
-    items = service.task_items(run.payload)
-
-    async def load(session: AsyncSession) -> list[service.AttemptPlan]:
-        return await service.plan_attempts(session, items, trigger=trigger)
-
-    key = run.payload.get("key")
-    await _for_destination(run, key if isinstance(key, str) else None, load)
-
-
-@task_handler(service.RETRY_TASK, max_attempts=25, backoff=(1.0, 5.0, 15.0, 60.0, 300.0))
-async def retry_due(run: TaskRun) -> None:
-    """The retry sweep of one destination: attempt its due retries and manual redeliveries, a batch at a
-    time, then schedule the next sweep at the earliest one still pending."""
+@task_handler(service.SWEEP_TASK, max_attempts=25, backoff=(1.0, 5.0, 15.0, 60.0, 300.0))
+async def sweep(run: TaskRun) -> None:
+    """Make every due attempt to one destination, a batch at a time, then queue the next sweep at the
+    earliest delivery still pending. Queue-level retries only cover database trouble: failed attempts are
+    retried from the schedule stored on each delivery."""
     key = str(run.payload["key"])
-    started = utcnow()
-    found = 0
-
-    async def load(session: AsyncSession) -> list[service.AttemptPlan]:
-        nonlocal found
-        due = await service.due_retries(session, key, now=started)
-        found = len(due)
-        # The first attempt of a round started by hand is ``manual``; the rest follow the schedule.
-        manual = [item for item in due if item[1] == item[2]]
-        scheduled = [item for item in due if item[1] != item[2]]
-        plans = await service.plan_attempts(session, manual, trigger=MANUAL)
-        return plans + await service.plan_attempts(session, scheduled, trigger=SCHEDULED)
-
-    async def then(session: AsyncSession, attempted: bool) -> None:
-        # Nothing attempted though retries were due (their endpoint cannot sign, say): do not spin on them.
-        stuck = found and not attempted
-        floor = utcnow() + timedelta(seconds=IDLE_SWEEP_DELAY if stuck else 0.0)
-        await service.reschedule_retries(session, key, not_before=floor)
-
-    await _for_destination(run, key, load, then)
-
-
-Load = Callable[[AsyncSession], Awaitable[list[service.AttemptPlan]]]
-Then = Callable[[AsyncSession, bool], Awaitable[None]]
-
-
-async def _for_destination(run: TaskRun, key: str | None, load: Load, then: Then | None = None) -> None:
-    """Run ``_send`` in a worker slot of destination ``key``; park the task when the destination has none."""
     limits = _limits_for(run.resources.settings)
-    if key is None:
-        await _send(run, limits, load, then)
+    if not limits.slow(key):
+        await _sweep(run, key, limits)
         return
-    limits.unpark(key, run.task_id)
-    if not await limits.take_slot(key):
-        # Back in the queue for a moment, deliveries untouched, the worker slot free for another
-        # destination.
-        raise Snooze(limits.park(key, run.task_id))
+    if not limits.take_slow_slot():
+        # Back in the queue for a moment, deliveries untouched, the slot free for a fast destination.
+        raise Snooze(SLOW_SWEEP_PARK * random.uniform(1.0, 1.2))
     try:
-        await _send(run, limits, load, then)
+        await _sweep(run, key, limits)
     finally:
-        limits.give_slot(key)
+        limits.give_slow_slot()
 
 
-async def _send(run: TaskRun, limits: _Limits, load: Load, then: Then | None) -> None:
-    """Plan (a short read), send (no transaction open), record (one write that also ends the task)."""
+async def _sweep(run: TaskRun, key: str, limits: _Limits) -> None:
+    """Read a batch of due deliveries (a short transaction), send them (none open), record them (one
+    write); again until none is due or the sweep has run SWEEP_SECONDS. The transaction that finds
+    nothing to do ends the task and queues the next sweep, in one commit."""
     resources = run.resources
     settings = resources.settings
-    async with resources.sessionmaker() as session, session.begin():
-        plans = await load(session)
-        if not plans:
-            await run.complete_in(session)
-            if then is not None:
-                await then(session, False)
-            return
-    keys = {plan.destination for plan in plans}
+    deadline = time.monotonic() + SWEEP_SECONDS
+    while True:
+        async with resources.sessionmaker() as session, session.begin():
+            due: list[service.DueDelivery] = []
+            if time.monotonic() < deadline:
+                due = await service.due_deliveries(session, key, now=utcnow())
+            plans = await _plans(session, due)
+            if not plans:
+                # The task row is locked before anything is read for the next sweep (see schedule_sweep).
+                await run.complete_in(session)
+                # Due deliveries none of which can be sent (their endpoint cannot sign): do not spin.
+                wait = IDLE_SWEEP_DELAY if due else 0.0
+                await service.reschedule_sweep(session, key, not_before=utcnow() + timedelta(seconds=wait))
+                return
+        outcomes = await _attempt_all(resources.http, plans, settings, limits)
+        async with resources.sessionmaker() as session, session.begin():
+            recorded = await service.record_attempts(session, outcomes, settings=settings)
+        stale = [plan.delivery_id for plan, made in zip(plans, recorded, strict=True) if not made]
+        if stale:
+            log.info("attempts already recorded by another run were left out", extra={"delivery_ids": stale})
 
-    async def one(plan: service.AttemptPlan) -> service.AttemptResult:
-        async with limits.endpoint(plan.destination), limits.total:
-            result = await attempt(resources.http, plan, settings)
+
+async def _plans(session: AsyncSession, due: list[service.DueDelivery]) -> list[service.AttemptPlan]:
+    plans: list[service.AttemptPlan] = []
+    for trigger in (MANUAL, SCHEDULED):
+        items = [(d.delivery_id, d.attempts, d.round_start) for d in due if d.trigger == trigger]
+        plans += await service.plan_attempts(session, items, trigger=trigger)
+    return plans
+
+
+Outcome = tuple[service.AttemptPlan, service.AttemptResult, float | None]
+
+
+async def _attempt_all(
+    http: OutboundClient, plans: list[service.AttemptPlan], settings: Settings, limits: _Limits
+) -> list[Outcome]:
+    """Send a batch to its destination, at most ``webhook_endpoint_concurrency`` at once; each result with
+    the delay before the next try (None: none is left, or it succeeded)."""
+    endpoint = asyncio.Semaphore(settings.webhook_endpoint_concurrency)
+
+    async def one(plan: service.AttemptPlan) -> Outcome:
+        async with endpoint, limits.total:
+            result = await attempt(http, plan, settings)
         limits.observe(plan.destination, result.duration_ms / 1000)
-        return result
+        return plan, result, None if result.succeeded else _delay_after(plan, result, settings)
 
-    try:
-        results = await asyncio.gather(*(one(plan) for plan in plans))
-    finally:
-        for key in keys:
-            limits.release_idle(key)
-    outcomes = [
-        (plan, result, None if result.succeeded else _delay_after(plan, result, settings))
-        for plan, result in zip(plans, results, strict=True)
-    ]
-    async with resources.sessionmaker() as session, session.begin():
-        # The end of this task, the attempts and the retries they schedule commit together. The task row is
-        # locked first, always: a transaction holding another task's row (a retry sweep's) must never wait
-        # for this one's.
+    return list(await asyncio.gather(*(one(plan) for plan in plans)))
+
+
+@task_handler(service.DELIVER_TASK, max_attempts=25, backoff=(1.0, 5.0, 15.0, 60.0, 300.0))
+async def deliver(run: TaskRun) -> None:
+    """A task queued by an older version to make first attempts: its deliveries are pending and due, so it
+    only makes sure their destinations' sweeps run."""
+    payload = run.payload
+    async with run.resources.sessionmaker() as session, session.begin():
         await run.complete_in(session)
-        recorded = await service.record_attempts(session, outcomes, settings=settings)
-        if then is not None:
-            await then(session, True)
-    stale = [plan.delivery_id for plan, made in zip(plans, recorded, strict=True) if not made]
-    if stale:
-        log.info("attempts made by a stale task were not recorded", extra={"delivery_ids": stale})
+        if isinstance(payload.get("key"), str):
+            keys = {payload["key"]}
+        else:
+            ids = [str(item[0]) for item in payload.get("items", [])] or [str(payload.get("delivery_id"))]
+            keys = await service.destinations_of(session, ids)
+        for key in sorted(keys):
+            await service.schedule_sweep(session, key, utcnow())
 
 
 @task_handler(service.SLACK_TASK, max_attempts=6, backoff=(5.0, 30.0, 120.0, 600.0, 1800.0))
