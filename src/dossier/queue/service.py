@@ -11,13 +11,14 @@ backend. Both only shorten the wait; workers poll regardless.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, case, delete, event, func, select, text, update
+from sqlalchemy import CursorResult, Insert, Table, case, delete, event, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, SessionTransaction, aliased
@@ -200,17 +201,24 @@ async def enqueue_or_advance(
     earlier when ``run_at`` is earlier (never later). One task per key then serves every caller, at the
     soonest moment any of them asked for (e.g. one retry sweep per webhook destination)."""
     values = _row(kind, payload, run_at, None, None, 0, dedupe_key)
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(Task).values(**values)
-    earliest = case((stmt.excluded.run_at < Task.run_at, stmt.excluded.run_at), else_=Task.run_at)
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[Task.dedupe_key],
-            index_where=text(UNFINISHED_SQL),
-            set_={"run_at": earliest},
-        )
-    )
+    # Core, not the ORM: this runs in every transaction that emits a webhook event.
+    connection = await session.connection()
+    await connection.execute(_advance_statement(connection.dialect.name), values)
     session.info[ENQUEUED_FLAG] = True
+
+
+@functools.cache
+def _advance_statement(dialect: str) -> Insert:
+    # Built once per dialect: making the ``excluded`` alias and the statement's cache key is most of the
+    # cost of a small upsert.
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(cast(Table, Task.__table__))
+    earliest = case((stmt.excluded.run_at < Task.run_at, stmt.excluded.run_at), else_=Task.run_at)
+    return stmt.on_conflict_do_update(
+        index_elements=[Task.dedupe_key],
+        index_where=text(UNFINISHED_SQL),
+        set_={"run_at": earliest},
+    )
 
 
 def _row(

@@ -12,6 +12,7 @@ much longer than any clock skew.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import secrets
@@ -23,7 +24,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, and_, delete, func, or_, select, update
+from sqlalchemy import CursorResult, Table, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dossier.db.base import as_utc, utcnow
@@ -71,6 +72,37 @@ def default_worker_id() -> str:
 # --- the statements -------------------------------------------------------------------------------------
 
 
+@functools.cache
+def _claim_statement(dialect: str) -> Any:
+    # Built once per dialect: a busy worker claims many times a second, and building the statement would
+    # cost more CPU than running it.
+    now = bindparam("now", type_=_T.run_at.type)
+    due = (
+        select(_T.id)
+        .where(
+            or_(
+                and_(_T.status == QUEUED, _T.run_at <= now),
+                and_(_T.status == RUNNING, _T.lease_expires_at < now),
+            )
+        )
+        .order_by(_T.priority.desc(), _T.run_at, _T.id)
+        .limit(bindparam("limit"))
+    )
+    if dialect == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    return (
+        update(tasks_table)
+        .where(_T.id.in_(due))
+        .values(
+            status=RUNNING,
+            locked_by=bindparam("worker_id"),
+            lease_expires_at=bindparam("lease_until", type_=_T.lease_expires_at.type),
+            attempts=_T.attempts + 1,
+        )
+        .returning(_T.id, _T.kind, _T.payload, _T.attempts, _T.max_attempts, _T.errors)
+    )
+
+
 async def claim_batch(
     maker: Maker, *, worker_id: str, limit: int, lease_seconds: float, now: datetime | None = None
 ) -> list[Claimed]:
@@ -82,31 +114,14 @@ async def claim_batch(
     """
     now = now or utcnow()
     async with maker() as session, session.begin():
-        due = (
-            select(_T.id)
-            .where(
-                or_(
-                    and_(_T.status == QUEUED, _T.run_at <= now),
-                    and_(_T.status == RUNNING, _T.lease_expires_at < now),
-                )
-            )
-            .order_by(_T.priority.desc(), _T.run_at, _T.id)
-            .limit(limit)
-        )
-        if session.get_bind().dialect.name == "postgresql":
-            due = due.with_for_update(skip_locked=True)
-        stmt = (
-            update(tasks_table)
-            .where(_T.id.in_(due))
-            .values(
-                status=RUNNING,
-                locked_by=worker_id,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-                attempts=_T.attempts + 1,
-            )
-            .returning(_T.id, _T.kind, _T.payload, _T.attempts, _T.max_attempts, _T.errors)
-        )
-        rows = (await session.execute(stmt)).all()
+        stmt = _claim_statement(session.get_bind().dialect.name)
+        params = {
+            "now": now,
+            "limit": limit,
+            "worker_id": worker_id,
+            "lease_until": now + timedelta(seconds=lease_seconds),
+        }
+        rows = (await session.execute(stmt, params)).all()
     return [
         Claimed(
             row.id, row.kind, dict(row.payload or {}), row.attempts, row.max_attempts, list(row.errors or [])
@@ -206,17 +221,25 @@ async def extend_leases(
         return renewed
 
 
+def _wakeup_statement() -> Any:
+    after = bindparam("after", type_=_T.run_at.type)
+    due = select(func.min(_T.run_at)).where(_T.status == QUEUED, _T.run_at > after).scalar_subquery()
+    expiry = (
+        select(func.min(_T.lease_expires_at))
+        .where(_T.status == RUNNING, _T.lease_expires_at > after)
+        .scalar_subquery()
+    )
+    # Aggregates over a TypeDecorator column come back raw on SQLite (naive strings): see as_utc below.
+    return select(due.label("due"), expiry.label("expiry"))
+
+
+_WAKEUP_STATEMENT = _wakeup_statement()
+
+
 async def next_wakeup_at(maker: Maker, *, after: datetime) -> datetime | None:
     """The earliest future moment a task becomes claimable: a delayed task comes due or a lease runs out."""
     async with maker() as session, session.begin():
-        due = select(func.min(_T.run_at)).where(_T.status == QUEUED, _T.run_at > after).scalar_subquery()
-        expiry = (
-            select(func.min(_T.lease_expires_at))
-            .where(_T.status == RUNNING, _T.lease_expires_at > after)
-            .scalar_subquery()
-        )
-        # Aggregates over a TypeDecorator column come back raw on SQLite (naive strings); type them back.
-        row = (await session.execute(select(due.label("due"), expiry.label("expiry")))).one()
+        row = (await session.execute(_WAKEUP_STATEMENT, {"after": after})).one()
     moments = [as_utc(value) for value in row if value is not None]
     return min(moments) if moments else None
 

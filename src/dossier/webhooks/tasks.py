@@ -62,6 +62,9 @@ SWEEP_SECONDS = 10.0
 # Seconds before a slow destination's sweep, put back for want of a slot, is claimed again (not scaled:
 # it is not a retry but a queueing delay).
 SLOW_SWEEP_PARK = 0.5
+# After a batch of which no attempt succeeded, the destination's next sweep waits this long (seconds,
+# scaled like retries) so a dead endpoint's new events are tried in batches, not a few at a time.
+FAILING_SWEEP_PAUSE = 1.0
 # A sweep that found due deliveries but could attempt none of them looks again after this long (seconds).
 IDLE_SWEEP_DELAY = 60.0
 
@@ -232,8 +235,8 @@ async def sweep(run: TaskRun) -> None:
 
 async def _sweep(run: TaskRun, key: str, limits: _Limits) -> None:
     """Read a batch of due deliveries (a short transaction), send them (none open), record them (one
-    write); again until none is due or the sweep has run SWEEP_SECONDS. The transaction that finds
-    nothing to do ends the task and queues the next sweep, in one commit."""
+    write); again while batches come full, until the sweep has run SWEEP_SECONDS or a whole batch
+    failed. The transaction that ends the task also queues the next sweep, in one commit."""
     resources = run.resources
     settings = resources.settings
     deadline = time.monotonic() + SWEEP_SECONDS
@@ -244,18 +247,34 @@ async def _sweep(run: TaskRun, key: str, limits: _Limits) -> None:
                 due = await service.due_deliveries(session, key, now=utcnow())
             plans = await _plans(session, due)
             if not plans:
-                # The task row is locked before anything is read for the next sweep (see schedule_sweep).
-                await run.complete_in(session)
                 # Due deliveries none of which can be sent (their endpoint cannot sign): do not spin.
-                wait = IDLE_SWEEP_DELAY if due else 0.0
-                await service.reschedule_sweep(session, key, not_before=utcnow() + timedelta(seconds=wait))
+                await _end(run, session, key, wait=IDLE_SWEEP_DELAY if due else 0.0)
                 return
         outcomes = await _attempt_all(resources.http, plans, settings, limits)
         async with resources.sessionmaker() as session, session.begin():
             recorded = await service.record_attempts(session, outcomes, settings=settings)
+            ended = True
+            if not any(result.succeeded for _, result, _ in outcomes):
+                # Nothing got through: the destination is down or refusing. Its new events wait a moment
+                # and go in one batch, rather than a batch (and two transactions) for every few that come.
+                await _end(run, session, key, wait=FAILING_SWEEP_PAUSE * settings.webhook_time_scale)
+            elif len(due) < service.DELIVERY_BATCH:
+                # Everything due was in this batch: end now rather than in one more transaction that
+                # would most likely find nothing (what came meanwhile gets a new sweep, due at once).
+                await _end(run, session, key, wait=0.0)
+            else:
+                ended = False
         stale = [plan.delivery_id for plan, made in zip(plans, recorded, strict=True) if not made]
         if stale:
             log.info("attempts already recorded by another run were left out", extra={"delivery_ids": stale})
+        if ended:
+            return
+
+
+async def _end(run: TaskRun, session: AsyncSession, key: str, *, wait: float) -> None:
+    # The task row is locked before anything is read for the next sweep (see service.schedule_sweep).
+    await run.complete_in(session)
+    await service.reschedule_sweep(session, key, not_before=utcnow() + timedelta(seconds=wait))
 
 
 async def _plans(session: AsyncSession, due: list[service.DueDelivery]) -> list[service.AttemptPlan]:
