@@ -185,6 +185,37 @@ async def test_kernel_job_webhook_url_gets_three_attempts_then_fails(
     assert attempts[-1].next_attempt_at is None
 
 
+async def test_a_kernel_attempt_times_out_after_5_s_and_the_retry_waits_60_s(
+    account: NewAccount,
+    receiver: Receiver,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    http: OutboundClient,
+) -> None:
+    # Real time for the profile's 5 s timeout (the receiver holds the first request 6 s); the waits are
+    # compressed 100 times: 003's +30 s becomes 0.3 s, the 60 s floor after a timeout 0.6 s.
+    scale = 0.01
+    settings = settings.model_copy(update={"webhook_time_scale": scale})
+    receiver.delay = 6.0
+    now = datetime.now(UTC)
+    data = kernel_job_data(job_id="j1", status="completed", created_at=now, completed_at=now, record={"a": 1})
+    [delivery_id] = await _emit(
+        sessionmaker, account.account.id, "entity-resolution.completed", data, target=receiver.url + "/k"
+    )
+    async with running_worker(settings, sessionmaker, http):
+        await receiver.wait_for(1)
+        receiver.delay = 0.0  # the second attempt is answered at once
+        delivery = await eventually(lambda: _finished(sessionmaker, delivery_id), what="delivered", within=20)
+    assert delivery.status == "succeeded" and delivery.attempts == 2
+    first, second = await _attempts(sessionmaker, delivery_id)
+    assert (first.outcome, first.error_class) == ("Error Request", "RequestTimeout")
+    assert 4.9 <= first.duration_ms / 1000 < 5.9
+    assert first.next_attempt_at is not None
+    timed_out_at = first.started_at + timedelta(milliseconds=first.duration_ms)
+    assert (first.next_attempt_at - timed_out_at).total_seconds() >= 60 * scale * 0.99
+    assert second.started_at >= first.next_attempt_at and second.outcome == "Success"
+
+
 async def test_retries_follow_the_schedule_until_success_with_a_stable_id(
     wclient: httpx.AsyncClient,
     headers: dict[str, str],
