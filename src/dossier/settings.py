@@ -126,10 +126,10 @@ class Settings(BaseSettings):
         description="Webhook HTTP attempts one worker process has in flight at once, over all endpoints.",
     )
     webhook_endpoint_concurrency: int = Field(
-        default=4,
+        default=8,
         ge=1,
-        description="Attempts in flight to one endpoint per worker process; more wait in the queue, so a "
-        "slow endpoint never takes the worker slots other endpoints need.",
+        description="Attempts in flight to one endpoint, in the whole cluster (its one sweep task holds "
+        "them).",
     )
     webhook_retry_schedule: str | None = Field(
         default=None,
