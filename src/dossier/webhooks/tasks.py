@@ -1,11 +1,11 @@
 """The webhook dispatcher: one sweep task per destination makes every attempt to it; and Slack messages.
 
-A sweep reads a batch of its destination's due deliveries (new events first attempts, retries whose time
+A sweep reads a batch of its destination's due deliveries (new events' first attempts, retries whose time
 has come, manual redeliveries) in a short transaction, sends them with no transaction open, and records the
-attempts, with the retry each failure schedules, in one write; again until nothing is due. The transaction
-that finds nothing due ends the task and queues the next sweep at the earliest delivery still pending. A
-crash anywhere leaves the task in the queue (its lease expires and another worker runs it):
-at-least-once; the attempts made but not recorded are sent again.
+attempts, with the retry each failure schedules, in one write; again while batches come full. The
+transaction that records the last batch (or finds nothing due) also ends the task and queues the next sweep
+at the earliest delivery still pending. A crash anywhere leaves the task in the queue (its lease expires and
+another worker runs it): at-least-once; the attempts made but not recorded are sent again.
 
 Concurrency: one sweep per destination in the whole cluster, at most ``webhook_endpoint_concurrency``
 attempts in flight to it; at most ``webhook_concurrency`` in flight per process; and sweeps of slow
