@@ -401,16 +401,19 @@ async def schedule_sweep(session: AsyncSession, key: str, at: datetime) -> None:
     await enqueue_or_advance(session, SWEEP_TASK, {"key": key}, dedupe_key=_sweep_dedupe_key(key), run_at=at)
 
 
-def _pending_of(key: str) -> list[Any]:
-    # A literal status, so PostgreSQL can use the partial index of pending deliveries with any plan.
+def _pending_where(*, by_url: bool) -> list[Any]:
+    # The pending deliveries of one destination, bound as :endpoint_id or :url. A literal status, so
+    # PostgreSQL can use the partial index of pending deliveries with any plan.
     d = WebhookDelivery
-    endpoint_id, url = parse_destination(key)
     where = [d.status == literal_column(f"'{PENDING}'")]
-    if endpoint_id is not None:
-        where.append(d.endpoint_id == endpoint_id)
-    else:
-        where += [d.endpoint_id.is_(None), d.target_url == url]
-    return where
+    if by_url:
+        return [*where, d.endpoint_id.is_(None), d.target_url == bindparam("url")]
+    return [*where, d.endpoint_id == bindparam("endpoint_id")]
+
+
+def _destination_params(key: str) -> dict[str, Any]:
+    endpoint_id, url = parse_destination(key)
+    return {"url": url} if endpoint_id is None else {"endpoint_id": endpoint_id}
 
 
 @dataclass(frozen=True)
@@ -428,17 +431,17 @@ def _due_statement(*, by_url: bool) -> Select[str, int, int, bool]:
     # Built once: a sweep reads its due deliveries every batch, and building the statement is most of the
     # CPU that costs.
     d = WebhookDelivery
-    where = [d.status == literal_column(f"'{PENDING}'"), d.next_attempt_at <= bindparam("now")]
-    if by_url:
-        where += [d.endpoint_id.is_(None), d.target_url == bindparam("url")]
-    else:
-        where.append(d.endpoint_id == bindparam("endpoint_id"))
     return (
         select(d.id, d.attempts, d.round_start, d.redelivered)
-        .where(*where)
+        .where(*_pending_where(by_url=by_url), d.next_attempt_at <= bindparam("now"))
         .order_by(d.next_attempt_at)
         .limit(bindparam("limit"))
     )
+
+
+@functools.cache
+def _earliest_statement(*, by_url: bool) -> Select[datetime | None]:
+    return select(func.min(WebhookDelivery.next_attempt_at)).where(*_pending_where(by_url=by_url))
 
 
 async def due_deliveries(
@@ -447,10 +450,8 @@ async def due_deliveries(
     """The destination's deliveries due at ``now``, oldest due first: new events, retries and redeliveries.
 
     The first attempt of a round started by hand is ``manual``; every other one follows the schedule."""
-    endpoint_id, url = parse_destination(key)
-    params: dict[str, Any] = {"now": now, "limit": limit}
-    params.update({"url": url} if endpoint_id is None else {"endpoint_id": endpoint_id})
-    rows = await session.execute(_due_statement(by_url=endpoint_id is None), params)
+    params = {**_destination_params(key), "now": now, "limit": limit}
+    rows = await session.execute(_due_statement(by_url="url" in params), params)
     return [
         DueDelivery(row.id, row.attempts, row.round_start, MANUAL if row.redelivered else SCHEDULED)
         for row in rows
@@ -461,9 +462,8 @@ async def reschedule_sweep(session: AsyncSession, key: str, *, not_before: datet
     """At the end of a sweep of ``key`` (its own task already ended in this transaction): queue the next
     one at the earliest delivery still pending, but not before ``not_before``. Returns when, or None when
     nothing is pending."""
-    earliest = await session.scalar(
-        select(func.min(WebhookDelivery.next_attempt_at)).where(*_pending_of(key))
-    )
+    params = _destination_params(key)
+    earliest = await session.scalar(_earliest_statement(by_url="url" in params), params)
     if earliest is None:
         return None
     at = max(as_utc(earliest), not_before)
