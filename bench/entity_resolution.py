@@ -1,156 +1,202 @@
-"""Entity-resolution benchmark: lookups/s and accuracy. Prints figures; asserts nothing.
+"""Entity-resolution benchmark: accuracy per dataset, family and split, and lookups/s. Asserts nothing.
 
-    .venv/bin/python bench/entity_resolution.py [--runs 5] [--database-url sqlite+aiosqlite:///...]
+    .venv/bin/python bench/entity_resolution.py [--runs 5] [--dataset ror] [--family typo] [--split dev]
+                                                [--errors 10] [--misses 10] [--threshold 0.86 --margin 0.05]
 
-Builds the default registry (pytickersymbols) in a fresh SQLite database (or the one given), measures
-lookups/s with the dev-pair queries, then imports ../shared/data/listed-companies.csv.gz (about 42k
-companies) and measures again. Accuracy is measured on ../shared/data/er-dev-pairs.csv against the default
-registry at the default threshold and margin. Only local files and the local database are touched.
+Datasets (built by ``bench/er_data.py`` from ../shared/data, which is only read): ``ror`` (ROR organisations
+as a gazetteer), ``listed`` (listed companies with labelled variants per failure family), ``pairs``
+(er-dev-pairs.csv against the default pytickersymbols registry). For each (dataset, family, split) the table
+gives the queries (positives / expected "no match"), the answers, precision (correct / answered), recall
+(correct / positives) and false matches (answers to queries whose right answer is "no match"). ``--errors N``
+prints up to N wrong answers per family (query -> returned, expected); ``--misses N`` up to N positives left
+unanswered. Only local files are touched.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import csv
 import datetime as dt
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
+from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
-from dossier.db.engine import create_engine, create_sessionmaker
-from dossier.db.migrate import upgrade_to_head
-from dossier.enrichment.registry.matcher import EntityIndex, current_index
-from dossier.enrichment.registry.normalize import normalize_name
-from dossier.enrichment.registry.service import ensure_default_registry, import_file
-from dossier.settings import Settings
+if __package__ in (None, ""):  # run as a script: make ``bench`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+from bench.er_data import DATA, LOADERS, Dataset, Outcome, Query, Stats, run_queries, summarize
+from dossier.enrichment.registry.matcher import DEFAULT_MARGIN, DEFAULT_THRESHOLD, EntityIndex
+from dossier.enrichment.registry.normalize import normalize_name
 
 
 def lookups_per_second(
-    index: EntityIndex, queries: list[tuple[str, str]], runs: int
+    index: EntityIndex, queries: list[Query], runs: int, **kwargs: object
 ) -> tuple[float, list[float]]:
     """Median lookups/s over ``runs`` passes; the name cache is cleared so every pass normalises afresh."""
     rates = []
     for _ in range(runs):
         normalize_name.cache_clear()
         start = time.perf_counter()
-        for name, country in queries:
-            index.lookup(name, None, country)
+        run_queries(index, queries, **kwargs)
         rates.append(len(queries) / (time.perf_counter() - start))
     return statistics.median(rates), rates
 
 
-def accuracy(index: EntityIndex, pairs: list[dict[str, str]], settings: Settings) -> dict[str, float]:
-    tp = fp = top1 = 0
-    positives = [p for p in pairs if p["expected_registry_name"]]
-    for pair in pairs:
-        expected = pair["expected_registry_name"]
-        if expected:
-            scored = index.score(pair["query_name"], None, pair["query_country"])
-            if scored and index.entities[scored[0].entity].name == expected:
-                top1 += 1
-        match = index.lookup(
-            pair["query_name"],
-            None,
-            pair["query_country"],
-            threshold=settings.registry_match_threshold,
-            margin=settings.registry_match_margin,
+def _fmt(value: float | None) -> str:
+    return "   -  " if value is None else f"{value:6.3f}"
+
+
+HEADER = (
+    f"{'dataset':8} {'family':16} {'split':8} {'queries':>7} {'pos':>5} {'neg':>5} {'answered':>8} "
+    f"{'correct':>7} {'wrong':>5} {'precision':>9} {'recall':>6} {'false matches':>15}"
+)
+
+
+def _line(label: tuple[str, str, str], stats: Stats) -> str:
+    false = f"{stats.false_matches}/{stats.negatives}" if stats.negatives else "-"
+    rate = f" {stats.false_match_rate:.3f}" if stats.false_match_rate is not None else ""
+    return (
+        f"{label[0]:8} {label[1]:16} {label[2]:8} {stats.queries:7d} {stats.positives:5d} "
+        f"{stats.negatives:5d} "
+        f"{stats.answered:8d} {stats.correct:7d} {stats.wrong:5d} {_fmt(stats.precision):>9} "
+        f"{_fmt(stats.recall):>6} {false + rate:>15}"
+    )
+
+
+def _describe(dataset: Dataset, outcome: Outcome) -> str:
+    query = outcome.query
+    extra = ", ".join(
+        f"{name}={value!r}"
+        for name, value in (
+            ("country", query.country),
+            ("website", query.website),
+            ("city", query.city),
+            ("postal_code", query.postal_code),
+            ("address", query.address),
         )
-        if match is None:
-            continue
-        if match.name == expected:
-            tp += 1
-        else:
-            fp += 1
-    return {
-        "top1_accuracy": top1 / len(positives),
-        "precision": tp / max(1, tp + fp),
-        "recall": tp / len(positives),
-        "true_positives": tp,
-        "false_positives": fp,
-        "returned_for_negatives": sum(
-            1
-            for p in pairs
-            if not p["expected_registry_name"]
-            and index.lookup(p["query_name"], None, p["query_country"]) is not None
-        ),
-    }
+        if value
+    )
+    returned = dataset.names.get(outcome.returned_kernel_id or "", None)
+    expected = dataset.names.get(query.expected_kernel_id or "", None)
+    return (
+        f"  [{query.split}/{query.kind}] {query.name!r} ({extra}) -> {returned!r} "
+        f"[{outcome.returned_kernel_id}], expected {expected!r} [{query.expected_kernel_id}]"
+    )
 
 
-async def main(args: argparse.Namespace) -> None:
-    pairs_path = DATA / "er-dev-pairs.csv"
-    listed_path = DATA / "listed-companies.csv.gz"
-    if not pairs_path.exists():
-        sys.exit(f"{pairs_path} is absent: the shared data directory must be beside this checkout")
-    with pairs_path.open(newline="") as handle:
-        pairs = list(csv.DictReader(handle))
-    queries = [(p["query_name"], p["query_country"]) for p in pairs]
+def _spread(outcomes: list[Outcome], count: int) -> list[Outcome]:
+    """Up to ``count`` outcomes, taken in turn from each kind so one sub-case does not fill the list."""
+    by_kind: dict[str, list[Outcome]] = defaultdict(list)
+    for outcome in outcomes:
+        by_kind[outcome.query.kind].append(outcome)
+    picked: list[Outcome] = []
+    queues = [list(v) for _, v in sorted(by_kind.items())]
+    while len(picked) < count and any(queues):
+        for queue in queues:
+            if queue and len(picked) < count:
+                picked.append(queue.pop(0))
+    return picked
 
-    tmp = tempfile.TemporaryDirectory()
-    url = args.database_url or f"sqlite+aiosqlite:///{tmp.name}/bench.db"
-    settings = Settings(database_url=url)
-    engine = create_engine(settings)
-    await upgrade_to_head(engine)
-    maker = create_sessionmaker(engine)
 
+def main(args: argparse.Namespace) -> None:
+    missing = [
+        name
+        for name in ("ror-organizations.jsonl.gz", "listed-companies.csv.gz")
+        if not (DATA / name).exists()
+    ]
+    if missing:
+        sys.exit(f"{DATA} lacks {', '.join(missing)}: the shared data directory must be beside this checkout")
+    kwargs = {"threshold": args.threshold, "margin": args.margin}
     print(f"# Entity resolution benchmark, {dt.date.today().isoformat()}")
     print(
         f"machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {platform.machine()}, "
         f"{platform.system()} {platform.release()}; Python {platform.python_version()}"
     )
-    print(f"store: {engine.url.get_backend_name()}; queries: {len(queries)} dev-pair names, {args.runs} runs")
-
-    start = time.perf_counter()
-    async with maker() as session, session.begin():
-        await ensure_default_registry(session)
-    build = time.perf_counter() - start
-    start = time.perf_counter()
-    index = await current_index(maker)
-    load = time.perf_counter() - start
-    median, rates = lookups_per_second(index, queries, args.runs)
-    print(f"\ndefault registry: {len(index):,} entities (built in {build:.1f} s, indexed in {load:.2f} s)")
-    print(f"  lookups/s: median {median:,.0f} (runs: {', '.join(f'{r:,.0f}' for r in rates)})")
-
-    figures = accuracy(index, pairs, settings)
     print(
-        f"  dev pairs at threshold {settings.registry_match_threshold}, "
-        f"margin {settings.registry_match_margin}: "
-        f"top-1 accuracy {figures['top1_accuracy']:.3f}, precision {figures['precision']:.3f}, "
-        f"recall {figures['recall']:.3f} (TP {figures['true_positives']:.0f}, "
-        f"FP {figures['false_positives']:.0f}, answers for the 500 negatives: "
-        f"{figures['returned_for_negatives']:.0f})"
+        f"threshold {args.threshold}, margin {args.margin}; lookups/s: median of {args.runs} runs, one thread"
     )
 
-    if not listed_path.exists():
-        print(f"\n{listed_path} is absent: the 42k measurement is skipped")
-    else:
+    all_outcomes: list[Outcome] = []
+    datasets: dict[str, Dataset] = {}
+    speed: list[str] = []
+    for name in args.dataset or list(LOADERS):
         start = time.perf_counter()
-        async with maker() as session, session.begin():
-            report = await import_file(session, listed_path, source="financedatabase")
-        imported = time.perf_counter() - start
+        dataset = LOADERS[name]()
+        built = time.perf_counter() - start
         start = time.perf_counter()
-        index = await current_index(maker)
-        load = time.perf_counter() - start
-        median, rates = lookups_per_second(index, queries, args.runs)
-        print(
-            f"\ndefault + listed-companies: {len(index):,} entities (import of {report.rows:,} rows "
-            f"in {imported:.1f} s, indexed in {load:.2f} s)"
+        index = dataset.index()
+        indexed = time.perf_counter() - start
+        queries = [
+            q
+            for q in dataset.queries
+            if (not args.family or q.family in args.family) and (not args.split or q.split in args.split)
+        ]
+        datasets[name] = dataset
+        all_outcomes.extend(run_queries(index, queries, **kwargs))
+        median, rates = lookups_per_second(index, queries, args.runs, **kwargs) if queries else (0.0, [])
+        speed.append(
+            f"{name:8} {len(dataset.rows):7,} records (data built in {built:.1f} s, indexed in "
+            f"{indexed:.1f} s), {len(queries):5,} queries: {median:,.0f} lookups/s "
+            f"(runs: {', '.join(f'{r:,.0f}' for r in rates)})"
         )
-        print(f"  lookups/s: median {median:,.0f} (runs: {', '.join(f'{r:,.0f}' for r in rates)})")
-    await engine.dispose()
-    tmp.cleanup()
+
+    print("\n## Speed")
+    for line in speed:
+        print(line)
+
+    print("\n## Accuracy per dataset, family and split")
+    print(HEADER)
+    table = summarize(all_outcomes)
+    for label, stats in table.items():
+        print(_line((label[0], label[1], label[2]), stats))
+
+    print("\n## Totals")
+    print(HEADER)
+    for label, stats in summarize(all_outcomes, lambda q: (q.dataset, "(all)", q.split)).items():
+        print(_line((label[0], label[1], label[2]), stats))
+    for label, stats in summarize(all_outcomes, lambda q: ("(all)", "(all)", q.split)).items():
+        print(_line((label[0], label[1], label[2]), stats))
+    overall = Stats()
+    for stats in table.values():
+        overall.merge(stats)
+    print(_line(("(all)", "(all)", "(all)"), overall))
+
+    def unanswered(outcome: Outcome) -> bool:
+        return outcome.returned_kernel_id is None and outcome.query.expected_kernel_id is not None
+
+    def wrong(outcome: Outcome) -> bool:
+        return outcome.wrong
+
+    lists: list[tuple[int, str, Callable[[Outcome], bool]]] = [
+        (args.errors, "Wrong answers", wrong),
+        (args.misses, "Positives left unanswered", unanswered),
+    ]
+    for flag, title, keep in lists:
+        if not flag:
+            continue
+        print(f"\n## {title} (up to {flag} per dataset and family)")
+        grouped: dict[tuple[str, str], list[Outcome]] = defaultdict(list)
+        for outcome in all_outcomes:
+            if keep(outcome):
+                grouped[(outcome.query.dataset, outcome.query.family)].append(outcome)
+        for (dataset_name, family), outcomes in sorted(grouped.items()):
+            print(f"\n### {dataset_name} / {family}: {len(outcomes)}")
+            for outcome in _spread(outcomes, flag):
+                print(_describe(datasets[dataset_name], outcome))
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument(
-        "--database-url", default=None, help="an existing, disposable database (default: temp)"
-    )
-    asyncio.run(main(parser.parse_args()))
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="timing passes (median reported)")
+    parser.add_argument("--dataset", action="append", choices=list(LOADERS), help="repeatable; default all")
+    parser.add_argument("--family", action="append", help="repeatable; default all")
+    parser.add_argument("--split", action="append", choices=["dev", "holdout"], help="default both")
+    parser.add_argument("--errors", type=int, default=0, help="print up to N wrong answers per family")
+    parser.add_argument("--misses", type=int, default=0, help="print up to N unanswered positives per family")
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN)
+    main(parser.parse_args())

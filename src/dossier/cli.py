@@ -49,14 +49,15 @@ async def _migrate(settings: Settings) -> None:
 
 
 async def _first_start(settings: Settings, *, default_account: bool) -> str | None:
-    """Build the default reference registry if it is not there yet and, with ``default_account``, create
-    the `default` account on an empty database. Returns that account's key (shown this once), or None."""
+    """Build the default reference registry if it is not there yet (unless DOSSIER_REGISTRY_BUILTIN is false)
+    and, with ``default_account``, create the `default` account on an empty database. Returns that account's
+    key (shown this once), or None."""
     from dossier.enrichment.registry.service import ensure_default_registry
 
     engine = create_engine(settings)
     try:
         async with create_sessionmaker(engine)() as session, session.begin():
-            await ensure_default_registry(session)
+            await ensure_default_registry(session, settings)
             if not default_account or await accounts.count_accounts(session) > 0:
                 return None
             created = await accounts.create_account(session, DEFAULT_ACCOUNT)

@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     )
 
     # Registry and matching (docs/configuration.md, "Registry and matching").
+    registry_builtin: bool = Field(
+        default=True,
+        description="Build the default registry (listed companies from pytickersymbols) on first use. "
+        "False: entity resolution matches only the companies this deployment imported.",
+    )
     registry_match_threshold: float = Field(
         default=0.86,
         ge=0.5,

@@ -11,7 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dossier.enrichment.protocol import ToolContext, ToolOutcome
-from dossier.enrichment.registry.matcher import EntityIndex, current_index, load_rows
+from dossier.enrichment.registry.index_cache import current_index, load_rows
+from dossier.enrichment.registry.matcher import EntityIndex
 from dossier.enrichment.registry.models import RegistryEntity
 from dossier.enrichment.registry.service import (
     ensure_default_registry,
@@ -76,7 +77,17 @@ async def test_entity_resolution_tool(registry: async_sessionmaker[AsyncSession]
     assert by_name.status == "success", by_name.error
     assert by_name.value["kernel_id"] == micron_id
     assert by_name.value["matched_on"] == ["name", "country"]
-    assert set(by_name.value) == {"kernel_id", "name", "domain", "country", "confidence", "matched_on"}
+    assert set(by_name.value) == {
+        "kernel_id",
+        "name",
+        "domain",
+        "country",
+        "confidence",
+        "matched_on",
+        "candidates",
+    }
+    assert by_name.value["candidates"][0]["kernel_id"] == micron_id  # the match first, with its evidence
+    assert by_name.value["candidates"][0]["features"]["name"]["candidate"] == "micron technology"
     assert 0.86 <= by_name.value["confidence"] <= 1
 
     by_site = await _run("entity_resolution", {"website": "https://www.micron.com/products?x=1"}, ctx)
@@ -188,7 +199,7 @@ async def test_index_follows_registry_changes(registry: async_sessionmaker[Async
         session.add(
             RegistryEntity(kernel_id="77", source="test", source_key="q", name="Quuxbridge Instruments plc")
         )
-    from dossier.enrichment.registry.matcher import invalidate_index
+    from dossier.enrichment.registry.index_cache import invalidate_index
 
     invalidate_index()
     after = await current_index(registry)

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from dossier.db.engine import create_engine, create_sessionmaker
-from dossier.enrichment.registry.matcher import load_rows
+from dossier.enrichment.registry.index_cache import load_rows
 from dossier.enrichment.registry.models import RegistryEntity
 from dossier.enrichment.registry.service import kernel_id_for
 from dossier.settings import Settings
@@ -62,6 +62,8 @@ def test_import_listed_companies_csv_and_upsert(database_url: str, tmp_path: Pat
     assert acme.isins == ["DE0001234566"] and acme.industry == "Machinery"
     assert acme.description == "Acme makes widgets, and more."
     assert acme.extra["exchange"] == "GER" and acme.extra["market_cap"] == "Small Cap"
+    # zipcode is the postal code; state has no column of its own.
+    assert acme.postal_code == "10115" and "zipcode" not in acme.extra and "state" not in acme.extra
     assert len(entities) == 2
 
     # Re-import with a changed row: the same kernel_id is updated, nothing is duplicated.

@@ -299,7 +299,14 @@ async def test_the_tool_catalogue_lists_every_tool_with_inputs_and_config_schema
     assert response.status_code == 200
     tools = {tool["name"]: tool for tool in response.json()}
     assert set(tools) == {"domain", "entity_resolution", "firmographics", "website", "http"}
-    assert [i["name"] for i in tools["entity_resolution"]["inputs"]] == ["name", "website", "country"]
+    assert [i["name"] for i in tools["entity_resolution"]["inputs"]] == [
+        "name",
+        "website",
+        "country",
+        "city",
+        "postal_code",
+        "address",
+    ]
     assert tools["http"]["accepts_any_inputs"] is True
     assert "url" in tools["http"]["config_schema"]["properties"]
     assert (await client.get("/api/enterprise/tools")).status_code == 401

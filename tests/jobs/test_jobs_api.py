@@ -119,6 +119,46 @@ async def test_no_match_fails_with_a_reason_and_a_failed_callback(
     assert data == {k: done[k] for k in ("id", "status", "created_at", "completed_at", "record")}
 
 
+async def test_address_fields_are_evidence_and_a_near_miss_reports_its_candidates(
+    wclient: httpx.AsyncClient,
+    key: dict[str, str],
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    http: OutboundClient,
+) -> None:
+    found = await wclient.post(
+        ER,
+        json={"legal_name": "MICRON TECHNOLOGY INC", "city": "Boise", "postal_code": "83716", "address": "x"},
+        headers=key,
+    )
+    near = await wclient.post(ER, json={"legal_name": "Micron Technology III"}, headers=key)
+    elsewhere = await wclient.post(ER, json={"legal_name": "Micron Technology", "city": "Lyon"}, headers=key)
+    assert found.status_code == near.status_code == elsewhere.status_code == 202
+    async with running_worker(settings, sessionmaker, http):
+        done = await _wait_final(wclient, f"{ER}/{found.json()['id']}", key)
+        missed = await _wait_final(wclient, f"{ER}/{near.json()['id']}", key)
+        other_city = await _wait_final(wclient, f"{ER}/{elsewhere.json()['id']}", key)
+
+    assert done["status"] == "completed" and done["record"]["kernel_id"] == MICRON
+    assert "city" in done["record"]["matched_on"]
+    [best, *_] = done["record"]["candidates"]
+    assert best["kernel_id"] == MICRON and best["features"]["city"] == {
+        "query": "boise",
+        "candidate": "boise",
+        "agrees": True,
+    }
+    assert best["features"]["legal_form"] == {"query": "inc", "candidate": None, "agrees": None}
+
+    # Nothing matched: 003's failed job (record null) with the records that came close and why not.
+    assert missed["status"] == "failed" and missed["record"] is None
+    assert missed["candidates"][0]["kernel_id"] == MICRON
+    assert missed["candidates"][0]["features"]["conflicts"] == ["numbers differ (3 / none)"]
+    assert missed["candidates"][0]["score"] < settings.registry_match_threshold
+    # The same name in another city is not taken on the name alone.
+    assert other_city["status"] == "failed"
+    assert other_city["candidates"][0]["features"]["city"]["agrees"] is False
+
+
 async def test_firmographics_of_a_resolved_company_and_of_an_unknown_kernel_id(
     wclient: httpx.AsyncClient,
     key: dict[str, str],

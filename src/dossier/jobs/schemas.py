@@ -38,6 +38,11 @@ class ResolutionIn(BaseModel):
     legal_name: str = Field(min_length=1, max_length=MAX_TEXT, description="The company's name, as written.")
     website: str | None = Field(default=None, max_length=MAX_TEXT, description="Website, domain or e-mail.")
     country: str | None = Field(default=None, max_length=MAX_TEXT, description="Country name or ISO code.")
+    city: str | None = Field(
+        default=None, max_length=MAX_TEXT, description="City: tells same-named organisations apart."
+    )
+    postal_code: str | None = Field(default=None, max_length=40, description="Postal code.")
+    address: str | None = Field(default=None, max_length=MAX_TEXT, description="Street address.")
     webhook_url: str | None = Field(
         default=None, max_length=MAX_URL, description="HTTPS URL that receives the job's callback."
     )
@@ -49,7 +54,7 @@ class ResolutionIn(BaseModel):
             raise ValueError("legal_name must not be blank")
         return value.strip()
 
-    @field_validator("website", "country", "webhook_url")
+    @field_validator("website", "country", "city", "postal_code", "address", "webhook_url")
     @classmethod
     def _strip(cls, value: str | None) -> str | None:
         return _clean(value)
@@ -59,6 +64,9 @@ class ResolutionIn(BaseModel):
             legal_name=self.legal_name,
             website=self.website,
             country=self.country,
+            city=self.city,
+            postal_code=self.postal_code,
+            address=self.address,
             webhook_url=self.webhook_url or default_webhook_url,
         )
 
@@ -130,12 +138,22 @@ class JobOut(BaseModel):
     completed_at: IsoZ | None
     record: dict[str, Any] | None = Field(description="The result; null until completed, and when failed.")
     reason: str | None = Field(default=None, description="Why the job failed (present only when failed).")
+    candidates: list[dict[str, Any]] | None = Field(
+        default=None,
+        description=(
+            "An entity-resolution job that failed because nothing matched confidently: the registry records "
+            "that came closest, each with its score and the features that agreed or disagreed (present only "
+            "then; a completed job has them in `record.candidates`)."
+        ),
+    )
 
     @model_serializer(mode="wrap")
     def _drop_reason(self, handler: Any) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
         if self.status != FAILED:
             data.pop("reason", None)
+        if self.candidates is None:
+            data.pop("candidates", None)
         return data
 
 
@@ -146,11 +164,15 @@ class JobsOut(BaseModel):
 
 
 def job_out(job: Job) -> JobOut:
+    failed = job.status == FAILED
+    # A failed resolution keeps its candidates in ``record``; 003 shows a failed job's record as null.
+    candidates = job.record.get("candidates") if failed and isinstance(job.record, dict) else None
     return JobOut(
         id=job.id,
         status=job.status,
         created_at=job.created_at,
         completed_at=job.completed_at,
-        record=job.record if job.status != FAILED else None,
-        reason=job.reason if job.status == FAILED else None,
+        record=job.record if not failed else None,
+        reason=job.reason if failed else None,
+        candidates=candidates if isinstance(candidates, list) else None,
     )

@@ -52,6 +52,9 @@ class ResolutionRequest:
     legal_name: str
     website: str | None = None
     country: str | None = None
+    city: str | None = None
+    postal_code: str | None = None
+    address: str | None = None
     webhook_url: str | None = None
 
 
@@ -97,7 +100,14 @@ async def create_resolution_jobs(
             account_id=account_id,
             kind=ENTITY_RESOLUTION,
             status=PENDING,
-            input={"legal_name": r.legal_name, "website": r.website, "country": r.country},
+            input={
+                "legal_name": r.legal_name,
+                "website": r.website,
+                "country": r.country,
+                "city": r.city,
+                "postal_code": r.postal_code,
+                "address": r.address,
+            },
             webhook_url=urls[r.webhook_url] if r.webhook_url is not None else None,
             created_at=now,
         )
@@ -166,6 +176,9 @@ def tool_values(kind: str, job_input: Mapping[str, Any]) -> dict[str, Any]:
             "name": job_input.get("legal_name"),
             "website": job_input.get("website"),
             "country": job_input.get("country"),
+            "city": job_input.get("city"),
+            "postal_code": job_input.get("postal_code"),
+            "address": job_input.get("address"),
         }
     return {"kernel_id": job_input.get("kernel_id")}
 
@@ -195,7 +208,8 @@ async def finish_job(session: AsyncSession, job_id: str, outcome: ToolOutcome) -
     """Write a job's final state and, in the same transaction, its ``webhook_url`` callback.
 
     ``success`` completes it with the tool's value as ``record``; ``skipped`` (nothing matched) and ``error``
-    fail it with ``record`` null and the tool's reason. Returns None when the job was already finished by
+    fail it with the tool's reason (a skipped resolution keeps its candidates in ``record``, which the API
+    and the callback show as null for a failed job, as 003 says). Returns None when the job was already finished by
     another run of its task (at-least-once), which then sends nothing twice.
     """
     now = utcnow()
@@ -207,7 +221,7 @@ async def finish_job(session: AsyncSession, job_id: str, outcome: ToolOutcome) -
         .where(Job.id == job_id, Job.status.not_in(list(FINAL)))
         .values(
             status=status,
-            record=outcome.value if completed else None,
+            record=outcome.value if completed or outcome.status == "skipped" else None,
             reason=reason,
             completed_at=now,
         )

@@ -1,19 +1,24 @@
-"""``dossier registry ...``: import reference companies and build the default registry."""
+"""``dossier registry ...``: import companies, build the default registry, list and delete sources."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dossier.db.engine import create_engine, create_sessionmaker
 from dossier.db.migrate import upgrade_to_head
 from dossier.enrichment.registry import service
-from dossier.settings import get_settings
+from dossier.enrichment.registry.pytickersymbols_source import SOURCE as DEFAULT_SOURCE
+from dossier.settings import Settings, get_settings
 
 registry_app = typer.Typer(
     help="The reference registry entity resolution matches against.", no_args_is_help=True
@@ -90,7 +95,7 @@ def build_default_cmd() -> None:
         try:
             await upgrade_to_head(engine)
             async with create_sessionmaker(engine)() as session, session.begin():
-                inserted = await service.ensure_default_registry(session)
+                inserted = await service.build_default_registry(session)
                 return inserted, await service.entity_count(session)
         finally:
             await engine.dispose()
@@ -100,3 +105,90 @@ def build_default_cmd() -> None:
         console.print(f"default registry built: {inserted:,} companies ({total:,} in the registry)")
     else:
         console.print(f"default registry already present ({total:,} companies in the registry)")
+
+
+async def _migrated_engine(settings: Settings) -> AsyncEngine:
+    engine = create_engine(settings)
+    try:
+        await upgrade_to_head(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return engine
+
+
+@registry_app.command("sources")
+def sources_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the registry's sources with the number of companies of each."""
+    settings = get_settings()
+
+    async def run() -> list[service.SourceCount]:
+        engine = await _migrated_engine(settings)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                return await service.list_sources(session)
+        finally:
+            await engine.dispose()
+
+    sources = asyncio.run(run())
+    if as_json:
+        typer.echo(json.dumps([{"source": s.source, "companies": s.companies} for s in sources]))
+        return
+    if not sources:
+        console.print("the registry is empty")
+        return
+    table = Table("source", "companies")
+    table.columns[1].justify = "right"
+    for item in sources:
+        table.add_row(escape(item.source), f"{item.companies:,}")
+    console.print(table)
+    plural = "" if len(sources) == 1 else "s"
+    console.print(f"{sum(s.companies for s in sources):,} companies in {len(sources):,} source{plural}")
+
+
+@registry_app.command("delete-source")
+def delete_source_cmd(
+    source: Annotated[str, typer.Argument(help="The source whose companies are deleted (see `sources`).")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete every company of one source from the registry."""
+    settings = get_settings()
+
+    async def count() -> int:
+        engine = await _migrated_engine(settings)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                return await service.entity_count(session, source)
+        finally:
+            await engine.dispose()
+
+    async def delete() -> int:
+        engine = create_engine(settings)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                return await service.delete_source(session, source)
+        finally:
+            await engine.dispose()
+
+    found = asyncio.run(count())
+    if found == 0:
+        err_console.print(
+            f"[red]error:[/red] no registry company has source {escape(repr(source))} "
+            "(`dossier registry sources` lists them)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(code=1)
+    if not yes and not typer.confirm(f"Delete {found:,} companies of source {source!r}?", default=False):
+        err_console.print("nothing deleted")
+        raise typer.Exit(code=1)
+    deleted = asyncio.run(delete())
+    console.print(f"deleted {deleted:,} companies of source {source!r}", markup=False, highlight=False)
+    if source == DEFAULT_SOURCE and settings.registry_builtin:
+        err_console.print(
+            "note: the default registry is built again at the next start or first entity resolution; "
+            "set DOSSIER_REGISTRY_BUILTIN=false to keep it out",
+            markup=False,
+        )

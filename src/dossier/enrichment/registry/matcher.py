@@ -2,49 +2,63 @@
 
 Blocking keeps a lookup independent of the registry size: a query's rarest name tokens (plus fuzzy
 neighbours of tokens the registry does not know, the name written without spaces, and the exact registrable
-domain) select at most ``MAX_CANDIDATES`` names; only those are scored. Scoring is token based (rapidfuzz
-for typos) and weighs tokens by rarity, so "Costco Wholesale Corporation" finds "Costco" while "Apple
-Hospitality REIT" does not find "Apple". Precision comes first: a result needs a confidence above the
-threshold *and* a margin over the best different company, otherwise nothing is returned.
+domain) select at most ``MAX_CANDIDATES`` names (a record's name and its aliases); only those are scored.
+
+Precision comes first, so scoring has hard rules before soft ones:
+- a word of one name that the other lacks blocks the pair ("Mitsubishi Electric" is not "Mitsubishi
+  Corporation"; a subsidiary "Acme Technology B.V." is not "Acme Ltd"), and so do differing numbers ("Fund
+  II" / "Fund III", "#3" / "#2") and initials ("Smith, J." / "Smith, K."); legal forms, articles and
+  words like "Group" are not such words (see ``normalize``);
+- words match exactly, through an abbreviation, or with one typo in a word of 5+ letters; rarer words
+  weigh more;
+- country, city, postal code, address, website and the fragments that followed a name ("Acme GmbH,
+  Munich") add or cost confidence (``evidence``).
+A result needs a confidence above the threshold *and* a margin over every other record; within the margin
+the one record whose whole normalised name, legal form included, equals the query's wins, and otherwise
+the answer is "ambiguous": no match, with the candidates and the features that decided.
 """
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import math
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from rapidfuzz.distance import OSA
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dossier.enrichment.registry.countries import country_code
-from dossier.enrichment.registry.models import RegistryEntity
-from dossier.enrichment.registry.normalize import (
-    DESCRIPTORS,
-    NormalizedName,
-    normalize_name,
-    registrable_domain,
+from dossier.enrichment.registry.countries import country_code, is_us_state
+from dossier.enrichment.registry.evidence import (
+    SITE_QUALIFIER,
+    Comparison,
+    Place,
+    compare_places,
+    compare_qualifier,
 )
+from dossier.enrichment.registry.normalize import NormalizedName, normalize_name, registrable_domain
+from dossier.enrichment.registry.vocabulary import DESCRIPTORS
 
 DEFAULT_THRESHOLD = 0.86
 DEFAULT_MARGIN = 0.05
 MAX_CANDIDATES = 40
+# How many candidates an answer reports.
+REPORTED_CANDIDATES = 5
 _VOTE_FLOOR = 0.4
 # Tokens carried by more names than this are only used for blocking when nothing rarer is in the query.
 _COMMON_DF_FLOOR = 300
 _MIN_FUZZY_LEN = 5
-# Weight of a weak token (group, holdings, ...) relative to nothing: present but small.
+# What each differing weak word ("Group", "Holdings", "The") costs.
+_WEAK_COST = 0.02
+# Weight of a weak word in a name's coverage, against a rare word's several units.
 _WEAK_WEIGHT = 0.6
-# An unmatched descriptive word ("wholesale", "communications") counts for this fraction of its weight.
+# A name whose words all match with typos needs at least this similarity for each.
+_TYPO_FLOOR = 0.86
+# An unmatched descriptive word ("Communications") counts for this fraction of its weight.
 _DESCRIPTOR_DISCOUNT = 0.3
-_COUNTRY_BONUS = 0.03
-_COUNTRY_PENALTY = 0.12
+# A pair with a blocking difference never scores above this.
+_BLOCKED_CEILING = 0.6
 _OTHER_DOMAIN_PENALTY = 0.12
 
 
@@ -59,11 +73,33 @@ class EntityRow:
     country: str | None = None
     country_code: str | None = None
     isins: Sequence[str] = ()
+    city: str | None = None
+    postal_code: str | None = None
+    address: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A registry record considered for a query: its confidence and the features that decided it."""
+
+    kernel_id: str
+    name: str
+    score: float
+    features: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kernel_id": self.kernel_id,
+            "name": self.name,
+            "score": self.score,
+            "features": self.features,
+        }
 
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """A resolved entity. ``confidence`` is in 0..1; ``matched_on`` lists the evidence that agreed."""
+    """A resolved entity. ``confidence`` is in 0..1; ``matched_on`` lists the evidence that agreed;
+    ``candidates`` the best records considered (the match first) with their features."""
 
     kernel_id: str
     name: str
@@ -71,6 +107,7 @@ class Match:
     country: str | None
     confidence: float
     matched_on: tuple[str, ...]
+    candidates: tuple[Candidate, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -80,16 +117,31 @@ class Match:
             "country": self.country,
             "confidence": self.confidence,
             "matched_on": list(self.matched_on),
+            "candidates": [c.as_dict() for c in self.candidates],
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """The answer to a query: a match, or none with the reason; the candidates either way."""
+
+    match: Match | None
+    candidates: tuple[Candidate, ...]
+    reason: str | None = None
 
 
 @dataclass(slots=True)
 class _Scored:
     entity: int
-    confidence: float
+    name_id: int
+    confidence: float  # clipped to 0..1, as reported
+    rank: float  # unclipped, for ordering and margins
     name_score: float
+    conflicts: list[str]
+    comparisons: list[Comparison]
     on_domain: bool
-    on_country: bool
+    # How much of the written name equals the query's: (legal form and all, articles and all, core and form).
+    closeness: tuple[bool, bool, bool]
 
 
 def _deletions(token: str) -> set[str]:
@@ -102,9 +154,11 @@ def _token_similarity(a: str, b: str) -> float:
     shorter, longer = (a, b) if len(a) <= len(b) else (b, a)
     if len(shorter) < 3 or (shorter[0] != longer[0] and shorter[1] != longer[1]):
         return 0.0  # cheap exit: short words never match fuzzily; two typos at the start are not "one typo"
+    if shorter.isdigit() or longer.isdigit():
+        return 0.0  # numbers distinguish: 2019 is not 2018
     if longer.startswith(shorter):
         # Exchanges truncate long words ("SAREPTA THERAP.", "MITSUBISHI EST."): a prefix is nearly the word.
-        return 0.85 if len(shorter) >= 4 else 0.75
+        return 0.85 if len(shorter) >= 5 else 0.75 if len(shorter) >= 4 else 0.0
     # A similarity of 0.8 or more needs lengths within a fifth of each other.
     if len(shorter) >= 4 and len(longer) - len(shorter) <= len(longer) // 5:
         similarity = OSA.normalized_similarity(a, b)
@@ -114,35 +168,52 @@ def _token_similarity(a: str, b: str) -> float:
     return 0.0
 
 
+def _listed(tokens: Iterable[str]) -> str:
+    return ", ".join(sorted(tokens)) or "none"
+
+
+def _is_country(text: str) -> bool:
+    return country_code(text) is not None or is_us_state(text)
+
+
+def _unmatched(tokens: Sequence[str], best: Sequence[float]) -> list[str]:
+    # Numbers and initials have their own rules.
+    return [t for t, b in zip(tokens, best, strict=True) if not b and not t.isdigit() and len(t) > 1]
+
+
 class EntityIndex:
     """An immutable in-memory index of registry entities: build once, look up many times (reads are safe)."""
 
     def __init__(self, rows: Iterable[EntityRow]) -> None:
         self.entities: list[EntityRow] = []
-        self._entity_keys: list[str] = []
-        self._names: list[tuple[int, NormalizedName]] = []
+        self._places: list[Place] = []
+        # name_id -> (entity, normalised name, the name as written, whether it is an alias)
+        self._names: list[tuple[int, NormalizedName, str, bool]] = []
+        self._words: list[frozenset[str]] = []  # per name_id: every word of the name and of its record's city
         self._postings: dict[str, list[int]] = defaultdict(list)
         self._domains: dict[str, list[int]] = defaultdict(list)
-        self._codes: list[str | None] = []
         for row in rows:
             index = len(self.entities)
             self.entities.append(row)
-            self._codes.append(row.country_code or country_code(row.country))
+            place = Place.of(row.country, row.city, row.postal_code, row.address, code=row.country_code)
+            self._places.append(place)
             if row.domain:
                 self._domains[row.domain].append(index)
-            keys: list[str] = []
-            for raw in dict.fromkeys([row.name, *row.aliases]):
+            city_words = frozenset(place.city.split()) if place.city else frozenset()
+            for position, raw in enumerate(dict.fromkeys([row.name, *row.aliases])):
                 normalized = normalize_name(raw)
                 if not normalized.core:
                     continue
-                keys.append(normalized.key)
                 name_id = len(self._names)
-                self._names.append((index, normalized))
+                self._names.append((index, normalized, raw, position > 0))
+                qualifier_words = {w for q in normalized.qualifiers for w in q.split()}
+                self._words.append(
+                    frozenset({*normalized.core, *normalized.weak, *qualifier_words}) | city_words
+                )
                 for token in dict.fromkeys(normalized.core):
                     self._postings[token].append(name_id)
                 if len(normalized.core) > 1:
                     self._postings[normalized.compact].append(name_id)
-            self._entity_keys.append(keys[0] if keys else "")
         self._postings = dict(self._postings)
         self._domains = dict(self._domains)
         count = max(len(self._names), 1)
@@ -162,7 +233,7 @@ class EntityIndex:
     def __len__(self) -> int:
         return len(self.entities)
 
-    # --- scoring ----------------------------------------------------------------------------------------
+    # --- comparing names ----------------------------------------------------------------------------------
 
     def _weight(self, token: str) -> float:
         return self._idf.get(token, self._idf_unknown)
@@ -173,7 +244,9 @@ class EntityIndex:
         """How much of ``tokens`` (weighted by rarity) finds a counterpart; ``best``: their similarities."""
         total = matched = 0.0
         for token, similarity in zip(tokens, best, strict=True):
-            weight = self._weight(token)
+            # A lone initial ("J Sainsbury") weighs like a weak word; a missing descriptive word less than
+            # a distinctive one.
+            weight = _WEAK_WEIGHT if len(token) == 1 else self._weight(token)
             if similarity > 0:
                 matched += weight * similarity
                 total += weight
@@ -185,15 +258,18 @@ class EntityIndex:
                 matched += _WEAK_WEIGHT
         return matched / total if total else 0.0
 
-    def name_score(self, query: NormalizedName, candidate: NormalizedName) -> float:
-        """Similarity of two normalised names in 0..1 (1: same core words)."""
-        if not query.core or not candidate.core:
-            return 0.0
+    def compare_names(self, query: NormalizedName, candidate: NormalizedName) -> tuple[float, list[str]]:
+        """Similarity of two normalised names in 0..1, and the differences that block them as one company."""
+        conflicts: list[str] = []
+        if query.numbers != candidate.numbers:
+            conflicts.append(f"numbers differ ({_listed(query.numbers)} / {_listed(candidate.numbers)})")
+        if query.initials != candidate.initials:
+            conflicts.append(f"initials differ ({_listed(query.initials)} / {_listed(candidate.initials)})")
         weak_q = [t for t in query.weak if t not in candidate.weak]
         weak_c = [t for t in candidate.weak if t not in query.weak]
         if query.core == candidate.core:
             # Same identifying words; a differing "Group"/"Holdings" costs a little (it can be a parent).
-            return 1.0 - 0.02 * (len(weak_q) + len(weak_c))
+            return 1.0 - _WEAK_COST * (len(weak_q) + len(weak_c)), conflicts
         words_q = {*query.core, *query.weak}
         words_c = {*candidate.core, *candidate.weak}
         best_q = [1.0 if t in words_c else 0.0 for t in query.core]
@@ -209,16 +285,48 @@ class EntityIndex:
                     best_q[i] = similarity
                 if j < core_c and similarity > best_c[j]:
                     best_c[j] = similarity
+        # Written with or without spaces ("MercadoLibre" / "Mercado Libre", "arGEN-X" / "argenx"), at most
+        # one typo apart: a longer distance across long names would let "Chiba ... Research Center" be "Saga
+        # ... Research Center".
+        compact_q, compact_c = query.compact, candidate.compact
+        if len(query.core) != len(candidate.core) and min(len(compact_q), len(compact_c)) >= 6:
+            compact = 1.0 if compact_q == compact_c else 0.0
+            if (
+                not compact
+                and min(len(compact_q), len(compact_c)) >= 8
+                and OSA.distance(compact_q, compact_c) <= 1
+            ):
+                compact = OSA.normalized_similarity(compact_q, compact_c)
+            if compact:
+                conflicts = (
+                    [c for c in conflicts if not c.startswith("initials")] if compact == 1.0 else conflicts
+                )
+                return compact - _WEAK_COST * (len(weak_q) + len(weak_c)), conflicts
+        only_q = _unmatched(query.core, best_q)
+        only_c = _unmatched(candidate.core, best_c)
+        # A registry short name without a legal form ("Verizon") may leave out descriptive words of a legal
+        # name ("Verizon Communications Inc."); nothing else may be missing on either side ("Hefei University
+        # of Technology" is not "Hefei University").
+        excused = (
+            bool(query.legal) and not candidate.legal and not only_c and all(t in DESCRIPTORS for t in only_q)
+        )
+        if only_q and not excused:
+            conflicts.append(f"words only in the query: {', '.join(only_q)}")
+        if only_c:
+            conflicts.append(f"words only in the candidate: {', '.join(only_c)}")
+        # A typo is believed next to a word that matches exactly, or in a long word: a name that is one short
+        # misspelt word ("GeneTex" / "Gentex") is another name.
+        fuzzy = [b for b in best_q if 0 < b < 1]
+        if fuzzy and 1.0 not in best_q and min(fuzzy) < _TYPO_FLOOR:
+            conflicts.append("the only matching words differ by a typo")
         covered_q = self._coverage(query.core, best_q, weak_q, words_c)
         covered_c = self._coverage(candidate.core, best_c, weak_c, words_q)
-        score = math.sqrt(covered_q * covered_c)
-        # Written with or without spaces ("MercadoLibre" / "Mercado Libre"), or one typo across the name.
-        compact_q, compact_c = query.compact, candidate.compact
-        if min(len(compact_q), len(compact_c)) >= 6:
-            compact = OSA.normalized_similarity(compact_q, compact_c)
-            if compact >= 0.9:
-                score = max(score, compact)
-        return score
+        return math.sqrt(covered_q * covered_c), conflicts
+
+    def name_score(self, query: NormalizedName, candidate: NormalizedName) -> float:
+        """Similarity of two normalised names in 0..1 (1: same core words), blocked pairs capped."""
+        score, conflicts = self.compare_names(query, candidate)
+        return min(score, _BLOCKED_CEILING) if conflicts else score
 
     # --- lookup -----------------------------------------------------------------------------------------
 
@@ -259,56 +367,217 @@ class EntityIndex:
             return kept
         return heapq.nlargest(MAX_CANDIDATES, kept, key=votes.__getitem__)
 
+    def _qualifier_comparisons(
+        self, query: NormalizedName, place: Place, name_id: int
+    ) -> tuple[list[Comparison], str | None]:
+        """The fragments after the query's name and after the candidate's, each against the other side, and
+        the conflict they make, if any.
+
+        The query may be more specific than the record in a small way (a city, a site: it costs a little) but
+        not name more of it ("Erasmus MC - Sophia Children's Hospital" is not "Erasmus MC"); a record more
+        specific than the query ("Shiv Nadar University, Chennai" for "Shiv Nadar University") is another
+        organisation unless the query's own city or country says it is this one.
+        """
+        entity, candidate, _, _ = self._names[name_id]
+        out: list[Comparison] = []
+        conflict: str | None = None
+        for text in query.qualifiers:
+            comparison = compare_qualifier(text, self._places[entity], self._words[name_id])
+            out.append(comparison)
+            if (
+                comparison.agrees is None
+                and len(text.split()) >= 3
+                and comparison.adjustment != -SITE_QUALIFIER
+            ):
+                conflict = f"the query names more: {text}"
+        query_words = frozenset({*query.core, *query.weak, *(w for q in query.qualifiers for w in q.split())})
+        if place.city:
+            query_words |= frozenset(place.city.split())
+        for text in candidate.qualifiers:
+            comparison = compare_qualifier(text, place, query_words)
+            if comparison.agrees is None and comparison.feature == "qualifier" and not _is_country(text):
+                conflict = conflict or f"the candidate names more: {text}"
+            if comparison.agrees is not None or not _is_country(text):
+                out.append(comparison)
+        return out, conflict
+
     def score(
-        self, name: str | None = None, website: str | None = None, country: str | None = None
+        self,
+        name: str | None = None,
+        website: str | None = None,
+        country: str | None = None,
+        *,
+        city: str | None = None,
+        postal_code: str | None = None,
+        address: str | None = None,
     ) -> list[_Scored]:
-        """Every candidate with its confidence, best first (the evidence behind ``lookup``)."""
+        """Every candidate with its confidence, best first (the evidence behind ``resolve``)."""
         query = normalize_name(name) if name and name.strip() else None
         domain = registrable_domain(website) if website else None
-        code = country_code(country) if country else None
+        place = Place.of(country, city, postal_code, address)
         if (query is None or not query.core) and domain is None:
             return []
-        best_name: dict[int, float] = {}
+        best_name: dict[int, tuple[float, list[str], int]] = {}
         if query is not None and query.core:
             for name_id in self._candidate_names(query):
-                entity, normalized = self._names[name_id]
-                value = self.name_score(query, normalized)
-                if value > best_name.get(entity, -1.0):
-                    best_name[entity] = value
+                entity, normalized, _, _ = self._names[name_id]
+                value, conflicts = self.compare_names(query, normalized)
+                previous = best_name.get(entity)
+                if previous is None or (not conflicts, value) > (not previous[1], previous[0]):
+                    best_name[entity] = (value, conflicts, name_id)
         domain_hits = set(self._domains.get(domain, ())) if domain else set()
         for entity in domain_hits:
-            best_name.setdefault(entity, 0.0)
-        results: list[_Scored] = []
+            best_name.setdefault(entity, (0.0, [], -1))
         has_name = query is not None and bool(query.core)
-        for entity, name_value in best_name.items():
+        results: list[_Scored] = []
+        for entity, (name_value, conflicts, name_id) in best_name.items():
             row = self.entities[entity]
             on_domain = entity in domain_hits
             if has_name:
-                confidence = name_value
+                rank = name_value
                 if on_domain:
                     # The website is strong evidence, but a name that disagrees makes the pair doubtful.
-                    confidence = 0.9 + 0.1 * name_value if name_value >= 0.4 else 0.8
+                    rank = 0.9 + 0.1 * name_value if name_value >= 0.4 else 0.8
                 elif domain and row.domain:
-                    confidence -= _OTHER_DOMAIN_PENALTY
+                    rank -= _OTHER_DOMAIN_PENALTY
             else:
-                confidence = 0.95 if on_domain else 0.0
-            entity_code = self._codes[entity]
-            on_country = bool(code and entity_code and code == entity_code)
-            if code and entity_code:
-                confidence += _COUNTRY_BONUS if on_country else -_COUNTRY_PENALTY
-            results.append(_Scored(entity, max(0.0, min(1.0, confidence)), name_value, on_domain, on_country))
-        results.sort(key=lambda s: (-s.confidence, -s.name_score, s.entity))
+                rank = 0.95 if on_domain else 0.0
+            comparisons = compare_places(place, self._places[entity])
+            closeness = (False, False, False)
+            if query is not None and name_id >= 0:
+                qualifiers, clash = self._qualifier_comparisons(query, place, name_id)
+                comparisons.extend(qualifiers)
+                if clash:
+                    conflicts = [*conflicts, clash]
+                candidate = self._names[name_id][1]
+                same_core = query.core == candidate.core
+                same_form = set(query.legal) == set(candidate.legal)
+                same_weak = set(query.weak) == set(candidate.weak)
+                closeness = (
+                    same_core and same_form and same_weak,
+                    same_core and same_weak,
+                    same_core and same_form,
+                )
+            rank += sum(c.adjustment for c in comparisons)
+            if conflicts:
+                rank = min(rank, _BLOCKED_CEILING)
+            results.append(
+                _Scored(
+                    entity,
+                    name_id,
+                    max(0.0, min(1.0, rank)),
+                    rank,
+                    name_value,
+                    conflicts,
+                    comparisons,
+                    on_domain,
+                    closeness,
+                )
+            )
+        results.sort(key=lambda s: (-s.rank, -s.name_score, s.entity))
         return results
 
-    def _same_company(self, a: int, b: int) -> bool:
-        # The registry may hold one company several times (several listings, several spellings): those are
-        # not competitors for the margin test.
-        ra, rb = self.entities[a], self.entities[b]
-        if ra.domain and ra.domain == rb.domain:
-            return True
-        if ra.isins and rb.isins and set(ra.isins) & set(rb.isins):
-            return True
-        return bool(self._entity_keys[a]) and self._entity_keys[a] == self._entity_keys[b]
+    def _features(self, query: NormalizedName | None, domain: str | None, scored: _Scored) -> dict[str, Any]:
+        row = self.entities[scored.entity]
+        features: dict[str, Any] = {}
+        if query is not None and scored.name_id >= 0:
+            _, candidate, written, is_alias = self._names[scored.name_id]
+            features["name"] = {
+                "query": query.key,
+                "candidate": candidate.key,
+                "similarity": round(scored.name_score, 4),
+            }
+            if is_alias:
+                features["alias"] = written
+            if query.legal or candidate.legal:
+                both = bool(query.legal and candidate.legal)
+                features["legal_form"] = {
+                    "query": " ".join(query.legal) or None,
+                    "candidate": " ".join(candidate.legal) or None,
+                    "agrees": set(query.legal) == set(candidate.legal) if both else None,
+                }
+        if domain or (row.domain and scored.on_domain):
+            features["domain"] = {
+                "query": domain,
+                "candidate": row.domain,
+                "agrees": scored.on_domain if domain and row.domain else None,
+            }
+        qualifiers = []
+        for comparison in scored.comparisons:
+            if comparison.feature == "qualifier":
+                qualifiers.append(comparison.as_dict())
+            else:
+                features[comparison.feature] = comparison.as_dict()
+        if qualifiers:
+            features["qualifiers"] = qualifiers
+        if scored.conflicts:
+            features["conflicts"] = list(scored.conflicts)
+        return features
+
+    def _candidate(self, query: NormalizedName | None, domain: str | None, scored: _Scored) -> Candidate:
+        row = self.entities[scored.entity]
+        return Candidate(
+            row.kernel_id, row.name, round(scored.confidence, 4), self._features(query, domain, scored)
+        )
+
+    def resolve(
+        self,
+        name: str | None = None,
+        website: str | None = None,
+        country: str | None = None,
+        *,
+        city: str | None = None,
+        postal_code: str | None = None,
+        address: str | None = None,
+        threshold: float = DEFAULT_THRESHOLD,
+        margin: float = DEFAULT_MARGIN,
+    ) -> Resolution:
+        """The registry entity that is confidently the same company (or none, and why), with the best
+        ``REPORTED_CANDIDATES`` candidates and their features either way."""
+        scored = self.score(name, website, country, city=city, postal_code=postal_code, address=address)
+        query = normalize_name(name) if name and name.strip() else None
+        domain = registrable_domain(website) if website else None
+        if not scored:
+            return Resolution(None, (), "no registry record shares a word or the website with the query")
+        best = scored[0]
+        tied = [s for s in scored if best.rank - s.rank < margin]
+        chosen: _Scored | None = best
+        reason: str | None = None
+        if best.confidence < threshold:
+            chosen = None
+            reason = f"no candidate reaches the threshold {threshold:g}"
+            if best.conflicts:
+                reason += f" (best: {best.conflicts[0]})"
+        elif len(tied) > 1:
+            # Equally good records (a registry listing one company twice, or namesakes): the one whose whole
+            # normalised name, legal form (then articles) included, equals the query's wins; otherwise nobody.
+            closest = max(s.closeness for s in tied)
+            exact = [s for s in tied if s.closeness == closest and s.confidence >= threshold]
+            chosen = exact[0] if any(closest) and len(exact) == 1 else None
+            if chosen is None:
+                reason = f"ambiguous: {len(tied)} candidates within the margin {margin:g}"
+        if chosen is not None and chosen is not best:
+            scored = [chosen, *(s for s in scored if s is not chosen)]
+        candidates = tuple(self._candidate(query, domain, s) for s in scored[:REPORTED_CANDIDATES])
+        if chosen is None:
+            return Resolution(None, candidates, reason)
+        row = self.entities[chosen.entity]
+        evidence: list[str] = []
+        if name and chosen.name_score >= 0.5:
+            evidence.append("name")
+        if chosen.on_domain:
+            evidence.append("domain")
+        evidence.extend(c.feature for c in chosen.comparisons if c.agrees and c.feature != "qualifier")
+        match = Match(
+            kernel_id=row.kernel_id,
+            name=row.name,
+            domain=row.domain,
+            country=row.country,
+            confidence=round(chosen.confidence, 4),
+            matched_on=tuple(dict.fromkeys(evidence)),
+            candidates=candidates,
+        )
+        return Resolution(match, candidates, None)
 
     def lookup(
         self,
@@ -316,113 +585,20 @@ class EntityIndex:
         website: str | None = None,
         country: str | None = None,
         *,
+        city: str | None = None,
+        postal_code: str | None = None,
+        address: str | None = None,
         threshold: float = DEFAULT_THRESHOLD,
         margin: float = DEFAULT_MARGIN,
     ) -> Match | None:
-        """The registry entity that is confidently the same company, or None."""
-        scored = self.score(name, website, country)
-        if not scored or scored[0].confidence < threshold:
-            return None
-        best = scored[0]
-        for other in scored[1:]:
-            if best.confidence - other.confidence >= margin:
-                break
-            if not self._same_company(best.entity, other.entity):
-                return None  # two different companies are about as likely: say nothing
-        row = self.entities[best.entity]
-        evidence: list[str] = []
-        if name and best.name_score >= 0.5:
-            evidence.append("name")
-        if best.on_domain:
-            evidence.append("domain")
-        if best.on_country:
-            evidence.append("country")
-        return Match(
-            kernel_id=row.kernel_id,
-            name=row.name,
-            domain=row.domain,
-            country=row.country,
-            confidence=round(best.confidence, 4),
-            matched_on=tuple(evidence),
-        )
-
-
-# --- the per-process cached index -----------------------------------------------------------------------
-
-_RECHECK_SECONDS = 2.0
-
-
-@dataclass
-class _Cached:
-    index: EntityIndex
-    fingerprint: tuple[Any, ...]
-    checked_at: float = field(default_factory=time.monotonic)
-
-
-_CACHE: dict[str, _Cached] = {}
-_LOCKS: dict[tuple[int, str], asyncio.Lock] = {}
-
-
-def invalidate_index() -> None:
-    """Make the next ``current_index`` re-check the registry now (called after this process changes it)."""
-    for cached in _CACHE.values():
-        cached.checked_at = -math.inf
-
-
-def index_cache_key(sessionmaker: async_sessionmaker[AsyncSession]) -> str:
-    bind = sessionmaker.kw.get("bind")
-    url = getattr(bind, "url", None)
-    return url.render_as_string(hide_password=True) if url is not None else f"maker-{id(sessionmaker)}"
-
-
-async def _fingerprint(session: AsyncSession) -> tuple[Any, ...]:
-    # Entities are only ever inserted or updated (and every write sets updated_at), so the count and the
-    # newest update time change whenever the registry does.
-    row = (
-        await session.execute(
-            select(func.count(), func.max(RegistryEntity.updated_at)).select_from(RegistryEntity)
-        )
-    ).one()
-    return (row[0], row[1])
-
-
-async def load_rows(session: AsyncSession) -> list[EntityRow]:
-    """The index's view of every registry entity (only the columns matching needs)."""
-    result = await session.execute(
-        select(
-            RegistryEntity.kernel_id,
-            RegistryEntity.name,
-            RegistryEntity.aliases,
-            RegistryEntity.domain,
-            RegistryEntity.country,
-            RegistryEntity.country_code,
-            RegistryEntity.isins,
-        ).order_by(RegistryEntity.kernel_id)
-    )
-    return [
-        EntityRow(kid, name, tuple(aliases or ()), domain, country, code, tuple(isins or ()))
-        for kid, name, aliases, domain, country, code, isins in result
-    ]
-
-
-async def current_index(sessionmaker: async_sessionmaker[AsyncSession]) -> EntityIndex:
-    """This process's index of the registry, rebuilt when the registry changed (checked at most every 2 s)."""
-    key = index_cache_key(sessionmaker)
-    cached = _CACHE.get(key)
-    if cached is not None and time.monotonic() - cached.checked_at < _RECHECK_SECONDS:
-        return cached.index
-    lock = _LOCKS.setdefault((id(asyncio.get_running_loop()), key), asyncio.Lock())
-    async with lock:
-        cached = _CACHE.get(key)
-        if cached is not None and time.monotonic() - cached.checked_at < _RECHECK_SECONDS:
-            return cached.index
-        async with sessionmaker() as session:
-            fingerprint = await _fingerprint(session)
-            if cached is not None and cached.fingerprint == fingerprint:
-                cached.checked_at = time.monotonic()
-                return cached.index
-            rows = await load_rows(session)
-        # Building takes about a second for 40k entities: off the event loop, so the server keeps answering.
-        index = await asyncio.to_thread(EntityIndex, rows)
-        _CACHE[key] = _Cached(index, fingerprint)
-        return index
+        """The registry entity that is confidently the same company, or None (``resolve`` says why)."""
+        return self.resolve(
+            name,
+            website,
+            country,
+            city=city,
+            postal_code=postal_code,
+            address=address,
+            threshold=threshold,
+            margin=margin,
+        ).match

@@ -31,6 +31,10 @@ class RegistryEntity(Base):
     revenue_year: Mapped[int | None] = mapped_column(Integer, default=None)
     hq_city: Mapped[str | None] = mapped_column(String(200), default=None)
     hq_country: Mapped[str | None] = mapped_column(String(100), default=None)
+    address: Mapped[str | None] = mapped_column(String(500), default=None)
+    postal_code: Mapped[str | None] = mapped_column(String(20), default=None)
+    # The kernel_id of the parent company; not a foreign key: a parent may be imported after its children.
+    parent_kernel_id: Mapped[str | None] = mapped_column(String(20), default=None)
     founded_year: Mapped[int | None] = mapped_column(Integer, default=None)
     company_type: Mapped[str | None] = mapped_column(String(100), default=None)
     isins: Mapped[list[str]] = mapped_column(JSONType, default=list)

@@ -1,8 +1,11 @@
 """Company-name and website normalisation for entity resolution.
 
-A name is reduced to *core* tokens (what identifies the company) and *weak* tokens (words such as "Group" or
-"Holdings" that some sources add and others leave out). Legal forms, share-class and exchange noise are
-removed, accents and punctuation folded, and common abbreviations expanded, so that "MICRON TECHN. INC.
+A name is reduced to *core* tokens (what identifies the company), *weak* tokens (words such as "Group",
+"Holdings" or articles that some sources add and others leave out), its *legal forms* (leading or trailing,
+in many languages: ``legal_forms``) and its *qualifiers* (the place or site fragments that followed it:
+"Acme GmbH, Munich, DE", "Sunrise Learning - Northside Site", "Vodafone Germany"). Share-class and exchange
+noise are removed, accents and punctuation folded, other scripts transliterated, numbers written one way
+("#3", "No. 3" -> ``3``; "III" -> ``3``) and common abbreviations expanded, so that "MICRON TECHN. INC.
 DL-,10", "Micron Technology, Inc." and "Micron Technology" all reduce to ``micron technology``.
 """
 
@@ -10,323 +13,28 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
-# Legal forms: they say how a company is incorporated, not which company it is, and sources disagree on them
-# ("Enel SpA" / "Enel"), so they are dropped. Tokens are compared after dots are removed ("S.p.A." -> "spa").
-# Not here on purpose: "group"/"holdings" (weak, see below), "bank", "trust" and "partners" (they distinguish
-# real companies: "Apple" vs "Apple Hospitality REIT" needs every such word kept).
-LEGAL_FORMS = frozenset(
-    [
-        "inc",
-        "incorporated",
-        "corp",
-        "corporation",
-        "co",
-        "company",
-        "cos",
-        "ltd",
-        "limited",
-        "llc",
-        "plc",
-        "nv",
-        "bv",
-        "ag",
-        "se",
-        "gmbh",
-        "sa",
-        "spa",
-        "ab",
-        "asa",
-        "as",
-        "oyj",
-        "oy",
-        "kgaa",
-        "kk",
-        "sarl",
-        "sas",
-        "srl",
-        "lp",
-        "llp",
-        "pty",
-        "bhd",
-        "tbk",
-        "sae",
-        "nl",
-        "lda",
-        "aps",
-        "hf",
-        "ojsc",
-        "pjsc",
-        "jsc",
-        "sab",
-        "cv",
-        "pcl",
-        "tas",
-        "ltda",
-        "sca",
-        "ad",
-        "dd",
-        "doo",
-        "kft",
-        "zrt",
-        "rt",
-        "akt",
-        "aktiengesellschaft",
-        "aktiebolag",
-        "mbh",
-        "ohg",
-        "kg",
-        "pte",
-        "berhad",
-        "public",
-        "societe",
-        "anonyme",
-        "kabushiki",
-        "kaisha",
-        "stift",
-        "stiftung",
-        "socimi",
-        "publ",
-    ]
-)
-# Legal forms count as such after the first word only: "AB InBev" and "AS Roma" keep their first word.
-# Two prefixes are dropped at the start (Indonesian "PT", and "The").
-_LEADING_LEGAL = frozenset({"pt", "the"})
+from normality import ascii_text
 
-# Share-class and German exchange listing noise ("INH." bearer, "NA" registered, "VZO" preference,
-# "O.N." no par value, "ADR"...). Dropped anywhere but at the start of a name.
-NOISE = frozenset(
-    [
-        "inh",
-        "na",
-        "vz",
-        "vzo",
-        "vzi",
-        "st",
-        "stk",
-        "on",
-        "adr",
-        "ads",
-        "gdr",
-        "sponsored",
-        "unsponsored",
-        "ord",
-        "shs",
-        "sh",
-        "reg",
-        "regd",
-        "npv",
-        "nvtg",
-        "pref",
-        "prf",
-        "class",
-        "cl",
-        "units",
-        "unit",
-        "common",
-        "stock",
-        "shares",
-        "share",
-        "registered",
-        "bearer",
-        "br",
-        "rts",
-        "wts",
-        "dl",
-        "eo",
-        "ls",
-        "sf",
-        "yn",
-        "nk",
-        "dk",
-        "sk",
-        "hd",
-        "cd",
-        "rc",
-        "dr",
-        "ny",
-        "nyrs",
-        "fgn",
-        "foreign",
-        "new",
-        "cdi",
-        "unsp",
-        "wi",
-        "vna",
-        "nom",
-        "namens",
-    ]
+from dossier.enrichment.registry.countries import country_code
+from dossier.enrichment.registry.legal_forms import (
+    CLERICAL_PREFIXES,
+    LEADING_FORMS,
+    MAX_FORM_WORDS,
+    legal_forms,
 )
+from dossier.enrichment.registry.vocabulary import ABBREVIATIONS, DESCRIPTORS, NOISE, WEAK
 
-# Words some sources append and others omit; they weigh little when comparing names.
-# Prepositions are weak too: "Banco de Sabadell" / "Banco Sabadell".
-WEAK = frozenset(
-    {"group", "holdings", "the", "and", "of", "company", "de", "del", "di", "du", "des", "koninklijke"}
-)
-
-# Descriptive words that registries often leave out of a short name ("Costco Wholesale" -> "Costco").
-# A query word of this list missing from the registry name costs less than a distinctive word would.
-DESCRIPTORS = frozenset(
-    [
-        "wholesale",
-        "communications",
-        "communication",
-        "technology",
-        "technologies",
-        "systems",
-        "international",
-        "industries",
-        "laboratories",
-        "pharmaceuticals",
-        "sciences",
-        "solutions",
-        "services",
-        "enterprises",
-        "brands",
-        "worldwide",
-        "global",
-        "networks",
-        "software",
-        "therapeutics",
-        "incorporated",
-        "corporation",
-        "bancorp",
-        "financial",
-        "resources",
-        "energy",
-        "motors",
-        "manufacturing",
-        "products",
-        "electric",
-        "electronics",
-        "partners",
-        "entertainment",
-        "healthcare",
-        "health",
-        "insurance",
-        "investment",
-        "investments",
-        "properties",
-        "realty",
-        "trust",
-        "capital",
-        "industrial",
-        "chemical",
-        "chemicals",
-        "automotive",
-        "airlines",
-        "telecom",
-        "telecommunications",
-        "semiconductor",
-        "semiconductors",
-        "holdings",
-        "group",
-        "company",
-        "reit",
-        "immobilien",
-        "computer",
-    ]
-)
-
-# Abbreviation -> canonical word. Both sides of a comparison go through this map, so only consistency matters.
-ABBREVIATIONS: dict[str, str] = {
-    "intl": "international",
-    "internat": "international",
-    "intern": "international",
-    "int": "international",
-    "mfg": "manufacturing",
-    "manuf": "manufacturing",
-    "bkg": "banking",
-    "bk": "bank",
-    "grp": "group",
-    "gp": "group",
-    "hldg": "holdings",
-    "hldgs": "holdings",
-    "hld": "holdings",
-    "hlds": "holdings",
-    "holding": "holdings",
-    "hold": "holdings",
-    "techn": "technology",
-    "technol": "technology",
-    "technologies": "technology",
-    "techs": "technology",
-    "tech": "technology",
-    "lab": "laboratories",
-    "labs": "laboratories",
-    "laboratory": "laboratories",
-    "pharma": "pharmaceuticals",
-    "pharm": "pharmaceuticals",
-    "pharmaceutical": "pharmaceuticals",
-    "ind": "industries",
-    "inds": "industries",
-    "indus": "industries",
-    "industry": "industries",
-    "el": "electric",
-    "elec": "electric",
-    "electr": "electric",
-    "westn": "western",
-    "svcs": "services",
-    "svc": "services",
-    "serv": "services",
-    "sys": "systems",
-    "comm": "communications",
-    "comms": "communications",
-    "communication": "communications",
-    "natl": "national",
-    "finl": "financial",
-    "fin": "financial",
-    "mgmt": "management",
-    "mgt": "management",
-    "engr": "engineering",
-    "eng": "engineering",
-    "motor": "motors",
-    "bros": "brothers",
-    "amer": "american",
-    "gen": "general",
-    "prods": "products",
-    "prod": "products",
-    "assoc": "associates",
-    "sci": "sciences",
-    "hlth": "health",
-    "util": "utilities",
-    "utils": "utilities",
-    "tr": "trust",
-    "bncp": "bancorp",
-    "invest": "investment",
-    "chem": "chemical",
-    "chems": "chemicals",
-    "resrcs": "resources",
-    "res": "resources",
-    "ent": "entertainment",
-    "entmt": "entertainment",
-    "telecomm": "telecommunications",
-    "semicon": "semiconductor",
-    "svgs": "savings",
-    "ctr": "center",
-    "centre": "center",
-    "mtrs": "motors",
-    "elect": "electric",
-    "electrical": "electric",
-    "aktiebolaget": "ab",
-    "und": "and",
-    "grupo": "group",
-    "gruppo": "group",
-    "groupe": "group",
-    "gruppe": "group",
-    "kon": "koninklijke",
-    "strs": "stores",
-    "netwks": "networks",
-    "dev": "development",
-    "bco": "banco",
-    "companies": "company",
-    "compagnie": "company",
-    "cie": "company",
-    "telefonaktiebolaget": "company",
-}
+# Legal forms come from maintained multilingual databases (``legal_forms``); they say how a company is
+# incorporated, not which company it is, so they leave the compared words and are kept apart (``legal``),
+# where they break ties between otherwise equal names.
+# Dropped as a prefix too when written this way (Indonesian "PT", "The").
+_LEADING_LEGAL = frozenset({"the"})
 
 _FOLD = str.maketrans(
     {
@@ -361,19 +69,38 @@ _LETTER_PAIR = re.compile(r"\b([a-z]{1,2})\s*[&+]\s*([a-z])\b")
 _DECIMAL = re.compile(r"\b\d+[,.]\d+\b")
 # "Amazon.com", "SALESFORCE.COM": the web suffix is not part of the name.
 _WEB_SUFFIX = re.compile(r"(?<=[a-z0-9])\.(?:com|net|org)\b")
-_PARENS = re.compile(r"\([^()]*\)")
+_PARENS = re.compile(r"\(([^()]*)\)")
+# "#3", "No. 3", "Nr 3", "Number 3", "№ 3" -> "3"; "3rd" -> "3": a number, however it is written.
+_NUMBER_SIGN = re.compile(r"(?:#|\u2116|\b(?:no|nr|num|number|nummer|numero)\b\.?)\s*(?=\d)")
+_ORDINAL = re.compile(r"\b(\d+)(?:st|nd|rd|th|e|er|eme|o|a)\b")
+# Fragments after these separate a name from what qualifies it: "Acme GmbH, Munich, DE",
+# "Sunrise Learning - Northside Site", "Acme | Berlin".
+_SEGMENTS = re.compile(r"\s*(?:[,;|:]|\s[-\u2013\u2014]+\s|\s[-\u2013\u2014]+$)\s*")
+_LEADING_DOTTED = re.compile(r"^((?:[a-z]{1,3}\.\s*){1,4})\s*")
+_ROMAN = {
+    "ii": "2", "iii": "3", "iv": "4", "vi": "6", "vii": "7", "viii": "8", "ix": "9", "xi": "11",
+    "xii": "12", "xiii": "13", "xiv": "14", "xv": "15", "xvi": "16", "xvii": "17", "xviii": "18",
+    "xix": "19", "xx": "20",
+}  # fmt: skip
+# Single letters that join two words ("Química y Minera", "Caixa e Previdência") rather than initials.
+_CONJUNCTIONS = frozenset({"y", "e", "i", "u"})
 
 
 @dataclass(frozen=True, slots=True)
 class NormalizedName:
     """A company name reduced for comparison.
 
-    ``core``: identifying tokens in order; ``weak``: low-weight tokens (group, holdings...);
-    ``key``: the core tokens joined by spaces; ``compact``: the same without spaces (catches "MercadoLibre").
+    ``core``: identifying tokens in order (numbers and initials included: they distinguish); ``weak``:
+    low-weight tokens (group, holdings, articles...); ``legal``: the short legal forms the name carried
+    (``nv``, ``gmbh``); ``qualifiers``: location or site fragments that followed the name ("munich",
+    "northside site"); ``key``: the core tokens joined by spaces; ``compact``: the same without spaces
+    (catches "MercadoLibre").
     """
 
     core: tuple[str, ...]
     weak: tuple[str, ...]
+    legal: tuple[str, ...] = ()
+    qualifiers: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -383,15 +110,29 @@ class NormalizedName:
     def compact(self) -> str:
         return "".join(self.core)
 
+    @property
+    def numbers(self) -> frozenset[str]:
+        """Core tokens that are numbers: "Fund 2" and "Fund 3" are different funds."""
+        return frozenset(t for t in self.core if t.isdigit())
+
+    @property
+    def initials(self) -> frozenset[str]:
+        """Single-letter core tokens: "Smith J" and "Smith K" are different people's firms."""
+        return frozenset(t for t in self.core if len(t) == 1 and t.isalpha())
+
 
 def fold(text: str) -> str:
-    """Lower-case, accents removed, special letters folded ("Ørsted" -> "orsted")."""
+    """Lower-case, accents removed, special letters folded, other scripts transliterated ("Ørsted" ->
+    "orsted", "Газпром" -> "gazprom")."""
     text = unicodedata.normalize("NFKD", text.translate(_FOLD))
-    return "".join(ch for ch in text if not unicodedata.combining(ch)).casefold()
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).casefold()
+    if not text.isascii():
+        text = (ascii_text(text) or "").casefold()
+    return text
 
 
 def _merge_initials(tokens: list[str]) -> list[str]:
-    # "a o smith" and "ao smith" are the same name: runs of single letters become one token.
+    # "a o smith" and "ao smith" are the same name: runs of two or more single letters become one token.
     out: list[str] = []
     run: list[str] = []
     for token in [*tokens, ""]:
@@ -406,51 +147,199 @@ def _merge_initials(tokens: list[str]) -> list[str]:
     return out
 
 
-@lru_cache(maxsize=65_536)
+def _words(text: str) -> list[str]:
+    text = _DOTTED.sub(lambda m: m.group(0).replace(".", ""), text)
+    text = _POSSESSIVE.sub("", text)
+    text = _APOSTROPHE.sub("", text)
+    return _NON_ALNUM.sub(" ", text).split()
+
+
+def _form_at_end(tokens: Sequence[str], keep: int) -> tuple[int, str] | None:
+    """The longest legal form ending ``tokens`` that leaves ``keep`` tokens: (its length, its short form)."""
+    forms = legal_forms()
+    for size in range(min(MAX_FORM_WORDS, len(tokens) - keep), 0, -1):
+        short = forms.get("".join(tokens[len(tokens) - size :]))
+        if short is not None:
+            return size, short
+    return None
+
+
+def _form_at(tokens: Sequence[str], start: int) -> tuple[int, str] | None:
+    forms = legal_forms()
+    for size in range(min(MAX_FORM_WORDS, len(tokens) - start), 0, -1):
+        short = forms.get("".join(tokens[start : start + size]))
+        if short is not None:
+            return size, short
+    return None
+
+
+def _strip_leading(text: str, legal: list[str]) -> list[str]:
+    """The words of the name part, with clerical prefixes and a leading legal form removed."""
+    dotted = _LEADING_DOTTED.match(text)
+    if dotted:
+        # "N.V. Acme", "S.A. Acme": a dotted prefix that is a legal form.
+        short = legal_forms().get("".join(_NON_ALNUM.sub(" ", dotted.group(1)).split()))
+        if short is not None and _words(text[dotted.end() :]):
+            legal.append(short)
+            text = text[dotted.end() :]
+    words = _words(text)
+    changed = True
+    while changed and len(words) > 1:
+        changed = False
+        for prefix in CLERICAL_PREFIXES:
+            if len(words) > len(prefix) and tuple(words[: len(prefix)]) == prefix:
+                words = words[len(prefix) :]
+                changed = True
+        found = _form_at(words, 0)
+        # Written-out forms ("naamloze vennootschap") and the usual leading ones ("PT", "OOO") only.
+        if found is not None and len(words) > found[0] and (found[0] > 1 or words[0] in LEADING_FORMS):
+            legal.append(found[1])
+            words = words[found[0] :]
+            changed = True
+    return words
+
+
+def _country_words(words: Sequence[str]) -> bool:
+    """Whether ``words`` name a country ("germany", "united kingdom", "uk", "usa", "jp"); 3-letter words
+    do not ("and", "can")."""
+    text = " ".join(words)
+    return (len(text) >= 4 or len(text) == 2 or text in {"usa"}) and country_code(text) is not None
+
+
+def _split_segment(words: list[str]) -> tuple[list[str], list[str], str]:
+    """A fragment after the name -> (its leading legal-form words, the rest, what the rest is).
+
+    The rest is "legal" (nothing but forms or listing noise), "name" (initials or a number: "Smith, J.",
+    "Davis, S. GmbH"), or "qualifier" (a place or a site: "Munich", "Ltd, South Korea" -> "south korea").
+    """
+    lead: list[str] = []
+    rest = list(words)
+    while rest and (found := _form_at(rest, 0)) is not None:
+        lead.extend(rest[: found[0]])
+        rest = rest[found[0] :]
+    core = list(rest)
+    while core and (found := _form_at_end(core, 0)) is not None:
+        del core[len(core) - found[0] :]
+    if not core or all(w in NOISE for w in core):
+        return lead, rest, "legal"  # "N.A." (national association), "ADR": nothing that names or places
+    if all(len(w) == 1 and w.isalpha() for w in core) or all(w.isdigit() for w in core):
+        return lead, rest, "name"
+    return lead, rest, "qualifier"
+
+
+def _segment_kind(words: list[str]) -> str:
+    return _split_segment(words)[2]
+
+
+@lru_cache(maxsize=131_072)
 def normalize_name(name: str) -> NormalizedName:
-    """Reduce a company name to core and weak tokens (cached: registries and queries repeat names)."""
-    # Parenthesised text qualifies ("Puma (brand)", "Alphabet Inc. (Class C)"); it never names.
-    text = _PARENS.sub(" ", fold(name))
+    """Reduce a company name to core, weak, legal and qualifier parts (cached: names repeat)."""
+    folded = fold(name)
+    text = _CLASS.sub(" ", _PAR_VALUE.sub(" ", folded))
+    listing = text != folded  # exchange-listing noise: a trailing letter is then a share class
+    qualifiers: list[str] = []
+    legal: list[str] = []
+    # Parenthesised text qualifies ("Puma (brand)", "Acme Inc (Delaware)"); it names only when nothing else
+    # does ("(ISC)²").
+    if _PARENS.search(text) and all(w.isdigit() for w in _words(_PARENS.sub(" ", text))):
+        text = _PARENS.sub(lambda m: f" {m.group(1)} ", text)
+    for inner in _PARENS.findall(text):
+        words = _words(inner)
+        kind = _segment_kind(words)
+        if kind == "legal" and "".join(words) in legal_forms():
+            legal.append(legal_forms()["".join(words)])
+        elif kind == "qualifier":
+            qualifiers.append(" ".join(words))
+    text = _PARENS.sub(" ", text)
     text = _LETTER_PAIR.sub(r"\1\2", text)  # "K+S", "H&M", "AT&T": one word, not two initials
     text = text.replace("&", " and ").replace("+", " and ")
     text = _PAR_VALUE.sub(" ", text)
     text = _DECIMAL.sub(" ", text)
     text = _WEB_SUFFIX.sub(" ", text)
     text = _CLASS.sub(" ", text)
+    text = _NUMBER_SIGN.sub(" ", text)
+    text = _ORDINAL.sub(r"\1", text)
     text = re.sub(r"\ba/s\b", " as ", text)
-    text = _DOTTED.sub(lambda m: m.group(0).replace(".", ""), text)
-    text = _POSSESSIVE.sub("", text)
-    text = _APOSTROPHE.sub("", text)
-    raw = _NON_ALNUM.sub(" ", text).split()
+    segments = [seg for seg in _SEGMENTS.split(text.strip()) if seg.strip()]
+    if not segments:
+        return NormalizedName((), ())
+    raw = _strip_leading(segments[0].strip(), legal)
+    for segment in segments[1:]:
+        lead, rest, kind = _split_segment(_words(segment))
+        raw.extend(lead)
+        if kind == "legal" or (kind == "name" and not qualifiers):
+            raw.extend(rest)
+        elif kind == "qualifier":
+            qualifiers.append(" ".join(rest))
     if not raw:
         return NormalizedName((), ())
-    raw = _merge_initials(raw)
-    tokens = [ABBREVIATIONS.get(t, t) for t in raw]
 
-    # Share-class noise and bare numbers after the first word ("... CORP. A", "BNP PARIBAS INH. EO 2").
-    kept = [tokens[0]] + [t for t in tokens[1:] if t not in NOISE]
-    # A trailing single letter is a share class ("APPLOVIN CORP.A").
-    while len(kept) > 1 and len(kept[-1]) == 1:
-        kept.pop()
+    # A legal form inside the name ends it: "Acme GmbH Munich" -> "acme", qualified by "munich"; so does
+    # a country after any form ("Acme Corp Germany").
+    for i in range(1, len(raw) - 1):
+        found = _form_at(raw, i)
+        if found is None or i + found[0] >= len(raw):
+            continue
+        tail = [t for t in raw[i + found[0] :] if t not in NOISE]
+        if tail and tail[0] == raw[0]:
+            # Listings repeat the name after its form ("ICADE SA ICADE REIT ORD SHS"): the rest is noise.
+            raw = raw[: i + found[0]]
+            break
+        unambiguous = len(found[1]) >= 3 and found[1] not in {"co", "corp"}
+        if tail and _segment_kind(tail) == "qualifier" and (unambiguous or _country_words(tail)):
+            qualifiers.append(" ".join(tail))
+            raw = raw[: i + found[0]]
+            break
+    # Share-class noise after the first word ("... CORP. A", "BNP PARIBAS INH. EO 2").
+    tokens = [raw[0]] + [t for t in raw[1:] if t not in NOISE]
+    # A single letter after a legal form or in a listing is a share class ("APPLOVIN CORP.A", "BCO DE
+    # SABADELL A EO-,125"), not an initial.
+    if len(tokens) > 2 and len(tokens[-1]) == 1 and (listing or _form_at_end(tokens[:-1], 1) is not None):
+        tokens.pop()
+    while len(tokens) > 1:
+        found = _form_at_end(tokens, 1)
+        if found is None:
+            break
+        legal.insert(0, found[1])
+        del tokens[len(tokens) - found[0] :]
+    # A country written after the name ("Vodafone Germany", "Acme Ltd UK") places it; after "of" or "de"
+    # it names it ("Bank of America").
+    # The rest must still name something ("Bank America", "Air France" keep their country).
+    for size in (3, 2, 1):
+        rest = tokens[:-size]
+        distinctive = any(len(t) >= 5 and t not in DESCRIPTORS and t not in WEAK for t in rest)
+        if rest and distinctive and rest[-1] not in WEAK and _country_words(tokens[-size:]):
+            qualifiers.append(" ".join(tokens[-size:]))
+            del tokens[-size:]
+            while len(tokens) > 1 and (found := _form_at_end(tokens, 1)) is not None:
+                legal.append(found[1])
+                del tokens[len(tokens) - found[0] :]
+            break
+    tokens = _merge_initials(tokens)
+    tokens = [_ROMAN.get(t, ABBREVIATIONS.get(t, t)) for t in tokens]
+    # After the first word, "EL." is a listing's "Electric" ("MITSUBISHI EL. CORP."); first, an article.
+    tokens[1:] = ["electric" if t == "el" else t for t in tokens[1:]]
 
     core: list[str] = []
     weak: list[str] = []
-    last = len(kept) - 1
-    for i, token in enumerate(kept):
+    last = len(tokens) - 1
+    for i, token in enumerate(tokens):
         if i == 0 and token in _LEADING_LEGAL and last > 0:
             continue
-        if i > 0 and token in LEGAL_FORMS:
-            continue
-        if token in WEAK:
-            weak.append(token)
+        joins = token in _CONJUNCTIONS and 0 < i < last and len(tokens[i - 1]) > 1 and len(tokens[i + 1]) > 1
+        if token in WEAK or joins:
+            weak.append("and" if joins else token)
             continue
         if token not in core or len(token) < 3:  # "ACERINOX SA ACERINOX ORD SHS": a repeat adds nothing
             core.append(token)
     if not core:
         # The whole name was generic ("The Group", "AB"): keep what there was rather than nothing.
-        core = [t for t in kept if t not in {"the", "and", "of"}] or kept
+        core = [t for t in tokens if t not in {"the", "and", "of"}] or tokens
         weak = []
-    return NormalizedName(tuple(core), tuple(weak))
+    # Forms found in pieces ("Co.," + "Ltd.") are one form when together they are one ("coltd").
+    joined = legal_forms().get("".join(legal)) if len(legal) > 1 else None
+    forms = (joined,) if joined else tuple(dict.fromkeys(legal))
+    return NormalizedName(tuple(core), tuple(weak), forms, tuple(qualifiers))
 
 
 _DOMAIN_OK = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$")

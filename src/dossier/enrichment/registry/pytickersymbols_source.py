@@ -167,10 +167,13 @@ def parse_place(value: Any) -> Place | None:
     parts = [p for p in parts if p]
     code: str | None = None
     city: str | None = None
+    after_state = False
     for part in reversed(parts):
         part_code = _place_code(part)
-        if part_code is not None:
+        # "Lebanon, Tennessee": before a US state, a country's name is a town's.
+        if part_code is not None and not (after_state and not is_us_state(part.strip(" ."))):
             code = code or part_code
+            after_state = after_state or is_us_state(part.strip(" ."))
             continue
         cleaned = re.sub(r"^and\s+", "", part)
         cleaned = re.sub(r"[\d\u2013\u2014-]{3,}", "", cleaned).strip(" -")  # post codes ("Tokyo 100-8185")

@@ -19,19 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from sqlalchemy import exists, func, select, tuple_
+from sqlalchemy import delete, exists, func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier.db.base import utcnow
-from dossier.enrichment.registry.countries import COUNTRIES, country_code
-from dossier.enrichment.registry.matcher import invalidate_index
+from dossier.enrichment.registry.countries import COUNTRIES, country_code, is_country_code
+from dossier.enrichment.registry.index_cache import invalidate_index
 from dossier.enrichment.registry.models import RegistryEntity
 from dossier.enrichment.registry.normalize import fold, registrable_domain
 from dossier.enrichment.registry.pytickersymbols_source import SOURCE as DEFAULT_SOURCE
 from dossier.enrichment.registry.pytickersymbols_source import iter_default_records, parse_employees
 from dossier.errors import InvalidInput
+from dossier.settings import Settings, get_settings
 
 DEFAULT_IMPORT_SOURCE = "import"
 BATCH_SIZE = 1000
@@ -47,6 +48,8 @@ STRING_LIMITS: dict[str, int] = {
     "sector": 200,
     "hq_city": 200,
     "hq_country": 100,
+    "address": 500,
+    "postal_code": 20,
     "company_type": 100,
 }
 # Spellings accepted for the typed columns (listed-companies.csv.gz uses the right-hand side's keys).
@@ -62,6 +65,11 @@ COLUMN_ALIASES: dict[str, str] = {
     "currency": "revenue_currency",
     "website": "domain",
     "id": "kernel_id",
+    "zipcode": "postal_code",
+    "zip_code": "postal_code",
+    "zip": "postal_code",
+    "postcode": "postal_code",
+    "postal": "postal_code",
 }
 _ENTITY_COLUMNS = frozenset(c.key for c in RegistryEntity.__table__.columns) - {"updated_at"}
 _LIST_SPLIT = re.compile(r"\s*[|;]\s*")
@@ -134,11 +142,12 @@ async def _upsert(
     await session.execute(stmt, rows)
 
 
-async def ensure_default_registry(session: AsyncSession) -> int:
+async def build_default_registry(session: AsyncSession) -> int:
     """Build the default registry from pytickersymbols when it has no entity of that source yet.
 
-    Idempotent and safe when several processes start at once (conflicting inserts are ignored). Returns the
-    number of entities inserted (0 when it was already there). Flushes; the caller commits.
+    Whatever the settings say (``dossier registry build-default`` calls this). Idempotent and safe when
+    several processes start at once (conflicting inserts are ignored). Returns the number of entities inserted
+    (0 when it was already there). Flushes; the caller commits.
     """
     present = await session.scalar(select(exists().where(RegistryEntity.source == DEFAULT_SOURCE)))
     if present:
@@ -153,6 +162,18 @@ async def ensure_default_registry(session: AsyncSession) -> int:
     return len(records)
 
 
+async def ensure_default_registry(session: AsyncSession, settings: Settings | None = None) -> int:
+    """Build the default registry if the deployment uses it (``registry_builtin``) and it is not there yet.
+
+    With ``DOSSIER_REGISTRY_BUILTIN=false`` nothing is built: entity resolution matches only the companies the
+    deployment imported. ``settings`` defaults to the process settings. Returns the number of entities
+    inserted. Flushes; the caller commits.
+    """
+    if not (settings if settings is not None else get_settings()).registry_builtin:
+        return 0
+    return await build_default_registry(session)
+
+
 async def entity_count(session: AsyncSession, source: str | None = None) -> int:
     """How many entities the registry holds (of one source, if given)."""
     stmt = select(func.count()).select_from(RegistryEntity)
@@ -164,6 +185,35 @@ async def entity_count(session: AsyncSession, source: str | None = None) -> int:
 async def get_entity(session: AsyncSession, kernel_id: str) -> RegistryEntity | None:
     """The entity with this kernel_id, or None."""
     return await session.get(RegistryEntity, str(kernel_id).strip())
+
+
+@dataclass(frozen=True)
+class SourceCount:
+    source: str
+    companies: int
+
+
+async def list_sources(session: AsyncSession) -> list[SourceCount]:
+    """Every source in the registry with its number of entities, largest first (then by name)."""
+    count = func.count().label("companies")
+    result = await session.execute(
+        select(RegistryEntity.source, count)
+        .group_by(RegistryEntity.source)
+        .order_by(count.desc(), RegistryEntity.source)
+    )
+    return [SourceCount(source, int(companies)) for source, companies in result]
+
+
+async def delete_source(session: AsyncSession, source: str) -> int:
+    """Delete every entity of ``source``; returns how many were deleted (0 for an unknown source).
+
+    Flushes; the caller commits. This process's index notices at once; other processes within their index
+    check interval (the entity count changes).
+    """
+    result = await session.execute(delete(RegistryEntity).where(RegistryEntity.source == source))
+    await session.flush()
+    invalidate_index()
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 # --- reading import files --------------------------------------------------------------------------------
@@ -340,13 +390,23 @@ def parse_row(raw: Mapping[str, Any], default_source: str) -> tuple[dict[str, An
     if kernel_id is not None and not re.fullmatch(r"\d{1,20}", kernel_id):
         raise ValueError("kernel_id: must be 1 to 20 digits")
     out["kernel_id"] = kernel_id
+    if "parent_kernel_id" in values:
+        parent = _text(values["parent_kernel_id"])
+        if parent is not None and not re.fullmatch(r"\d{1,20}", parent):
+            raise ValueError("parent_kernel_id: must be 1 to 20 digits")
+        if parent is not None and parent == kernel_id:
+            raise ValueError("parent_kernel_id: a company cannot be its own parent")
+        out["parent_kernel_id"] = parent
     if "country_code" in values or "country" in values:
+        # Either column may hold a code (alpha-2 or alpha-3) or a name: "GH", "GHA" and "Ghana" are all GH.
         code_text = _text(values.get("country_code"))
         code = country_code(code_text) if code_text else country_code(out.get("country"))
         if code_text and code is None:
-            raise ValueError(f"country_code: {code_text[:10]!r} is not an ISO 3166 alpha-2 code")
+            raise ValueError(
+                f"country_code: {code_text[:40]!r} is not an ISO 3166 country code or a known country name"
+            )
         out["country_code"] = code
-        if out.get("country") is None and code is not None:
+        if code is not None and (out.get("country") is None or is_country_code(out.get("country"))):
             out["country"] = COUNTRIES[code]
     if "employee_count" in values:
         raw_count = values["employee_count"]

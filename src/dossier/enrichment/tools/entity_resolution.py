@@ -1,8 +1,11 @@
-"""``entity_resolution``: name, website and country (any subset) -> the registry company, or ``skipped``.
+"""``entity_resolution``: name, website, country, city, postal code and address (any subset with a name or a
+website) -> the registry company, or ``skipped``.
 
-The value is ``{kernel_id, name, domain, country, confidence, matched_on}``. Nothing is returned (the cell is
-``skipped``) unless one company is confidently the same one: precision over recall. The index is this
-process's cached copy of the registry (``registry.matcher.current_index``), so a lookup costs no query.
+The value is ``{kernel_id, name, domain, country, confidence, matched_on, candidates}``. The cell is
+``skipped`` unless one company is confidently the same one (precision over recall); a skipped cell's value
+is ``{kernel_id: null, candidates}`` and its error says why (nothing close, or ambiguous), so a person can see
+which records came close and what disagreed. The index is this process's cached copy of the registry
+(``registry.index_cache.current_index``), so a lookup costs no query.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dossier.enrichment.protocol import Tool, ToolContext, ToolInput, ToolOutcome
-from dossier.enrichment.registry.matcher import current_index, index_cache_key
+from dossier.enrichment.registry.index_cache import current_index, index_cache_key
 from dossier.enrichment.registry.service import ensure_default_registry
 from dossier.enrichment.tools import register
+from dossier.settings import Settings
 
 _ENSURED: set[str] = set()
 
@@ -50,13 +54,16 @@ def input_text(value: Any, *keys: str) -> str | None:
     return text or None
 
 
-async def ensure_default_once(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-    """Build the default registry on first use in this process when nobody has yet (one short transaction)."""
+async def ensure_default_once(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings | None = None
+) -> None:
+    """Build the default registry on first use in this process when nobody has yet (one short transaction),
+    unless ``settings.registry_builtin`` is false."""
     key = index_cache_key(sessionmaker)
     if key in _ENSURED:
         return
     async with sessionmaker() as session, session.begin():
-        await ensure_default_registry(session)
+        await ensure_default_registry(session, settings)
     _ENSURED.add(key)
 
 
@@ -70,6 +77,9 @@ class EntityResolutionTool(Tool):
         ToolInput("name", "Company name as written anywhere (legal forms, case and accents do not matter)."),
         ToolInput("website", "Website URL, bare domain or e-mail address."),
         ToolInput("country", "Country name or ISO 3166 code; a company elsewhere needs a closer name."),
+        ToolInput("city", "City; tells same-named organisations apart, and another city counts against."),
+        ToolInput("postal_code", "Postal code; evidence like the city."),
+        ToolInput("address", "Street address; evidence like the city."),
     )
     config_model = EntityResolutionConfig
 
@@ -78,17 +88,34 @@ class EntityResolutionTool(Tool):
         name = input_text(values.get("name"), "name")
         website = input_text(values.get("website"), "domain", "url", "website")
         country = input_text(values.get("country"), "country_code", "country")
+        city = input_text(values.get("city"), "city")
+        postal_code = input_text(values.get("postal_code"), "postal_code")
+        address = input_text(values.get("address"), "address")
         if name is None and website is None:
             return ToolOutcome.skipped("no name or website to resolve")
-        await ensure_default_once(ctx.sessionmaker)
+        await ensure_default_once(ctx.sessionmaker, ctx.settings)
         index = await current_index(ctx.sessionmaker)
         settings = ctx.settings
         threshold = settings.registry_match_threshold if config.threshold is None else config.threshold
         margin = settings.registry_match_margin if config.margin is None else config.margin
-        match = index.lookup(name, website, country, threshold=threshold, margin=margin)
-        if match is None:
-            return ToolOutcome.skipped("no registry company matches confidently")
-        return ToolOutcome.success(match.as_dict())
+        resolution = index.resolve(
+            name,
+            website,
+            country,
+            city=city,
+            postal_code=postal_code,
+            address=address,
+            threshold=threshold,
+            margin=margin,
+        )
+        if resolution.match is None:
+            candidates = [c.as_dict() for c in resolution.candidates]
+            return ToolOutcome(
+                "skipped",
+                {"kernel_id": None, "candidates": candidates},
+                f"no registry company matches confidently: {resolution.reason}",
+            )
+        return ToolOutcome.success(resolution.match.as_dict())
 
 
 register(EntityResolutionTool())
