@@ -44,11 +44,13 @@ SEED = 20261201
 T = TypeVar("T")
 MAX_QUERIES = 4000
 
+UNKNOWABLE_FAMILIES = frozenset({"unknown_name"})
 FAMILIES = (
     "exact",
     "legal_form",
     "location",
     "alias",
+    "unknown_name",
     "spelling",
     "distinguishing",
     "typo",
@@ -235,6 +237,10 @@ class Stats:
     correct: int = 0
     wrong: int = 0
     false_matches: int = 0  # answers to queries whose right answer is "no match"
+    # Positives whose name the registry does not carry (family ``unknown_name``): no matcher can find them,
+    # so totals leave them out of recall (their own row shows it); they still count for precision.
+    unknowable: int = 0
+    unknowable_correct: int = 0
 
     def add(self, outcome: Outcome) -> None:
         self.queries += 1
@@ -243,12 +249,25 @@ class Stats:
             self.false_matches += outcome.returned_kernel_id is not None
         else:
             self.positives += 1
+            if outcome.query.family in UNKNOWABLE_FAMILIES:
+                self.unknowable += 1
+                self.unknowable_correct += outcome.correct
         self.answered += outcome.returned_kernel_id is not None
         self.correct += outcome.correct
         self.wrong += outcome.wrong
 
     def merge(self, other: Stats) -> None:
-        for name in ("queries", "positives", "negatives", "answered", "correct", "wrong", "false_matches"):
+        for name in (
+            "queries",
+            "positives",
+            "negatives",
+            "answered",
+            "correct",
+            "wrong",
+            "false_matches",
+            "unknowable",
+            "unknowable_correct",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     @property
@@ -258,6 +277,9 @@ class Stats:
 
     @property
     def recall(self) -> float | None:
+        """correct / positives, over the positives a matcher can know when there are any."""
+        if self.positives > self.unknowable:
+            return (self.correct - self.unknowable_correct) / (self.positives - self.unknowable)
         return self.correct / self.positives if self.positives else None
 
     @property
@@ -423,9 +445,10 @@ def load_ror(path: Path | None = None, max_queries: int = MAX_QUERIES, fraction:
                 if rid in with_aliases:
                     add("alias", kind, value, expect(value, cc, None, rid), country=cc)
                 elif kind != "acronym" and not carriers.get(simple_key(value)):
-                    # The registry does not know this name: the record is the right answer (recall will be
-                    # low), another record is wrong. Left out when another record carries the name itself.
-                    add("alias", f"unregistered_{kind}", value, kid(rid), country=cc)
+                    # The registry does not know this name (a former name, a translation it lacks): the
+                    # record is the right answer but no matcher can know it, so recall is low by design;
+                    # another record is wrong. Left out when another record carries the name itself.
+                    add("unknown_name", f"unregistered_{kind}", value, kid(rid), country=cc)
         else:
             if shared:
                 # Held out, but its name is a kept record's display name: only the city tells them apart.
@@ -450,7 +473,8 @@ def load_ror(path: Path | None = None, max_queries: int = MAX_QUERIES, fraction:
     quotas = {
         "exact": 400,
         "location": 500,
-        "alias": 900,
+        "alias": 600,
+        "unknown_name": 300,
         "same_name": 700,
         "distinguishing": 700,
         "out_of_registry": 700,
@@ -1256,6 +1280,16 @@ def default_registry_rows() -> list[EntityRow]:
     ]
 
 
+# er-dev-pairs.csv labels these negatives ("not close to any registry name"), yet each is a listing of the
+# registry company named here (the same company under another share line's ISIN): the file's README warns
+# that a few labels are wrong. Corrected here rather than counted as false matches.
+PAIR_LABEL_CORRECTIONS: dict[str, str] = {
+    "SAREPTA THERAP.  DL-,0001": "Sarepta Therapeutics",
+    "PACIRA BIOSCIENC. DL-,001": "Pacira BioSciences, Inc.",
+    "ASM INTL N.V. NY/1 EO-,04": "ASM International",
+}
+
+
 def load_pairs(path: Path | None = None, rows: list[EntityRow] | None = None) -> Dataset:
     path = path or DATA / "er-dev-pairs.csv"
     rows = rows if rows is not None else default_registry_rows()
@@ -1264,6 +1298,7 @@ def load_pairs(path: Path | None = None, rows: list[EntityRow] | None = None) ->
     with path.open(newline="", encoding="utf-8") as handle:
         for pair in csv.DictReader(handle):
             expected_name = pair["expected_registry_name"].strip()
+            expected_name = PAIR_LABEL_CORRECTIONS.get(pair["query_name"], expected_name)
             if expected_name and expected_name not in by_name:
                 continue  # the registry no longer has that company: the label cannot be checked
             family = "spelling" if expected_name else "out_of_registry"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 import pycountry
 
@@ -221,6 +222,7 @@ COUNTRIES: dict[str, str]
 COUNTRIES, _ALPHA3, _BY_NAME = _build()
 
 
+@lru_cache(maxsize=65_536)
 def country_code(value: str | None) -> str | None:
     """The ISO alpha-2 code of a country code (alpha-2 or alpha-3), name or alias; None if not recognised."""
     if not value:

@@ -179,11 +179,23 @@ _EXTRA: dict[str, str] = {
     "s.l.u.": "sl",
     "slu": "sl",
     "publ": "publ",
-    "public": "public",
     "public company": "plc",
     "public company limited": "plc",
     "public limited company": "plc",
     "a/s": "as",
+    "public joint stock company": "pjsc",
+    "public joint-stock company": "pjsc",
+    "public stock company": "pjsc",
+    "proprietary limited": "ptyltd",
+    "proprietary limited company": "ptyltd",
+    "(pty) ltd": "ptyltd",
+    "company limited": "coltd",
+    "sociedad limitada": "sl",
+    "sociedade limitada": "ltda",
+    "sociedad anonima": "sa",
+    "sociedade anonima": "sa",
+    "societe anonyme": "sa",
+    "societa per azioni": "spa",
     "aktieselskab": "as",
     "corp": "corp",
     "corporation": "corp",
@@ -261,6 +273,35 @@ _EXTRA: dict[str, str] = {
     "a.s.": "as",
     "a.ş.": "as",
 }
+
+# Forms that end a name wherever they stand ("Acme GmbH Munich"): unambiguous abbreviations only, never a
+# word that can be part of a name ("Institute of Public Administration", "Company").
+CUT_FORMS = frozenset(
+    {
+        "gmbh",
+        "ltd",
+        "inc",
+        "llc",
+        "plc",
+        "sarl",
+        "srl",
+        "spa",
+        "sro",
+        "kft",
+        "oyj",
+        "bhd",
+        "sdnbhd",
+        "pty",
+        "ptyltd",
+        "pvtltd",
+        "coltd",
+        "tbk",
+        "kgaa",
+        "llp",
+        "pjsc",
+        "ojsc",
+    }
+)
 
 # Words written before a name by clerks ("Société dite Acme", "Firma Acme", "Messrs Acme"): dropped at the
 # start only, like a leading legal form.

@@ -20,6 +20,7 @@ the answer is "ambiguous": no match, with the candidates and the features that d
 
 from __future__ import annotations
 
+import gc
 import heapq
 import math
 from collections import defaultdict
@@ -43,6 +44,8 @@ from dossier.enrichment.registry.vocabulary import DESCRIPTORS
 DEFAULT_THRESHOLD = 0.86
 DEFAULT_MARGIN = 0.05
 MAX_CANDIDATES = 40
+# Names sharing the query's exact words that are scored besides the voted ones.
+_MAX_EXACT = 200
 # How many candidates an answer reports.
 REPORTED_CANDIDATES = 5
 _VOTE_FLOOR = 0.4
@@ -53,8 +56,12 @@ _MIN_FUZZY_LEN = 5
 _WEAK_COST = 0.02
 # Weight of a weak word in a name's coverage, against a rare word's several units.
 _WEAK_WEIGHT = 0.6
-# A name whose words all match with typos needs at least this similarity for each.
+# A name of one word that matches with a typo needs at least this similarity ("GeneTex" is not "Gentex").
 _TYPO_FLOOR = 0.86
+# What a parenthesised note of the candidate's name that the query does not carry costs.
+_NOTE_COST = 0.02
+# A word written cut short ("EST.") against a word it begins ("estate").
+_TRUNCATED_SIMILARITY = 0.8
 # An unmatched descriptive word ("Communications") counts for this fraction of its weight.
 _DESCRIPTOR_DISCOUNT = 0.3
 # A pair with a blocking difference never scores above this.
@@ -156,9 +163,13 @@ def _token_similarity(a: str, b: str) -> float:
         return 0.0  # cheap exit: short words never match fuzzily; two typos at the start are not "one typo"
     if shorter.isdigit() or longer.isdigit():
         return 0.0  # numbers distinguish: 2019 is not 2018
+    if _umlauts(a) == _umlauts(b):
+        return 0.95  # German transliteration: "Stroeer" is "Ströer" ("stroer")
     if longer.startswith(shorter):
-        # Exchanges truncate long words ("SAREPTA THERAP.", "MITSUBISHI EST."): a prefix is nearly the word.
-        return 0.85 if len(shorter) >= 5 else 0.75 if len(shorter) >= 4 else 0.0
+        # Exchanges truncate long words ("SAREPTA THERAP.", "MITSUBISHI EST."): a prefix is nearly the word
+        # (and one letter short is a typo: "Rheinmetal").
+        prefix = 0.85 if len(shorter) >= 5 else 0.75 if len(shorter) >= 4 else 0.0
+        return max(prefix, OSA.normalized_similarity(a, b)) if prefix else 0.0
     # A similarity of 0.8 or more needs lengths within a fifth of each other.
     if len(shorter) >= 4 and len(longer) - len(shorter) <= len(longer) // 5:
         similarity = OSA.normalized_similarity(a, b)
@@ -168,8 +179,20 @@ def _token_similarity(a: str, b: str) -> float:
     return 0.0
 
 
+def _umlauts(token: str) -> str:
+    return token.replace("ae", "a").replace("oe", "o").replace("ue", "u")
+
+
 def _listed(tokens: Iterable[str]) -> str:
     return ", ".join(sorted(tokens)) or "none"
+
+
+def _words_of(name: NormalizedName, place: Place) -> frozenset[str]:
+    """Every word of a name, of the fragments after it and of its city."""
+    words = {*name.core, *name.weak, *(w for q in name.qualifiers for w in q.split())}
+    if place.city:
+        words.update(place.city.split())
+    return frozenset(words)
 
 
 def _is_country(text: str) -> bool:
@@ -185,12 +208,23 @@ class EntityIndex:
     """An immutable in-memory index of registry entities: build once, look up many times (reads are safe)."""
 
     def __init__(self, rows: Iterable[EntityRow]) -> None:
+        # Building allocates millions of small containers: the cyclic collector would rescan them all many
+        # times over (two thirds of the build time); none of them forms a cycle, so it pauses meanwhile.
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            self._build(rows)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _build(self, rows: Iterable[EntityRow]) -> None:
         self.entities: list[EntityRow] = []
         self._places: list[Place] = []
         # name_id -> (entity, normalised name, the name as written, whether it is an alias)
         self._names: list[tuple[int, NormalizedName, str, bool]] = []
-        self._words: list[frozenset[str]] = []  # per name_id: every word of the name and of its record's city
         self._postings: dict[str, list[int]] = defaultdict(list)
+        self._by_key: dict[str, list[int]] = defaultdict(list)  # core words -> names with exactly those
         self._domains: dict[str, list[int]] = defaultdict(list)
         for row in rows:
             index = len(self.entities)
@@ -199,22 +233,19 @@ class EntityIndex:
             self._places.append(place)
             if row.domain:
                 self._domains[row.domain].append(index)
-            city_words = frozenset(place.city.split()) if place.city else frozenset()
             for position, raw in enumerate(dict.fromkeys([row.name, *row.aliases])):
                 normalized = normalize_name(raw)
                 if not normalized.core:
                     continue
                 name_id = len(self._names)
                 self._names.append((index, normalized, raw, position > 0))
-                qualifier_words = {w for q in normalized.qualifiers for w in q.split()}
-                self._words.append(
-                    frozenset({*normalized.core, *normalized.weak, *qualifier_words}) | city_words
-                )
+                self._by_key[normalized.key].append(name_id)
                 for token in dict.fromkeys(normalized.core):
                     self._postings[token].append(name_id)
                 if len(normalized.core) > 1:
                     self._postings[normalized.compact].append(name_id)
         self._postings = dict(self._postings)
+        self._by_key = dict(self._by_key)
         self._domains = dict(self._domains)
         count = max(len(self._names), 1)
         self._idf_unknown = math.log((count + 1) / 0.5)
@@ -279,8 +310,11 @@ class EntityIndex:
         for i, token_q in enumerate(query.core):
             if best_q[i]:
                 continue
+            cut = token_q in query.truncated
             for j, token_c in enumerate((*candidate.core, *candidate.weak)):
                 similarity = _token_similarity(token_q, token_c)
+                if cut and not similarity and token_c.startswith(token_q):
+                    similarity = _TRUNCATED_SIMILARITY
                 if similarity > best_q[i]:
                     best_q[i] = similarity
                 if j < core_c and similarity > best_c[j]:
@@ -305,19 +339,21 @@ class EntityIndex:
         only_q = _unmatched(query.core, best_q)
         only_c = _unmatched(candidate.core, best_c)
         # A registry short name without a legal form ("Verizon") may leave out descriptive words of a legal
-        # name ("Verizon Communications Inc."); nothing else may be missing on either side ("Hefei University
-        # of Technology" is not "Hefei University").
+        # or listed name ("Verizon Communications Inc.", "UBER TECH. DL-,00001"); nothing else may be missing
+        # on either side ("Hefei University of Technology" is not "Hefei University").
         excused = (
-            bool(query.legal) and not candidate.legal and not only_c and all(t in DESCRIPTORS for t in only_q)
+            (bool(query.legal) or query.listing)
+            and not candidate.legal
+            and not only_c
+            and all(t in DESCRIPTORS for t in only_q)
         )
         if only_q and not excused:
             conflicts.append(f"words only in the query: {', '.join(only_q)}")
         if only_c:
             conflicts.append(f"words only in the candidate: {', '.join(only_c)}")
-        # A typo is believed next to a word that matches exactly, or in a long word: a name that is one short
-        # misspelt word ("GeneTex" / "Gentex") is another name.
+        # A name that is one short misspelt word ("GeneTex" / "Gentex") is another name.
         fuzzy = [b for b in best_q if 0 < b < 1]
-        if fuzzy and 1.0 not in best_q and min(fuzzy) < _TYPO_FLOOR:
+        if len(query.core) == 1 and fuzzy and min(fuzzy) < _TYPO_FLOOR:
             conflicts.append("the only matching words differ by a typo")
         covered_q = self._coverage(query.core, best_q, weak_q, words_c)
         covered_c = self._coverage(candidate.core, best_c, weak_c, words_q)
@@ -331,6 +367,15 @@ class EntityIndex:
     # --- lookup -----------------------------------------------------------------------------------------
 
     def _candidate_names(self, query: NormalizedName) -> list[int]:
+        # Names with exactly the query's words always compete, however common the words ("Fraunhofer
+        # Austria" among 80 Fraunhofer institutes, "Lincoln School" in many cities).
+        exact = self._by_key.get(query.key, [])[:_MAX_EXACT]
+        voted = self._voted_names(query)
+        if not exact:
+            return voted
+        return list(dict.fromkeys([*exact, *voted]))
+
+    def _voted_names(self, query: NormalizedName) -> list[int]:
         refs: list[tuple[int, str, float]] = []
         seen: set[str] = set()
         for token in dict.fromkeys(query.core):
@@ -381,8 +426,10 @@ class EntityIndex:
         entity, candidate, _, _ = self._names[name_id]
         out: list[Comparison] = []
         conflict: str | None = None
+        candidate_place = self._places[entity]
+        candidate_words = _words_of(candidate, candidate_place)
         for text in query.qualifiers:
-            comparison = compare_qualifier(text, self._places[entity], self._words[name_id])
+            comparison = compare_qualifier(text, candidate_place, candidate_words)
             out.append(comparison)
             if (
                 comparison.agrees is None
@@ -390,12 +437,13 @@ class EntityIndex:
                 and comparison.adjustment != -SITE_QUALIFIER
             ):
                 conflict = f"the query names more: {text}"
-        query_words = frozenset({*query.core, *query.weak, *(w for q in query.qualifiers for w in q.split())})
-        if place.city:
-            query_words |= frozenset(place.city.split())
+        query_words = _words_of(query, place)
         for text in candidate.qualifiers:
             comparison = compare_qualifier(text, place, query_words)
-            if comparison.agrees is None and comparison.feature == "qualifier" and not _is_country(text):
+            if text in candidate.bracketed and not _is_country(text) and not comparison.agrees:
+                # A note in parentheses ("Wendel (Beteiligungsgesellschaft)") describes; it costs a little.
+                comparison = Comparison("qualifier", text, None, None, -_NOTE_COST)
+            elif comparison.agrees is None and not _is_country(text):
                 conflict = conflict or f"the candidate names more: {text}"
             if comparison.agrees is not None or not _is_country(text):
                 out.append(comparison)

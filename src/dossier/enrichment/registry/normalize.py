@@ -24,6 +24,7 @@ from normality import ascii_text
 from dossier.enrichment.registry.countries import country_code
 from dossier.enrichment.registry.legal_forms import (
     CLERICAL_PREFIXES,
+    CUT_FORMS,
     LEADING_FORMS,
     MAX_FORM_WORDS,
     legal_forms,
@@ -55,6 +56,7 @@ _FOLD = str.maketrans(
 )
 
 # "DL-,10", "EO-,01", "LS -,76797385", "-,00003", "EO 2": nominal values of German exchange listings.
+_COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 _PAR_VALUE = re.compile(
     r"(?:\b(?:dl|eo|ls|sf|yn|dk|nk|sk|hd|cd|ad|rc|sd|zy|il|rm|au)\s*-?\s*,?\s*)?-\s*,\d+\b|"
     r"\b(?:dl|eo|ls|sf|yn|dk|nk|sk|hd|cd)\s*-?\s*[,.]?\d+(?:[,.]\d+)?\s*$"
@@ -76,6 +78,7 @@ _ORDINAL = re.compile(r"\b(\d+)(?:st|nd|rd|th|e|er|eme|o|a)\b")
 # Fragments after these separate a name from what qualifies it: "Acme GmbH, Munich, DE",
 # "Sunrise Learning - Northside Site", "Acme | Berlin".
 _SEGMENTS = re.compile(r"\s*(?:[,;|:]|\s[-\u2013\u2014]+\s|\s[-\u2013\u2014]+$)\s*")
+_TRUNCATED = re.compile(r"\b([a-z]{2,})\.(?=[\s,]|$)")
 _LEADING_DOTTED = re.compile(r"^((?:[a-z]{1,3}\.\s*){1,4})\s*")
 _ROMAN = {
     "ii": "2", "iii": "3", "iv": "4", "vi": "6", "vii": "7", "viii": "8", "ix": "9", "xi": "11",
@@ -101,6 +104,12 @@ class NormalizedName:
     weak: tuple[str, ...]
     legal: tuple[str, ...] = ()
     qualifiers: tuple[str, ...] = ()
+    # Core words written cut short with a dot ("MITSUBISHI EST.", "ASSOC. BR. FOODS"): prefixes of a word.
+    truncated: frozenset[str] = frozenset()
+    # Qualifiers that were written in parentheses: notes ("Orion Corporation (pharmaceutical company)").
+    bracketed: frozenset[str] = frozenset()
+    # The name is an exchange listing (par values, share classes: "NATURGY ENERGY INH. EO 1").
+    listing: bool = False
 
     @property
     def key(self) -> str:
@@ -124,8 +133,9 @@ class NormalizedName:
 def fold(text: str) -> str:
     """Lower-case, accents removed, special letters folded, other scripts transliterated ("Ørsted" ->
     "orsted", "Газпром" -> "gazprom")."""
-    text = unicodedata.normalize("NFKD", text.translate(_FOLD))
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).casefold()
+    if text.isascii():
+        return text.casefold()
+    text = _COMBINING.sub("", unicodedata.normalize("NFKD", text.translate(_FOLD))).casefold()
     if not text.isascii():
         text = (ascii_text(text) or "").casefold()
     return text
@@ -220,7 +230,7 @@ def _split_segment(words: list[str]) -> tuple[list[str], list[str], str]:
     core = list(rest)
     while core and (found := _form_at_end(core, 0)) is not None:
         del core[len(core) - found[0] :]
-    if not core or all(w in NOISE for w in core):
+    if not core or all(w in NOISE or ABBREVIATIONS.get(w, w) in WEAK for w in core):
         return lead, rest, "legal"  # "N.A." (national association), "ADR": nothing that names or places
     if all(len(w) == 1 and w.isalpha() for w in core) or all(w.isdigit() for w in core):
         return lead, rest, "name"
@@ -243,6 +253,7 @@ def normalize_name(name: str) -> NormalizedName:
     # does ("(ISC)²").
     if _PARENS.search(text) and all(w.isdigit() for w in _words(_PARENS.sub(" ", text))):
         text = _PARENS.sub(lambda m: f" {m.group(1)} ", text)
+    bracketed: set[str] = set()
     for inner in _PARENS.findall(text):
         words = _words(inner)
         kind = _segment_kind(words)
@@ -250,6 +261,7 @@ def normalize_name(name: str) -> NormalizedName:
             legal.append(legal_forms()["".join(words)])
         elif kind == "qualifier":
             qualifiers.append(" ".join(words))
+            bracketed.add(" ".join(words))
     text = _PARENS.sub(" ", text)
     text = _LETTER_PAIR.sub(r"\1\2", text)  # "K+S", "H&M", "AT&T": one word, not two initials
     text = text.replace("&", " and ").replace("+", " and ")
@@ -274,6 +286,7 @@ def normalize_name(name: str) -> NormalizedName:
     if not raw:
         return NormalizedName((), ())
 
+    raw = [w for w in raw if w] or raw
     # A legal form inside the name ends it: "Acme GmbH Munich" -> "acme", qualified by "munich"; so does
     # a country after any form ("Acme Corp Germany").
     for i in range(1, len(raw) - 1):
@@ -281,11 +294,12 @@ def normalize_name(name: str) -> NormalizedName:
         if found is None or i + found[0] >= len(raw):
             continue
         tail = [t for t in raw[i + found[0] :] if t not in NOISE]
-        if tail and tail[0] == raw[0]:
-            # Listings repeat the name after its form ("ICADE SA ICADE REIT ORD SHS"): the rest is noise.
+        if tail and len(tail[0]) >= 3 and raw[0].startswith(tail[0]):
+            # Listings repeat the name after its form ("ICADE SA ICADE REIT ORD SHS", "UNITEDHEALTH GROUP INC
+            # UNITEDHE"): the rest is noise.
             raw = raw[: i + found[0]]
             break
-        unambiguous = len(found[1]) >= 3 and found[1] not in {"co", "corp"}
+        unambiguous = found[1] in CUT_FORMS
         if tail and _segment_kind(tail) == "qualifier" and (unambiguous or _country_words(tail)):
             qualifiers.append(" ".join(tail))
             raw = raw[: i + found[0]]
@@ -339,7 +353,11 @@ def normalize_name(name: str) -> NormalizedName:
     # Forms found in pieces ("Co.," + "Ltd.") are one form when together they are one ("coltd").
     joined = legal_forms().get("".join(legal)) if len(legal) > 1 else None
     forms = (joined,) if joined else tuple(dict.fromkeys(legal))
-    return NormalizedName(tuple(core), tuple(weak), forms, tuple(qualifiers))
+    truncated = frozenset(_TRUNCATED.findall(folded)) & set(core) if "." in folded else frozenset()
+    listing = listing or any(t in NOISE for t in raw[1:])
+    return NormalizedName(
+        tuple(core), tuple(weak), forms, tuple(qualifiers), truncated, frozenset(bracketed), listing
+    )
 
 
 _DOMAIN_OK = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$")
