@@ -39,7 +39,7 @@ from dossier.enrichment.registry.evidence import (
     compare_qualifier,
 )
 from dossier.enrichment.registry.normalize import NormalizedName, normalize_name, registrable_domain
-from dossier.enrichment.registry.vocabulary import DESCRIPTORS
+from dossier.enrichment.registry.vocabulary import ABBREVIATIONS, DESCRIPTORS
 
 DEFAULT_THRESHOLD = 0.86
 DEFAULT_MARGIN = 0.05
@@ -163,15 +163,16 @@ def _token_similarity(a: str, b: str) -> float:
         return 0.0  # cheap exit: short words never match fuzzily; two typos at the start are not "one typo"
     if shorter.isdigit() or longer.isdigit():
         return 0.0  # numbers distinguish: 2019 is not 2018
-    if _umlauts(a) == _umlauts(b):
-        return 0.95  # German transliteration: "Stroeer" is "Ströer" ("stroer")
+    if _sound(a) == _sound(b):
+        # Transliterations: "Stroeer" / "Ströer", "Gasprom" / "Gazprom", "Tekhnologies" / "Technologies".
+        return 0.9
     if longer.startswith(shorter):
         # Exchanges truncate long words ("SAREPTA THERAP.", "MITSUBISHI EST."): a prefix is nearly the word
         # (and one letter short is a typo: "Rheinmetal").
         prefix = 0.85 if len(shorter) >= 5 else 0.75 if len(shorter) >= 4 else 0.0
         return max(prefix, OSA.normalized_similarity(a, b)) if prefix else 0.0
     # A similarity of 0.8 or more needs lengths within a fifth of each other.
-    if len(shorter) >= 4 and len(longer) - len(shorter) <= len(longer) // 5:
+    if len(shorter) >= 5 and len(longer) - len(shorter) <= len(longer) // 5:
         similarity = OSA.normalized_similarity(a, b)
         # One typo (or swapped pair) in a word of 5+ letters; anything looser makes unrelated words "similar".
         if similarity >= 0.8:
@@ -179,8 +180,35 @@ def _token_similarity(a: str, b: str) -> float:
     return 0.0
 
 
-def _umlauts(token: str) -> str:
-    return token.replace("ae", "a").replace("oe", "o").replace("ue", "u")
+# Spellings that transliterations of one sound differ by, reduced to one ("ph" -> "f", "z" -> "s").
+_SOUNDS = (
+    ("ae", "a"),
+    ("oe", "o"),
+    ("ue", "u"),
+    ("ph", "f"),
+    ("c", "k"),
+    ("kh", "k"),
+    ("z", "s"),
+    ("y", "i"),
+)
+
+
+def _spellings() -> dict[str, tuple[str, ...]]:
+    out: dict[str, list[str]] = defaultdict(list)
+    for written, word in ABBREVIATIONS.items():
+        if len(written) >= 5:
+            out[word].append(written)
+    return {word: tuple(spellings) for word, spellings in out.items()}
+
+
+# A rewritten word -> the longer spellings it was rewritten from ("technology" <- "technologies").
+_SPELLINGS = _spellings()
+
+
+def _sound(token: str) -> str:
+    for spelling, sound in _SOUNDS:
+        token = token.replace(spelling, sound)
+    return token
 
 
 def _listed(tokens: Iterable[str]) -> str:
@@ -313,6 +341,10 @@ class EntityIndex:
             cut = token_q in query.truncated
             for j, token_c in enumerate((*candidate.core, *candidate.weak)):
                 similarity = _token_similarity(token_q, token_c)
+                for spelling in _SPELLINGS.get(token_c, ()):
+                    # A typo of a word the normaliser rewrites ("Technfologies" / "Technologies", read
+                    # "technology") is one edit from the word as written, not from its rewrite.
+                    similarity = max(similarity, _token_similarity(token_q, spelling))
                 if cut and not similarity and token_c.startswith(token_q):
                     similarity = _TRUNCATED_SIMILARITY
                 if similarity > best_q[i]:

@@ -219,8 +219,9 @@ def _country_words(words: Sequence[str]) -> bool:
 def _split_segment(words: list[str]) -> tuple[list[str], list[str], str]:
     """A fragment after the name -> (its leading legal-form words, the rest, what the rest is).
 
-    The rest is "legal" (nothing but forms or listing noise), "name" (initials or a number: "Smith, J.",
-    "Davis, S. GmbH"), or "qualifier" (a place or a site: "Munich", "Ltd, South Korea" -> "south korea").
+    The rest is "legal" (nothing but forms), "noise" (listing noise or an article: "N.A.", "(The)"), "name"
+    (initials or a number: "Smith, J.", "Davis, S. GmbH"), or "qualifier" (a place or a site: "Munich",
+    "DE", "Ltd, South Korea" -> "south korea").
     """
     lead: list[str] = []
     rest = list(words)
@@ -230,8 +231,12 @@ def _split_segment(words: list[str]) -> tuple[list[str], list[str], str]:
     core = list(rest)
     while core and (found := _form_at_end(core, 0)) is not None:
         del core[len(core) - found[0] :]
-    if not core or all(w in NOISE or ABBREVIATIONS.get(w, w) in WEAK for w in core):
-        return lead, rest, "legal"  # "N.A." (national association), "ADR": nothing that names or places
+    if not core:
+        return lead, rest, "legal"
+    if _country_words(core):
+        return lead, rest, "qualifier"
+    if all(w in NOISE or ABBREVIATIONS.get(w, w) in WEAK for w in core):
+        return lead, rest, "noise"
     if all(len(w) == 1 and w.isalpha() for w in core) or all(w.isdigit() for w in core):
         return lead, rest, "name"
     return lead, rest, "qualifier"

@@ -197,6 +197,7 @@ ABBREVIATIONS: dict[str, str] = {
     "aktiebolaget": "ab",
     "und": "and",
     "grupo": "group",
+    "grup": "group",
     "gruppo": "group",
     "groupe": "group",
     "gruppe": "group",
