@@ -121,7 +121,8 @@ class Settings(BaseSettings):
         default=0.05,
         ge=0.0,
         le=0.5,
-        description="Lead the best company needs over the best different company, or nothing is returned.",
+        description="Lead the best record needs over every other record; within it the one whose whole name "
+        "equals the query's wins, else nothing is returned.",
     )
 
     # Webhooks (docs/configuration.md, "Webhooks").

@@ -355,3 +355,27 @@ def test_organisations_left_out_of_the_registry_get_no_match() -> None:
             ({"name": "Apple Inc.", "country": "US"}, "apple"),
         ],
     )
+
+
+def test_clerical_additions_to_a_name() -> None:
+    """Filings add trade names ("DBA"), former names, care-of lines and state suffixes ("/DE/")."""
+    rows = [
+        EntityRow("apple", "Apple Inc.", country_code="US", city="Cupertino"),
+        EntityRow("sunrise", "Sunrise Learning Academy", country_code="US", city="Austin"),
+        EntityRow("initech", "Initech Corporation", country_code="US"),
+        EntityRow("widget", "Widget Co", country_code="GB"),
+    ]
+    _check(
+        rows,
+        [
+            ({"name": "APPLE INC /CA/"}, "apple"),
+            ({"name": "APPLE INC /DE/"}, "apple"),
+            ({"name": "Sunrise Holdings LLC dba Sunrise Learning Academy"}, "sunrise"),
+            ({"name": "Sunrise Holdings LLC d/b/a Sunrise Learning Academy"}, "sunrise"),
+            ({"name": "INITECH CORP C/O JOHN SMITH"}, "initech"),
+            ({"name": "Initech Corp Attn: Accounts Payable"}, "initech"),
+            ({"name": "Gadget Ltd (formerly Widget Co)", "country": "GB"}, "widget"),
+            # The trade name of another organisation is not this one.
+            ({"name": "Sunrise Holdings LLC dba Sunrise Kids"}, None),
+        ],
+    )

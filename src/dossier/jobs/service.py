@@ -209,8 +209,8 @@ async def finish_job(session: AsyncSession, job_id: str, outcome: ToolOutcome) -
 
     ``success`` completes it with the tool's value as ``record``; ``skipped`` (nothing matched) and ``error``
     fail it with the tool's reason (a skipped resolution keeps its candidates in ``record``, which the API
-    and the callback show as null for a failed job, as 003 says). Returns None when the job was already finished by
-    another run of its task (at-least-once), which then sends nothing twice.
+    and the callback show as null for a failed job, as 003 says). Returns None when the job was already
+    finished by another run of its task (at-least-once), which then sends nothing twice.
     """
     now = utcnow()
     completed = outcome.status == "success"

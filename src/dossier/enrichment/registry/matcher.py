@@ -38,7 +38,12 @@ from dossier.enrichment.registry.evidence import (
     compare_places,
     compare_qualifier,
 )
-from dossier.enrichment.registry.normalize import NormalizedName, normalize_name, registrable_domain
+from dossier.enrichment.registry.normalize import (
+    NormalizedName,
+    name_variants,
+    normalize_name,
+    registrable_domain,
+)
 from dossier.enrichment.registry.vocabulary import ABBREVIATIONS, DESCRIPTORS
 
 DEFAULT_THRESHOLD = 0.86
@@ -149,6 +154,7 @@ class _Scored:
     on_domain: bool
     # How much of the written name equals the query's: (legal form and all, articles and all, core and form).
     closeness: tuple[bool, bool, bool]
+    query: NormalizedName | None  # the query's name compared (its legal name, or the name after "DBA")
 
 
 def _deletions(token: str) -> set[str]:
@@ -261,7 +267,8 @@ class EntityIndex:
             self._places.append(place)
             if row.domain:
                 self._domains[row.domain].append(index)
-            for position, raw in enumerate(dict.fromkeys([row.name, *row.aliases])):
+            written = [v for raw in (row.name, *row.aliases) for v in name_variants(raw)]
+            for position, raw in enumerate(dict.fromkeys(written)):
                 normalized = normalize_name(raw)
                 if not normalized.core:
                     continue
@@ -492,25 +499,27 @@ class EntityIndex:
         address: str | None = None,
     ) -> list[_Scored]:
         """Every candidate with its confidence, best first (the evidence behind ``resolve``)."""
-        query = normalize_name(name) if name and name.strip() else None
+        variants = [normalize_name(v) for v in name_variants(name)] if name and name.strip() else []
+        queries = [q for q in variants if q.core]
         domain = registrable_domain(website) if website else None
         place = Place.of(country, city, postal_code, address)
-        if (query is None or not query.core) and domain is None:
+        if not queries and domain is None:
             return []
-        best_name: dict[int, tuple[float, list[str], int]] = {}
-        if query is not None and query.core:
+        # entity -> (name similarity, conflicts, the registry name compared, the query's name compared)
+        best_name: dict[int, tuple[float, list[str], int, NormalizedName | None]] = {}
+        for query in queries:
             for name_id in self._candidate_names(query):
                 entity, normalized, _, _ = self._names[name_id]
                 value, conflicts = self.compare_names(query, normalized)
                 previous = best_name.get(entity)
                 if previous is None or (not conflicts, value) > (not previous[1], previous[0]):
-                    best_name[entity] = (value, conflicts, name_id)
+                    best_name[entity] = (value, conflicts, name_id, query)
         domain_hits = set(self._domains.get(domain, ())) if domain else set()
         for entity in domain_hits:
-            best_name.setdefault(entity, (0.0, [], -1))
-        has_name = query is not None and bool(query.core)
+            best_name.setdefault(entity, (0.0, [], -1, None))
+        has_name = bool(queries)
         results: list[_Scored] = []
-        for entity, (name_value, conflicts, name_id) in best_name.items():
+        for entity, (name_value, conflicts, name_id, compared) in best_name.items():
             row = self.entities[entity]
             on_domain = entity in domain_hits
             if has_name:
@@ -524,15 +533,15 @@ class EntityIndex:
                 rank = 0.95 if on_domain else 0.0
             comparisons = compare_places(place, self._places[entity])
             closeness = (False, False, False)
-            if query is not None and name_id >= 0:
-                qualifiers, clash = self._qualifier_comparisons(query, place, name_id)
+            if compared is not None and name_id >= 0:
+                qualifiers, clash = self._qualifier_comparisons(compared, place, name_id)
                 comparisons.extend(qualifiers)
                 if clash:
                     conflicts = [*conflicts, clash]
                 candidate = self._names[name_id][1]
-                same_core = query.core == candidate.core
-                same_form = set(query.legal) == set(candidate.legal)
-                same_weak = set(query.weak) == set(candidate.weak)
+                same_core = compared.core == candidate.core
+                same_form = set(compared.legal) == set(candidate.legal)
+                same_weak = set(compared.weak) == set(candidate.weak)
                 closeness = (
                     same_core and same_form and same_weak,
                     same_core and same_weak,
@@ -552,13 +561,15 @@ class EntityIndex:
                     comparisons,
                     on_domain,
                     closeness,
+                    compared,
                 )
             )
         results.sort(key=lambda s: (-s.rank, -s.name_score, s.entity))
         return results
 
-    def _features(self, query: NormalizedName | None, domain: str | None, scored: _Scored) -> dict[str, Any]:
+    def _features(self, domain: str | None, scored: _Scored) -> dict[str, Any]:
         row = self.entities[scored.entity]
+        query = scored.query
         features: dict[str, Any] = {}
         if query is not None and scored.name_id >= 0:
             _, candidate, written, is_alias = self._names[scored.name_id]
@@ -594,11 +605,9 @@ class EntityIndex:
             features["conflicts"] = list(scored.conflicts)
         return features
 
-    def _candidate(self, query: NormalizedName | None, domain: str | None, scored: _Scored) -> Candidate:
+    def _candidate(self, domain: str | None, scored: _Scored) -> Candidate:
         row = self.entities[scored.entity]
-        return Candidate(
-            row.kernel_id, row.name, round(scored.confidence, 4), self._features(query, domain, scored)
-        )
+        return Candidate(row.kernel_id, row.name, round(scored.confidence, 4), self._features(domain, scored))
 
     def resolve(
         self,
@@ -615,7 +624,6 @@ class EntityIndex:
         """The registry entity that is confidently the same company (or none, and why), with the best
         ``REPORTED_CANDIDATES`` candidates and their features either way."""
         scored = self.score(name, website, country, city=city, postal_code=postal_code, address=address)
-        query = normalize_name(name) if name and name.strip() else None
         domain = registrable_domain(website) if website else None
         if not scored:
             return Resolution(None, (), "no registry record shares a word or the website with the query")
@@ -638,7 +646,7 @@ class EntityIndex:
                 reason = f"ambiguous: {len(tied)} candidates within the margin {margin:g}"
         if chosen is not None and chosen is not best:
             scored = [chosen, *(s for s in scored if s is not chosen)]
-        candidates = tuple(self._candidate(query, domain, s) for s in scored[:REPORTED_CANDIDATES])
+        candidates = tuple(self._candidate(domain, s) for s in scored[:REPORTED_CANDIDATES])
         if chosen is None:
             return Resolution(None, candidates, reason)
         row = self.entities[chosen.entity]

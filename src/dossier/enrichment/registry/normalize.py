@@ -246,6 +246,37 @@ def _segment_kind(words: list[str]) -> str:
     return _split_segment(words)[2]
 
 
+# "Acme LLC DBA Sunrise Learning", "Acme Corp (formerly Widget Co)", "Acme Inc f/k/a Widget": two names of
+# one organisation. "c/o", "attn": what follows is not the organisation.
+_ALTERNATIVE = re.compile(
+    r"\s*(?:\b(?:d\s*/\s*b\s*/\s*a|dba|t\s*/\s*a|aka|a\s*/\s*k\s*/\s*a|fka|f\s*/\s*k\s*/\s*a|"
+    r"formerly(?:\s+known\s+as)?|doing\s+business\s+as|trading\s+as)\b\.?:?)\s*",
+    re.IGNORECASE,
+)
+_CARE_OF = re.compile(r"\s*(?:\bc\s*/\s*o\b|\battn\b|\bcare\s+of\b).*$", re.IGNORECASE)
+
+
+@lru_cache(maxsize=65_536)
+def name_variants(name: str) -> tuple[str, ...]:
+    """The names a written name stands for: itself, or its parts around "DBA", "AKA", "formerly"...
+    (the first is the legal name), without a "c/o ..." tail."""
+    text = _CARE_OF.sub("", name).strip() or name
+    parts = _ALTERNATIVE.split(text)
+    if len(parts) == 1 or not parts[0].strip():
+        return (text,)  # no marker, or one that begins the name ("T/A Holdings"): it is the name
+    # "Acme Corp (formerly Widget Co)": each part loses the bracket the marker cut in two.
+    cleaned = [_balanced(p.strip(" ,;")) for p in parts]
+    return tuple(dict.fromkeys(p for p in cleaned if p))
+
+
+def _balanced(text: str) -> str:
+    if text.count("(") > text.count(")"):
+        text = text.replace("(", " ", text.count("(") - text.count(")"))
+    if text.count(")") > text.count("("):
+        text = text[::-1].replace(")", " ", text.count(")") - text.count("("))[::-1]
+    return text.strip()
+
+
 @lru_cache(maxsize=131_072)
 def normalize_name(name: str) -> NormalizedName:
     """Reduce a company name to core, weak, legal and qualifier parts (cached: names repeat)."""
@@ -309,7 +340,14 @@ def normalize_name(name: str) -> NormalizedName:
             qualifiers.append(" ".join(tail))
             raw = raw[: i + found[0]]
             break
+    # Written-out forms at the end first: their words can be listing noise elsewhere ("Public Joint Stock
+    # Company").
+    trailing: list[str] = []
+    while len(raw) > 1 and (found := _form_at_end(raw, 1)) is not None and found[0] > 1:
+        trailing.insert(0, found[1])
+        del raw[len(raw) - found[0] :]
     # Share-class noise after the first word ("... CORP. A", "BNP PARIBAS INH. EO 2").
+    listing = listing or any(t in NOISE for t in raw[1:])
     tokens = [raw[0]] + [t for t in raw[1:] if t not in NOISE]
     # A single letter after a legal form or in a listing is a share class ("APPLOVIN CORP.A", "BCO DE
     # SABADELL A EO-,125"), not an initial.
@@ -319,8 +357,9 @@ def normalize_name(name: str) -> NormalizedName:
         found = _form_at_end(tokens, 1)
         if found is None:
             break
-        legal.insert(0, found[1])
+        trailing.insert(0, found[1])
         del tokens[len(tokens) - found[0] :]
+    legal.extend(trailing)
     # A country written after the name ("Vodafone Germany", "Acme Ltd UK") places it; after "of" or "de"
     # it names it ("Bank of America").
     # The rest must still name something ("Bank America", "Air France" keep their country).
@@ -359,7 +398,6 @@ def normalize_name(name: str) -> NormalizedName:
     joined = legal_forms().get("".join(legal)) if len(legal) > 1 else None
     forms = (joined,) if joined else tuple(dict.fromkeys(legal))
     truncated = frozenset(_TRUNCATED.findall(folded)) & set(core) if "." in folded else frozenset()
-    listing = listing or any(t in NOISE for t in raw[1:])
     return NormalizedName(
         tuple(core), tuple(weak), forms, tuple(qualifiers), truncated, frozenset(bracketed), listing
     )
