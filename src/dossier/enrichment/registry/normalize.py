@@ -77,7 +77,7 @@ _NUMBER_SIGN = re.compile(r"(?:#|\u2116|\b(?:no|nr|num|number|nummer|numero)\b\.
 _ORDINAL = re.compile(r"\b(\d+)(?:st|nd|rd|th|e|er|eme|o|a)\b")
 # Fragments after these separate a name from what qualifies it: "Acme GmbH, Munich, DE",
 # "Sunrise Learning - Northside Site", "Acme | Berlin".
-_SEGMENTS = re.compile(r"\s*(?:[,;|:]|\s[-\u2013\u2014]+\s|\s[-\u2013\u2014]+$)\s*")
+_SEGMENTS = re.compile(r"\s*(?:[,;|]|\s[-\u2013\u2014]+\s|\s[-\u2013\u2014]+$)\s*")
 _TRUNCATED = re.compile(r"\b([a-z]{2,})\.(?=[\s,]|$)")
 _LEADING_DOTTED = re.compile(r"^((?:[a-z]{1,3}\.\s*){1,4})\s*")
 _ROMAN = {
