@@ -374,6 +374,8 @@ def test_clerical_additions_to_a_name() -> None:
             ({"name": "Sunrise Holdings LLC d/b/a Sunrise Learning Academy"}, "sunrise"),
             ({"name": "INITECH CORP C/O JOHN SMITH"}, "initech"),
             ({"name": "Initech Corp Attn: Accounts Payable"}, "initech"),
+            ({"name": "INITECH CORPORATON"}, "initech"),  # a typo in the legal form
+            ({"name": "Widget Company Limitted", "country": "GB"}, "widget"),
             ({"name": "Gadget Ltd (formerly Widget Co)", "country": "GB"}, "widget"),
             # The trade name of another organisation is not this one.
             ({"name": "Sunrise Holdings LLC dba Sunrise Kids"}, None),

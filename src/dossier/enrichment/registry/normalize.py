@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from normality import ascii_text
+from rapidfuzz.distance import OSA
 
 from dossier.enrichment.registry.countries import country_code
 from dossier.enrichment.registry.legal_forms import (
@@ -171,6 +172,24 @@ def _form_at_end(tokens: Sequence[str], keep: int) -> tuple[int, str] | None:
         short = forms.get("".join(tokens[len(tokens) - size :]))
         if short is not None:
             return size, short
+    if len(tokens) > keep and (short := misspelt_form(tokens[-1])) is not None:
+        return 1, short
+    return None
+
+
+@lru_cache(maxsize=1)
+def _long_forms() -> dict[str, str]:
+    return {key: short for key, short in legal_forms().items() if len(key) >= 7 and key.isalpha()}
+
+
+@lru_cache(maxsize=16_384)
+def misspelt_form(token: str) -> str | None:
+    """The short form of a long legal form written with one typo ("CORPORATON", "LIMTED"), or None."""
+    if len(token) < 6 or not token.isalpha() or token in legal_forms():
+        return None
+    for key, short in _long_forms().items():
+        if abs(len(key) - len(token)) <= 1 and key[0] == token[0] and OSA.distance(key, token) <= 1:
+            return short
     return None
 
 
