@@ -4,11 +4,37 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
 _STANDARD_ATTRS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
+
+
+# A key in a URL (the reconciliation service accepts `?api_key=`): the access log prints the request line.
+_KEY_IN_URL = re.compile(r"([?&;](?:api_key|api%5fkey)=)[^&;\s\"']*", re.IGNORECASE)
+REDACTED = "[redacted]"
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with the value of every ``api_key`` query parameter replaced by ``[redacted]``."""
+    return _KEY_IN_URL.sub(lambda m: m.group(1) + REDACTED, text) if "=" in text else text
+
+
+class RedactSecrets(logging.Filter):
+    """Rewrites a record whose message holds an API key in a URL (uvicorn's access log lines among them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: let the formatter report it as it would
+            return True
+        redacted = redact_secrets(message)
+        if redacted != message:
+            record.msg = redacted
+            record.args = None
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -30,6 +56,7 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(level: str = "INFO", as_json: bool = True) -> None:
     """Route every logger (ours, uvicorn's, SQLAlchemy's) to stderr in one format."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactSecrets())
     handler.setFormatter(
         JsonFormatter() if as_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
