@@ -18,6 +18,7 @@ from dossier.net import OutboundClient
 from dossier.pipeline.routes import router as pipeline_router
 from dossier.projects.routes import router as projects_router
 from dossier.queue.runner import worker_in_background
+from dossier.reconciliation.routes import router as reconciliation_router
 from dossier.settings import Settings, get_settings
 from dossier.webhooks.routes import router as webhooks_router
 
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Fas
     app.include_router(webhooks_router)
     app.include_router(jobs_router)
     app.include_router(pipeline_router)
+    app.include_router(reconciliation_router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

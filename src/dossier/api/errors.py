@@ -66,6 +66,7 @@ SURFACES: list[tuple[str, Envelope]] = [
     ("/api/company", pipeline_envelope),
     ("/api/analysis", pipeline_envelope),
     ("/rest/v1", jobs_envelope),
+    ("/api/reconcile", generic_envelope),  # the spec defines no error body (docs/reconciliation.md)
 ]
 
 
