@@ -124,7 +124,8 @@ def manifest(service_url: str, *, preview_key: str | None = None) -> dict[str, A
         "identifierSpace": IDENTIFIER_SPACE,
         "schemaSpace": SCHEMA_SPACE,
         "serviceVersion": __version__,
-        "documentation": "https://github.com/dossier/dossier/blob/main/docs/reconciliation.md",
+        # This server's API reference (docs/reconciliation.md is the guide).
+        "documentation": service_url.removesuffix("/api/reconcile") + "/docs",
         "defaultTypes": [ORGANIZATION],
         "authentication": {
             "type": "apiKey",
