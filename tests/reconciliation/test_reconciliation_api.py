@@ -216,11 +216,14 @@ async def test_limit_and_identifier_queries(
     [
         ({"queries": "{not json"}, 400),
         ({"queries": "[1, 2]"}, 422),
+        ({"queries": '{"q": {"query": "x", "limit": Infinity}}'}, 400),
+        ({"queries": '{"q": {"properties": [{"pid": "city", "v": NaN}]}}'}, 400),
         ({"queries": json.dumps({"q": {"query": 5}})}, 422),
         ({"queries": json.dumps({"q": {"query": "x", "limit": 0}})}, 422),
         ({"queries": json.dumps({"q": {"query": "x", "limit": True}})}, 422),
         ({"queries": json.dumps({"q": {"query": "x", "type_strict": "maybe"}})}, 422),
         ({"queries": json.dumps({"q": "Acme"})}, 422),
+        ({"queries": json.dumps({"q": {"query": "Acme " * 300}})}, 422),
         ({"queries": json.dumps({f"q{i}": {"query": "Acme"} for i in range(1001)})}, 413),
         ({"extend": "{"}, 400),
         ({"extend": json.dumps({"ids": "1", "properties": []})}, 422),
@@ -240,6 +243,10 @@ async def test_bad_input_is_a_clear_4xx(
 async def test_a_body_neither_form_nor_json_is_415(client: httpx.AsyncClient, key: dict[str, str]) -> None:
     response = await client.post(URL, content=b"queries", headers={**key, "content-type": "text/plain"})
     assert response.status_code == 415, response.text
+    not_json = await client.post(
+        URL, content=b'{"q": {"query": NaN', headers={**key, "content-type": "application/json"}
+    )
+    assert not_json.status_code == 400, not_json.text
 
 
 # --- suggest ---------------------------------------------------------------------------------------------
@@ -299,8 +306,9 @@ async def test_preview_escapes_every_value(
     assert "Tools &lt;b&gt;&amp;&lt;/b&gt; dies" in page
     lyon = (await client.get(f"{URL}/preview", params={"id": LYON}, headers=key)).text
     assert "Quillfeather Analytics" in lyon and "120" in lyon and "Lyon, France" in lyon
-    missing = await client.get(f"{URL}/preview", params={"id": "12345"}, headers=key)
-    assert missing.status_code == 404 and missing.json()["error"]["status"] == 404
+    for unknown in ("12345", "x\u0000y", "<b>"):
+        missing = await client.get(f"{URL}/preview", params={"id": unknown}, headers=key)
+        assert missing.status_code == 404 and missing.json()["error"]["status"] == 404
 
 
 async def test_property_proposals(client: httpx.AsyncClient, key: dict[str, str], validate: Validate) -> None:
@@ -377,9 +385,10 @@ async def test_extend_answers_firmographics_as_value_objects(
 async def test_extend_refuses_unknown_ids_and_properties(
     client: httpx.AsyncClient, key: dict[str, str], companies: Any
 ) -> None:
-    unknown_id = {"ids": [LYON, "4242"], "properties": [{"id": "industry"}]}
+    unknown_id = {"ids": [LYON, "4242", "x\u0000y", "1" * 300], "properties": [{"id": "industry"}]}
     response = await client.post(URL, data={"extend": json.dumps(unknown_id)}, headers=key)
-    assert response.status_code == 422 and response.json()["error"]["detail"] == {"unknown_ids": ["4242"]}
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["detail"] == {"unknown_ids": ["4242", "x\u0000y", "1" * 300]}
     unknown_property = {"ids": [LYON], "properties": [{"id": "shoe_size"}]}
     response = await client.post(URL, data={"extend": json.dumps(unknown_property)}, headers=key)
     assert response.status_code == 422 and "shoe_size" in response.json()["error"]["message"]

@@ -3,7 +3,6 @@ call the service, shape the answer."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 from urllib.parse import parse_qs
@@ -93,10 +92,7 @@ async def _parameters(request: Request) -> dict[str, Any]:
             raise MalformedRequest("the form body is not UTF-8") from None
         params.update({k: v[0] for k, v in form.items() if k in ("queries", "extend") and v})
     elif content_type in ("application/json", ""):
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise MalformedRequest("request body is not valid JSON") from None
+        data = schemas.load_json(body, "the request body")
         is_extend = isinstance(data, dict) and isinstance(data.get("ids"), list)
         params["extend" if is_extend else "queries"] = data
     else:

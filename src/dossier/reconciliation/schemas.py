@@ -28,6 +28,10 @@ QUERY_PROPERTIES: dict[str, tuple[str, str]] = {
 }
 
 
+# Longest query string and property value read (a company name, an address); longer queries are refused.
+MAX_QUERY_LENGTH = 1000
+
+
 class EntityValue(BaseModel):
     """A property value that is itself an entity (a previously reconciled cell): its name is compared."""
 
@@ -59,14 +63,14 @@ class QueryProperty(BaseModel):
             else:
                 text = value
             if text and text.strip():
-                return text.strip()
+                return text.strip()[:MAX_QUERY_LENGTH]
         return None
 
 
 class ReconciliationQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    query: str | None = None
+    query: str | None = Field(default=None, max_length=MAX_QUERY_LENGTH)
     type: str | list[str] | None = None
     limit: float | None = Field(default=None, gt=0)
     properties: list[QueryProperty] | None = None
@@ -114,11 +118,16 @@ def _describe(exc: ValidationError) -> tuple[str, list[dict[str, Any]]]:
     return message, details
 
 
-def _load_json(text: str | bytes, what: str) -> Any:
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def load_json(text: str | bytes, what: str) -> Any:
+    """Strict JSON (NaN and Infinity, which Python would read, are refused); MalformedRequest if it is not."""
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedRequest(f"`{what}` is not valid JSON: {exc}") from None
+        raise MalformedRequest(f"{what} is not valid JSON: {exc}") from None
 
 
 def parse_query_batch(raw: str | bytes | dict[str, Any]) -> dict[str, ReconciliationQuery]:
@@ -126,7 +135,7 @@ def parse_query_batch(raw: str | bytes | dict[str, Any]) -> dict[str, Reconcilia
 
     MalformedRequest (400) for text that is not JSON; InvalidInput (422) for JSON that is not a query batch.
     """
-    data = _load_json(raw, "queries") if isinstance(raw, str | bytes) else raw
+    data = load_json(raw, "`queries`") if isinstance(raw, str | bytes) else raw
     if not isinstance(data, dict):
         raise InvalidInput("`queries` must be a JSON object of queries by id")
     try:
@@ -138,7 +147,7 @@ def parse_query_batch(raw: str | bytes | dict[str, Any]) -> dict[str, Reconcilia
 
 def parse_extend_query(raw: str | bytes | dict[str, Any]) -> ExtendQuery:
     """A data extension query (JSON text, or already decoded); 400 / 422 as ``parse_query_batch``."""
-    data = _load_json(raw, "extend") if isinstance(raw, str | bytes) else raw
+    data = load_json(raw, "`extend`") if isinstance(raw, str | bytes) else raw
     if not isinstance(data, dict):
         raise InvalidInput("`extend` must be a JSON object with `ids` and `properties`")
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import html
+import re
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ PREVIEW_HEIGHT = 220
 
 IDENTIFIER_SPACE = "urn:dossier:registry:kernel_id"
 SCHEMA_SPACE = "urn:dossier:registry:type"
+
+# A kernel_id is 1 to 20 digits (docs/registry.md); anything else is unknown without asking the database.
+_KERNEL_ID = re.compile(r"\d{1,20}")
 
 # Features of the jobs API (Candidate.features) whose `agrees` becomes 1 / -1 / 0 (agree, disagree, unclear).
 _AGREEMENT_FEATURES = ("legal_form", "domain", "country", "city", "postal_code", "address")
@@ -456,7 +460,7 @@ async def extend(session: AsyncSession, query: ExtendQuery) -> dict[str, Any]:
     entities: dict[str, RegistryEntity] = {}
     unknown_ids = []
     for kernel_id in dict.fromkeys(query.ids):
-        entity = await get_entity(session, kernel_id) if kernel_id.strip() else None
+        entity = await get_entity(session, kernel_id) if _KERNEL_ID.fullmatch(kernel_id) else None
         if entity is None:
             unknown_ids.append(kernel_id)
         else:
@@ -477,7 +481,7 @@ async def extend(session: AsyncSession, query: ExtendQuery) -> dict[str, Any]:
 
 async def preview(session: AsyncSession, kernel_id: str) -> str:
     """An HTML card of the company's firmographics (every value escaped), for the manifest's iframe."""
-    entity = await get_entity(session, kernel_id) if kernel_id.strip() else None
+    entity = await get_entity(session, kernel_id) if _KERNEL_ID.fullmatch(kernel_id) else None
     if entity is None:
         raise NotFound(f"no registry company has the id {kernel_id!r}")
     record = firmographics_record(entity)
