@@ -60,6 +60,22 @@ async def test_manifest_needs_no_key_and_validates(client: httpx.AsyncClient, va
     assert manifest["batchSize"] == 1000
 
 
+async def test_cross_origin_preflight_is_answered_without_a_key(client: httpx.AsyncClient) -> None:
+    for path in (URL, f"{URL}/suggest/entity", f"{URL}/preview"):
+        response = await client.options(
+            path,
+            headers={
+                "Origin": "https://tool.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type, x-api-key",
+            },
+        )
+        assert response.status_code == 204, (path, response.text)
+        assert response.headers["access-control-allow-origin"] == "*"
+        assert "POST" in response.headers["access-control-allow-methods"]
+        assert "x-api-key" in response.headers["access-control-allow-headers"]
+
+
 async def test_the_validator_agrees_with_the_specs_own_manifests(validate: Validate) -> None:
     valid, invalid = examples("manifest", "valid"), examples("manifest", "invalid")
     assert valid and invalid

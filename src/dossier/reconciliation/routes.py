@@ -195,3 +195,17 @@ async def propose_properties(
 async def preview(session: SessionDep, _account: CurrentAccountOrQueryKey, id: str) -> HTMLResponse:
     """An HTML card of the company's firmographics (the manifest declares its frame's size)."""
     return HTMLResponse(await service.preview(session, id))
+
+
+PREFLIGHT_HEADERS = {
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+    "Access-Control-Allow-Headers": "x-api-key, kur-api-key, authorization, content-type",
+    "Access-Control-Max-Age": "600",
+}
+
+
+@router.options("", include_in_schema=False)
+@router.options("/{path:path}", include_in_schema=False)
+async def preflight() -> Response:
+    """CORS preflight (a browser POSTing JSON, or sending a key header, asks first): no key needed."""
+    return Response(status_code=204, headers=PREFLIGHT_HEADERS)
