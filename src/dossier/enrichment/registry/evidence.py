@@ -190,7 +190,7 @@ def compare_qualifier(text: str, candidate: Place, candidate_words: frozenset[st
         return Comparison("qualifier", text, candidate.address, True, 0.0)
     if any(word in SITE_WORDS for word in words):
         return Comparison("qualifier", text, None, None, -SITE_QUALIFIER)
-    if code is None and candidate.city and len(words) <= 3:
+    if code is None and candidate.city and len(words) <= 2:
         # Most short fragments after a name are places: another city than the candidate's disagrees.
         return Comparison("qualifier", text, candidate.city, False, -CITY_PENALTY)
     return Comparison("qualifier", text, None, None, -UNEXPLAINED_QUALIFIER)

@@ -1,8 +1,9 @@
 """Entity resolution: an in-memory index of the registry and the scoring that decides "same company".
 
-Blocking keeps a lookup independent of the registry size: a query's rarest name tokens (plus fuzzy
-neighbours of tokens the registry does not know, the name written without spaces, and the exact registrable
-domain) select at most ``MAX_CANDIDATES`` names (a record's name and its aliases); only those are scored.
+Blocking keeps a lookup independent of the registry size: the names with exactly the query's words, and
+at most ``MAX_CANDIDATES`` more selected by its rarest words (plus fuzzy neighbours of words the registry
+does not know, the name written without spaces, and the exact registrable domain), are scored; a record's
+names are its name, its aliases and the trade or former names written into them ("DBA", "formerly").
 
 Precision comes first, so scoring has hard rules before soft ones:
 - a word of one name that the other lacks blocks the pair ("Mitsubishi Electric" is not "Mitsubishi
@@ -28,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rapidfuzz import fuzz
 from rapidfuzz.distance import OSA
 
 from dossier.enrichment.registry.countries import country_code, is_us_state
@@ -229,6 +231,15 @@ def _words_of(name: NormalizedName, place: Place) -> frozenset[str]:
     return frozenset(words)
 
 
+def _resembles(text: str, others: Sequence[str]) -> bool:
+    """``text`` is one of ``others`` but for a typo (numbers equal: "Fund 4" is not "Fund 2")."""
+    digits = {w for w in text.split() if w.isdigit()}
+    return any(
+        fuzz.ratio(text, other) >= 85 and digits == {w for w in other.split() if w.isdigit()}
+        for other in others
+    )
+
+
 def _is_country(text: str) -> bool:
     return country_code(text) is not None or is_us_state(text)
 
@@ -398,11 +409,6 @@ class EntityIndex:
         covered_c = self._coverage(candidate.core, best_c, weak_c, words_q)
         return math.sqrt(covered_q * covered_c), conflicts
 
-    def name_score(self, query: NormalizedName, candidate: NormalizedName) -> float:
-        """Similarity of two normalised names in 0..1 (1: same core words), blocked pairs capped."""
-        score, conflicts = self.compare_names(query, candidate)
-        return min(score, _BLOCKED_CEILING) if conflicts else score
-
     # --- lookup -----------------------------------------------------------------------------------------
 
     def _candidate_names(self, query: NormalizedName) -> list[int]:
@@ -468,22 +474,29 @@ class EntityIndex:
         candidate_place = self._places[entity]
         candidate_words = _words_of(candidate, candidate_place)
         for text in query.qualifiers:
+            if _resembles(text, candidate.qualifiers):
+                # The same fragment on both sides, maybe with a typo ("Becton, Dikcinson and Company").
+                out.append(Comparison("qualifier", text, text, True, 0.0))
+                continue
             comparison = compare_qualifier(text, candidate_place, candidate_words)
             out.append(comparison)
-            if (
-                comparison.agrees is None
-                and len(text.split()) >= 3
-                and comparison.adjustment != -SITE_QUALIFIER
-            ):
+            if not comparison.agrees and len(text.split()) >= 3 and comparison.adjustment != -SITE_QUALIFIER:
                 conflict = f"the query names more: {text}"
         query_words = _words_of(query, place)
+        unexplained = [c.query for c in out if not c.agrees and c.query and not _is_country(c.query)]
         for text in candidate.qualifiers:
+            if _resembles(text, query.qualifiers):
+                continue  # compared above
             comparison = compare_qualifier(text, place, query_words)
             if text in candidate.bracketed and not _is_country(text) and not comparison.agrees:
                 # A note in parentheses ("Wendel (Beteiligungsgesellschaft)") describes; it costs a little.
                 comparison = Comparison("qualifier", text, None, None, -_NOTE_COST)
             elif comparison.agrees is None and not _is_country(text):
                 conflict = conflict or f"the candidate names more: {text}"
+            elif unexplained and not _is_country(text):
+                # Both names go on, differently ("..., Amministrazione Centrale" / "..., Laboratori di
+                # Frascati"): two parts of one organisation.
+                conflict = conflict or f"the names go on differently: {unexplained[0]} / {text}"
             if comparison.agrees is not None or not _is_country(text):
                 out.append(comparison)
         return out, conflict
