@@ -1,18 +1,20 @@
-"""DOSSIER_DATABASE_URL in the forms hosting platforms hand out: Dossier picks its async driver."""
+"""The database settings as operators meet them: URL forms hosting platforms hand out, and logs at DEBUG."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import text
 
 from dossier.db.engine import create_engine
 from dossier.settings import Settings, async_database_url
-from tests.conftest import DOSSIER_BIN, PG_URL
+from tests.conftest import DOSSIER_BIN, PG_URL, start_server, stop_server
 
 
 @pytest.mark.parametrize(
@@ -62,3 +64,30 @@ async def test_a_plain_postgres_url_connects() -> None:
             assert (await connection.execute(text("select 1"))).scalar() == 1
     finally:
         await engine.dispose()
+
+
+def test_debug_logs_print_no_key_and_no_secret(database_url: str, tmp_path: Path) -> None:
+    """At DEBUG every logger speaks (the database drivers included); none may print a secret or a key."""
+    server = start_server(database_url, tmp_path, env_extra={"DOSSIER_LOG_LEVEL": "DEBUG"})
+    try:
+        banner = re.search(r"dsk_[A-Za-z0-9_-]{40,}", server.output())
+        assert banner, server.output()
+        key = banner.group(0)
+        created = httpx.post(
+            f"{server.base_url}/api/enterprise/webhooks",
+            json={"url": "http://127.0.0.1:9/hooks", "profile": "kuration"},
+            headers={"kur-api-key": key},
+            timeout=10,
+        )
+        assert created.status_code == 201, created.text
+        secret = created.json()["secret"]
+        listed = httpx.get(f"{server.base_url}/api/enterprise/webhooks", headers={"x-api-key": key}, timeout=10)
+        assert listed.status_code == 200
+    finally:
+        stop_server(server)
+    log = server.output()
+    records = [line for line in log.splitlines() if line.startswith("{")]
+    assert any('"level": "debug"' in line for line in records)  # the level really was DEBUG
+    assert key in log  # the first start's banner shows it, on purpose ...
+    assert not [line for line in records if key in line]  # ... and no log record does
+    assert secret not in log
