@@ -22,7 +22,7 @@ from dossier.net import OutboundClient
 from dossier.queue.models import Task
 from dossier.queue.service import enqueue
 from dossier.settings import Settings
-from dossier.webhooks import service
+from dossier.webhooks import dispatch, service, sweeps
 from dossier.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from dossier.webhooks.profiles.kernel import kernel_job_data
 from tests.conftest import Received, Receiver
@@ -259,7 +259,7 @@ async def test_retry_after_and_timeouts_stretch_the_wait(
 ) -> None:
     from dossier.webhooks.tasks import _delay_after
 
-    plan = service.AttemptPlan(
+    plan = dispatch.AttemptPlan(
         delivery_id="msg_x",
         account_id="a",
         endpoint_id=None,
@@ -275,7 +275,7 @@ async def test_retry_after_and_timeouts_stretch_the_wait(
     )
 
     def result(status: int | None, retry_after: str | None = None, timed_out: bool = False) -> Any:
-        return service.AttemptResult(
+        return dispatch.AttemptResult(
             attempt_id="att",
             started_at=datetime.now(UTC),
             request_headers={},
@@ -691,7 +691,7 @@ async def test_a_delivery_failed_before_any_attempt_is_recovered_as_manual(
     async with sessionmaker() as session, session.begin():
         row = await session.get(WebhookEndpoint, endpoint["id"])
         assert row is not None
-        await service.disable_endpoint(session, row, "turned off by hand")
+        await dispatch.disable_endpoint(session, row, "turned off by hand")
     async with running_worker(settings, sessionmaker, http):
         failed = await eventually(lambda: _finished(sessionmaker, delivery_id), what="failed unattempted")
         assert failed.status == "failed" and failed.attempts == 0
@@ -723,7 +723,7 @@ async def test_a_first_attempt_task_queued_by_an_older_version_is_handed_to_the_
     [delivery_id] = await _emit(sessionmaker, account.account.id, "thing.happened", {"n": 1})
     async with sessionmaker() as session, session.begin():
         await session.execute(delete(Task))
-        enqueue(session, service.DELIVER_TASK, {"delivery_id": delivery_id, "seq": 0})
+        enqueue(session, sweeps.DELIVER_TASK, {"delivery_id": delivery_id, "seq": 0})
     async with running_worker(settings, sessionmaker, http):
         await eventually(lambda: _finished(sessionmaker, delivery_id), what="delivered")
     assert [r.headers["webhook-id"] for r in receiver.requests] == [delivery_id]

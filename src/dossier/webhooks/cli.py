@@ -13,7 +13,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 from dossier.db.base import utcnow
 from dossier.db.engine import create_engine, create_sessionmaker
 from dossier.settings import get_settings
-from dossier.webhooks import service
+from dossier.webhooks import history
 
 webhooks_app = typer.Typer(help="Webhook deliveries: history maintenance.", no_args_is_help=True)
 err_console = Console(stderr=True)
@@ -38,7 +38,7 @@ def prune_cmd(
     settings = get_settings()
     before = utcnow() - timedelta(days=older_than_days)
 
-    async def run() -> service.Pruned:
+    async def run() -> history.Pruned:
         engine = create_engine(settings)
         maker = create_sessionmaker(engine)
         deliveries = events = 0
@@ -49,7 +49,7 @@ def prune_cmd(
                 task = progress.add_task("pruning")
                 while True:
                     async with maker() as session, session.begin():
-                        pruned = await service.prune_history(session, before=before)
+                        pruned = await history.prune_history(session, before=before)
                     deliveries += pruned.deliveries
                     events += pruned.events
                     progress.update(task, description=f"pruned {deliveries:,} deliveries, {events:,} events")
@@ -57,7 +57,7 @@ def prune_cmd(
                         break
         finally:
             await engine.dispose()
-        return service.Pruned(deliveries=deliveries, events=events)
+        return history.Pruned(deliveries=deliveries, events=events)
 
     pruned = asyncio.run(run())
     typer.echo(
