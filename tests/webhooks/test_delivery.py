@@ -257,7 +257,7 @@ async def test_retries_follow_the_schedule_until_success_with_a_stable_id(
 async def test_retry_after_and_timeouts_stretch_the_wait(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    from dossier.webhooks.tasks import _delay_after
+    from dossier.webhooks.dispatch import delay_after as _delay_after
 
     plan = dispatch.AttemptPlan(
         delivery_id="msg_x",

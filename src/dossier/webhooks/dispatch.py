@@ -32,7 +32,7 @@ from dossier.webhooks.models import (
     WebhookSecret,
 )
 from dossier.webhooks.profiles import SecretVersion, WebhookProfile, get_profile
-from dossier.webhooks.retry import RetrySchedule
+from dossier.webhooks.retry import DISABLE, RETRY, RetryDecision, RetrySchedule, decide
 from dossier.webhooks.service import emit_event, signing_secrets
 from dossier.webhooks.slack import NOTICE_ENDPOINT_DISABLED, NOTICE_ENDPOINT_FAILING, notify_slack
 from dossier.webhooks.sweeps import destination_key
@@ -43,10 +43,11 @@ ENDPOINT_DISABLED_EVENT = "webhook_endpoint.disabled"
 
 
 def profile_for(name: str, settings: Settings) -> WebhookProfile:
-    """The profile ``name`` with the schedule the settings ask for (kernel keeps its documented one)."""
-    if settings.webhook_retry_schedule is not None and name != "kernel":
+    """The profile ``name`` with the schedule the settings ask for, where its document fixes none."""
+    profile = get_profile(name)
+    if settings.webhook_retry_schedule is not None and profile.schedule_configurable:
         return get_profile(name, schedule=RetrySchedule.parse(settings.webhook_retry_schedule))
-    return get_profile(name)
+    return profile
 
 
 @dataclass(frozen=True)
@@ -197,21 +198,44 @@ class AttemptResult:
         return ERROR_RESPONSE if self.status is not None else ERROR_REQUEST
 
 
+def retry_decision(plan: AttemptPlan, result: AttemptResult, settings: Settings) -> RetryDecision | None:
+    """What follows this attempt (None after a success): the profile's decision (``retry.decide``) for the
+    attempt's number in its round, with the settings' time scale."""
+    return decide(
+        profile_for(plan.profile, settings),
+        max(1, plan.seq + 1 - plan.base),
+        status=result.status,
+        timed_out=result.timed_out,
+        retry_after_header=result.retry_after,
+        scale=settings.webhook_time_scale,
+    )
+
+
+def delay_after(plan: AttemptPlan, result: AttemptResult, settings: Settings) -> float | None:
+    """Seconds before the next attempt after this one; None when none follows."""
+    decision = retry_decision(plan, result, settings)
+    return decision.delay if decision is not None else None
+
+
 # Successful deliveries refresh their endpoint's last_delivery_at at most this often (seconds): a burst to
 # one endpoint would otherwise make every dispatcher task write, and queue on, the same endpoint row.
 LAST_DELIVERY_RESOLUTION = 1.0
 
 
+# An attempt as recorded: its plan, what happened, what follows, and the change made to its delivery.
+_Recorded = tuple[AttemptPlan, AttemptResult, RetryDecision | None, dict[str, Any]]
+
+
 async def record_attempts(
     session: AsyncSession,
-    outcomes: Sequence[tuple[AttemptPlan, AttemptResult, float | None]],
+    outcomes: Sequence[tuple[AttemptPlan, AttemptResult, RetryDecision | None]],
     *,
     settings: Settings,
 ) -> list[bool]:
-    """Record a task's attempts and decide what follows each: (plan, result, next delay if it failed).
+    """Record a task's attempts and what follows each: (plan, result, its :func:`retry_decision`).
 
-    A success ends its delivery; a failure schedules the next try after its delay (the profile schedule's
-    answer; None: no attempts left, the delivery fails). A 410 Gone disables the endpoint, and so does an
+    A success ends its delivery; a failure schedules the next try when the decision is to retry, else the
+    delivery fails. A decision to disable (410 Gone) disables the endpoint, and so does an
     endpoint failing continuously for ``webhook_disable_after_days``. Retries are made by the destination's
     sweep, which queues itself again for them when it ends (:func:`reschedule_sweep`).
 
@@ -235,8 +259,8 @@ async def record_attempts(
     attempts: list[dict[str, Any]] = []
     changes: list[dict[str, Any]] = []
     # Per endpoint, its outcomes in order: endpoints that only succeeded get one conditional UPDATE.
-    by_endpoint: dict[str, list[tuple[AttemptPlan, AttemptResult, dict[str, Any]]]] = {}
-    for plan, result, delay in outcomes:
+    by_endpoint: dict[str, list[_Recorded]] = {}
+    for plan, result, decision in outcomes:
         if current.get(plan.delivery_id) != (PENDING, plan.seq):
             recorded.append(False)
             continue
@@ -270,15 +294,14 @@ async def record_attempts(
         }
         if result.succeeded:
             change.update(status=SUCCEEDED, delivered_at=now)
-        elif result.status != 410 and delay is not None:
-            # Gone (410): the receiver says it will never take this again; no retry.
-            at = now + timedelta(seconds=delay)
+        elif decision is not None and decision.action == RETRY and decision.delay is not None:
+            at = now + timedelta(seconds=decision.delay)
             change.update(status=PENDING, next_attempt_at=at)
             attempt["next_attempt_at"] = at
         attempts.append(attempt)
         changes.append(change)
         if plan.endpoint_id is not None:
-            by_endpoint.setdefault(plan.endpoint_id, []).append((plan, result, change))
+            by_endpoint.setdefault(plan.endpoint_id, []).append((plan, result, decision, change))
     if attempts:
         await session.execute(insert(WebhookAttempt), attempts)
         await session.execute(update(WebhookDelivery), changes)
@@ -289,11 +312,11 @@ async def record_attempts(
 
 async def _record_endpoint_health(
     session: AsyncSession,
-    by_endpoint: Mapping[str, Sequence[tuple[AttemptPlan, AttemptResult, Mapping[str, Any]]]],
+    by_endpoint: Mapping[str, Sequence[_Recorded]],
     now: datetime,
     settings: Settings,
 ) -> None:
-    healthy = [eid for eid, results in by_endpoint.items() if all(r.succeeded for _, r, _ in results)]
+    healthy = [eid for eid, results in by_endpoint.items() if all(r.succeeded for _, r, _, _ in results)]
     if healthy:
         e = WebhookEndpoint
         await session.execute(
@@ -316,14 +339,14 @@ async def _record_endpoint_health(
     found = await session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.id.in_(failing)))
     limit = timedelta(days=settings.webhook_disable_after_days)
     for endpoint in found:
-        for plan, result, change in by_endpoint[endpoint.id]:
+        for plan, result, decision, change in by_endpoint[endpoint.id]:
             if result.succeeded:
                 endpoint.failing_since = None
                 endpoint.failure_notified_at = None
                 endpoint.last_delivery_at = now
                 continue
-            if result.status == 410:
-                await disable_endpoint(session, endpoint, "the endpoint answered 410 Gone")
+            if decision is not None and decision.action == DISABLE:
+                await disable_endpoint(session, endpoint, decision.reason or "disabled by its answer")
             if not endpoint.active:
                 continue
             if endpoint.failing_since is None:

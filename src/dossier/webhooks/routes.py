@@ -62,7 +62,7 @@ async def create_endpoint(
         events=body.events,
         http=http,
         description=body.description,
-        kruncher_api_key=body.kruncher_api_key,
+        options=schemas.options_in(body),
     )
     return schemas.endpoint_with_secret(created.endpoint, created.secret)
 
@@ -88,9 +88,11 @@ async def update_endpoint(
     http: Outbound,
 ) -> schemas.EndpointOut:
     """Change the URL, events, description, `active` or the kruncher API-key option; omitted fields stay."""
-    sent = body.model_fields_set
-    changes: dict[str, Any] = {name: getattr(body, name) for name in sent}
-    endpoint = await service.update_endpoint(session, account.id, endpoint_id, http=http, **changes)
+    options = schemas.options_in(body)
+    changes: dict[str, Any] = {name: getattr(body, name) for name in body.model_fields_set - set(options)}
+    endpoint = await service.update_endpoint(
+        session, account.id, endpoint_id, http=http, options=options, **changes
+    )
     return schemas.endpoint_out(endpoint)
 
 

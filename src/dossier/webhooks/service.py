@@ -31,16 +31,20 @@ from dossier.webhooks.models import (
     WebhookSecret,
     new_message_id,
 )
-from dossier.webhooks.profiles import PROFILES, SecretVersion, UnknownProfile, WebhookProfile, get_profile
-from dossier.webhooks.profiles.kernel import KERNEL_EVENTS, kernel_job_data
-from dossier.webhooks.profiles.kruncher import ANALYSIS_COMPLETED, API_KEY_OPTION, analysis_completed_data
-from dossier.webhooks.profiles.kuration import TOOL_OUTPUT_READY
+from dossier.webhooks.profiles import (
+    PROFILES,
+    SecretVersion,
+    UnknownProfile,
+    WebhookProfile,
+    endpoint_option,
+    get_profile,
+)
+from dossier.webhooks.profiles.kernel import KERNEL_EVENTS
 from dossier.webhooks.sweeps import destination_key, schedule_sweep
 
 log = logging.getLogger("dossier.webhooks")
 
 ALL_EVENTS = "*"
-TEST_EVENT = "webhook.test"
 MAX_EVENTS_PER_ENDPOINT = 100
 
 
@@ -123,12 +127,14 @@ async def create_endpoint(
     events: Sequence[str] | None,
     http: OutboundClient,
     description: str | None = None,
-    kruncher_api_key: str | None = None,
+    options: Mapping[str, str | None] | None = None,
 ) -> NewSecret:
-    """Create an endpoint after validating its URL through the outbound policy; returns it with its secret."""
+    """Create an endpoint after validating its URL through the outbound policy; returns it with its secret.
+
+    ``options`` are the profile's endpoint options by their API names (None: not set)."""
     chosen = _check_profile(profile)
     checked_events = _check_events(chosen, events)
-    options = _options(chosen, kruncher_api_key)
+    stored = _options(chosen, {}, options or {})
     url = await validate_url(http, url)
     now = utcnow()
     endpoint = WebhookEndpoint(
@@ -138,7 +144,7 @@ async def create_endpoint(
         events=checked_events,
         description=description,
         active=True,
-        options=options,
+        options=stored,
         created_at=now,
         updated_at=now,
     )
@@ -150,15 +156,27 @@ async def create_endpoint(
     return NewSecret(endpoint=endpoint, secret=secret)
 
 
-def _options(profile: WebhookProfile, kruncher_api_key: str | None) -> dict[str, Any]:
-    if kruncher_api_key is None:
-        return {}
-    if API_KEY_OPTION not in profile.option_names:
-        raise InvalidInput("kruncher_api_key is only for endpoints of the kruncher profile")
-    key = kruncher_api_key.strip()
-    if not key or any(ch in key for ch in "\r\n\0"):
-        raise InvalidInput("kruncher_api_key must be a non-empty single-line value")
-    return {API_KEY_OPTION: key}
+def _options(
+    profile: WebhookProfile, current: Mapping[str, Any], given: Mapping[str, str | None]
+) -> dict[str, Any]:
+    """``current`` options with ``given`` applied (by API name; None removes one), validated by the
+    profiles that declare them."""
+    options = dict(current)
+    for field, value in given.items():
+        declared = endpoint_option(field)
+        if declared is None:
+            raise InvalidInput(f"unknown endpoint option {field!r}")
+        owner, option = declared
+        if value is None:
+            options.pop(option.key, None)
+            continue
+        if owner.name != profile.name:
+            raise InvalidInput(f"{field} is only for endpoints of the {owner.name} profile")
+        try:
+            options[option.key] = option.check(value)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+    return options
 
 
 async def list_endpoints(session: AsyncSession, account_id: str) -> list[WebhookEndpoint]:
@@ -192,9 +210,10 @@ async def update_endpoint(
     events: Sequence[str] | None = None,
     description: str | None = _UNSET,
     active: bool | None = None,
-    kruncher_api_key: str | None = _UNSET,
+    options: Mapping[str, str | None] | None = None,
 ) -> WebhookEndpoint:
-    """Change an endpoint's URL (validated again), events, description, options or active flag."""
+    """Change an endpoint's URL (validated again), events, description, options (by API name; None
+    removes one) or active flag."""
     endpoint = await get_endpoint(session, account_id, endpoint_id)
     profile = _check_profile(endpoint.profile)
     if url is not None:
@@ -203,8 +222,8 @@ async def update_endpoint(
         endpoint.events = _check_events(profile, events)
     if description is not _UNSET:
         endpoint.description = description
-    if kruncher_api_key is not _UNSET:
-        endpoint.options = _options(profile, kruncher_api_key)
+    if options:
+        endpoint.options = _options(profile, endpoint.options or {}, options)
     if active is True and not endpoint.active:
         _enable(endpoint)
     elif active is False and endpoint.active:
@@ -415,40 +434,13 @@ async def emit_event(
     )
 
 
-def _test_payload(profile: WebhookProfile, now: datetime) -> tuple[str, dict[str, Any]]:
-    if profile.name == "kuration":
-        return TOOL_OUTPUT_READY, {
-            "project_id": "00000000-0000-4000-8000-000000000000",
-            "row_id": "TestRow0000000000000",
-            "col_id": "00000000-0000-4000-8000-000000000001",
-            "value": "test",
-            "status": "success",
-        }
-    if profile.name == "kernel":
-        return "entity-resolution.completed", kernel_job_data(
-            job_id="00000000-0000-4000-8000-000000000000",
-            status="completed",
-            created_at=now,
-            completed_at=now,
-            record={"test": True},
-        )
-    if profile.name == "kruncher":
-        return ANALYSIS_COMPLETED, analysis_completed_data(
-            project_id="00000000-0000-4000-8000-000000000000",
-            analysis_id="00000000-0000-4000-8000-000000000001",
-            project_name="Test project",
-            kruncher_entity_company_id=None,
-        )
-    return TEST_EVENT, {"message": "a test event from Dossier"}
-
-
 async def send_test_event(session: AsyncSession, account_id: str, endpoint_id: str) -> WebhookDelivery:
     """Queue a test event of the endpoint's profile to this endpoint only (even if it is not subscribed)."""
     endpoint = await get_endpoint(session, account_id, endpoint_id)
     if not endpoint.active:
         raise Conflict("the endpoint is disabled; enable it first")
     profile = get_profile(endpoint.profile)
-    event_type, data = _test_payload(profile, utcnow())
+    event_type, data = profile.test_event(utcnow())
     [delivery_id] = await emit_events(session, account_id, event_type, [data], endpoints=[endpoint])
     delivery = await session.get(WebhookDelivery, delivery_id)
     assert delivery is not None

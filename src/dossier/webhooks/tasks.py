@@ -33,22 +33,11 @@ from dossier.queue.service import Snooze, TaskRun, task_handler
 from dossier.settings import Settings
 from dossier.webhooks import dispatch, slack, sweeps
 from dossier.webhooks.models import MANUAL, SCHEDULED, SlackConnection
-from dossier.webhooks.retry import next_delay
+from dossier.webhooks.retry import RetryDecision
 
 log = logging.getLogger("dossier.webhooks")
 
 BODY_KEPT = 2048
-# Headers whose values would let a reader of the history forge deliveries or call our API.
-SECRET_HEADERS = frozenset(
-    {
-        "x-kuration-signature",
-        "x-kernel-signature",
-        "x-kruncher-signature",
-        "webhook-signature",
-        "x-kruncher-api-key",
-    }
-)
-REDACTED = "[redacted]"
 MAX_HEADERS_KEPT = 50
 MAX_HEADER_CHARS = 1000
 # A destination is slow while its attempts take this long on average (seconds, recent attempts weigh most).
@@ -118,11 +107,6 @@ def _limits_for(settings: Settings) -> _Limits:
     return limits
 
 
-def redact(headers: dict[str, str]) -> dict[str, str]:
-    """Headers as recorded in the history: signatures and API keys replaced, the rest as sent."""
-    return {k: (REDACTED if k.lower() in SECRET_HEADERS else v) for k, v in headers.items()}
-
-
 async def attempt(
     http: OutboundClient, plan: dispatch.AttemptPlan, settings: Settings
 ) -> dispatch.AttemptResult:
@@ -140,7 +124,7 @@ async def attempt(
         secrets=plan.secrets,
         options=options,
     )
-    recorded = redact(rendered.headers)
+    recorded = profile.redact(rendered.headers)
     clock = time.monotonic()
     try:
         # The policy is enforced by the client on this very request: the URL, every address DNS returns
@@ -197,21 +181,6 @@ def _bounded_headers(headers: Any) -> dict[str, str]:
     for name, value in list(headers.items())[:MAX_HEADERS_KEPT]:
         kept[str(name)[:200]] = str(value)[:MAX_HEADER_CHARS]
     return kept
-
-
-def _delay_after(
-    plan: dispatch.AttemptPlan, result: dispatch.AttemptResult, settings: Settings
-) -> float | None:
-    profile = dispatch.profile_for(plan.profile, settings)
-    number_in_round = plan.seq + 1 - plan.base
-    return next_delay(
-        profile,
-        max(1, number_in_round),
-        status=result.status,
-        timed_out=result.timed_out,
-        retry_after_header=result.retry_after,
-        scale=settings.webhook_time_scale,
-    )
 
 
 @task_handler(sweeps.SWEEP_TASK, max_attempts=25, backoff=(1.0, 5.0, 15.0, 60.0, 300.0))
@@ -285,21 +254,21 @@ async def _plans(session: AsyncSession, due: list[sweeps.DueDelivery]) -> list[d
     return plans
 
 
-Outcome = tuple[dispatch.AttemptPlan, dispatch.AttemptResult, float | None]
+Outcome = tuple[dispatch.AttemptPlan, dispatch.AttemptResult, RetryDecision | None]
 
 
 async def _attempt_all(
     http: OutboundClient, plans: list[dispatch.AttemptPlan], settings: Settings, limits: _Limits
 ) -> list[Outcome]:
     """Send a batch to its destination, at most ``webhook_endpoint_concurrency`` at once; each result with
-    the delay before the next try (None: none is left, or it succeeded)."""
+    what follows it (see ``dispatch.retry_decision``)."""
     endpoint = asyncio.Semaphore(settings.webhook_endpoint_concurrency)
 
     async def one(plan: dispatch.AttemptPlan) -> Outcome:
         async with endpoint, limits.total:
             result = await attempt(http, plan, settings)
         limits.observe(plan.destination, result.duration_ms / 1000)
-        return plan, result, None if result.succeeded else _delay_after(plan, result, settings)
+        return plan, result, dispatch.retry_decision(plan, result, settings)
 
     return list(await asyncio.gather(*(one(plan) for plan in plans)))
 
