@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
 from dossier.db.base import utcnow
-from dossier.db.engine import create_engine, create_sessionmaker
+from dossier.db.lifecycle import open_database
 from dossier.settings import get_settings
 from dossier.webhooks import history
 
@@ -39,10 +39,8 @@ def prune_cmd(
     before = utcnow() - timedelta(days=older_than_days)
 
     async def run() -> history.Pruned:
-        engine = create_engine(settings)
-        maker = create_sessionmaker(engine)
         deliveries = events = 0
-        try:
+        async with open_database(settings) as maker:
             with Progress(
                 SpinnerColumn(), TextColumn("{task.description}"), console=err_console, transient=False
             ) as progress:
@@ -55,8 +53,6 @@ def prune_cmd(
                     progress.update(task, description=f"pruned {deliveries:,} deliveries, {events:,} events")
                     if not pruned.deliveries and not pruned.events:
                         break
-        finally:
-            await engine.dispose()
         return history.Pruned(deliveries=deliveries, events=events)
 
     pruned = asyncio.run(run())

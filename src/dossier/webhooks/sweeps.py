@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,11 +24,8 @@ from dossier.db.base import as_utc
 from dossier.queue.service import enqueue_or_advance
 from dossier.webhooks.models import MANUAL, PENDING, SCHEDULED, WebhookDelivery
 
-# Queued by versions before sweeps made first attempts; such a task now only queues its sweep.
-DELIVER_TASK = "webhooks.deliver"
-# The one task per destination that makes every attempt (see schedule_sweep). The name predates first
-# attempts going through it, and stays: queued tasks carry it.
-SWEEP_TASK = "webhooks.retry"
+# The one task per destination that makes every attempt (see schedule_sweep).
+SWEEP_TASK = "webhooks.sweep"
 # Due deliveries of one destination a sweep takes at a time (read in one transaction, recorded in one).
 DELIVERY_BATCH = 100
 
@@ -47,13 +43,6 @@ def parse_destination(key: str) -> tuple[str | None, str | None]:
     if kind == "url":
         return None, value
     raise ValueError(f"not a destination key: {key!r}")
-
-
-async def destinations_of(session: AsyncSession, delivery_ids: Sequence[str]) -> set[str]:
-    """The destination keys of these deliveries (those that still exist)."""
-    d = WebhookDelivery
-    rows = await session.execute(select(d.endpoint_id, d.target_url).where(d.id.in_(list(delivery_ids))))
-    return {destination_key(row.endpoint_id, row.target_url) for row in rows}
 
 
 def _sweep_dedupe_key(key: str) -> str:

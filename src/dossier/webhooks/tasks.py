@@ -273,22 +273,6 @@ async def _attempt_all(
     return list(await asyncio.gather(*(one(plan) for plan in plans)))
 
 
-@task_handler(sweeps.DELIVER_TASK, max_attempts=25, backoff=(1.0, 5.0, 15.0, 60.0, 300.0))
-async def deliver(run: TaskRun) -> None:
-    """A task queued by an older version to make first attempts: its deliveries are pending and due, so it
-    only makes sure their destinations' sweeps run."""
-    payload = run.payload
-    async with run.resources.sessionmaker() as session, session.begin():
-        await run.complete_in(session)
-        if isinstance(payload.get("key"), str):
-            keys = {payload["key"]}
-        else:
-            ids = [str(item[0]) for item in payload.get("items", [])] or [str(payload.get("delivery_id"))]
-            keys = await sweeps.destinations_of(session, ids)
-        for key in sorted(keys):
-            await sweeps.schedule_sweep(session, key, utcnow())
-
-
 @task_handler(slack.SLACK_TASK, max_attempts=6, backoff=(5.0, 30.0, 120.0, 600.0, 1800.0))
 async def send_slack(run: TaskRun) -> None:
     """Post one message to the account's Slack incoming webhook (text + blocks)."""

@@ -29,9 +29,10 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar
 
+from dossier.db.base import as_utc
 from dossier.webhooks.retry import DEFAULT_SCHEDULE, RetrySchedule
 
 SECRET_PREFIX = "whsec_"
@@ -82,11 +83,6 @@ class RenderedRequest:
 
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
-
-
-def as_utc(when: datetime) -> datetime:
-    """``when`` in UTC; a naive datetime is taken to be UTC already (that is how the database stores them)."""
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def iso_z(when: datetime, *, micro: bool = False) -> str:

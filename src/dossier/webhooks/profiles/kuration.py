@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
-from dossier.webhooks.profiles.base import WebhookProfile, as_utc, hmac_sha256_hex
+from dossier.db.base import as_utc
+from dossier.webhooks.profiles.base import WebhookProfile, hmac_sha256_hex
 
 TOOL_OUTPUT_READY = "tool_output_ready"
 USER_AGENT = "Kuration-Webhook/1.0"
