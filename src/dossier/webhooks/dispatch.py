@@ -104,19 +104,9 @@ async def plan_attempts(
             .where(d.id.in_(list(wanted)))
         )
     ).all()
-    endpoint_ids = {row.endpoint_id for row in deliveries if row.endpoint_id is not None}
-    secrets: dict[str, list[SecretVersion]] = {}
-    if endpoint_ids:
-        now = utcnow()
-        rows = await session.scalars(
-            select(WebhookSecret)
-            .where(WebhookSecret.endpoint_id.in_(endpoint_ids))
-            .order_by(WebhookSecret.endpoint_id, WebhookSecret.version.desc())
-        )
-        grouped: dict[str, list[WebhookSecret]] = {}
-        for secret in rows:
-            grouped.setdefault(secret.endpoint_id, []).append(secret)
-        secrets = {endpoint_id: signing_secrets(versions, now) for endpoint_id, versions in grouped.items()}
+    secrets = await _signing_by_endpoint(
+        session, {row.endpoint_id for row in deliveries if row.endpoint_id is not None}
+    )
     account_secrets: dict[str, str | None] = {}
     disabled: list[dict[str, Any]] = []
     plans: list[AttemptPlan] = []
@@ -129,19 +119,13 @@ async def plan_attempts(
             if row.found_endpoint is None:
                 continue
             if not row.active:
-                reason = f"endpoint disabled: {row.disabled_reason or 'no reason given'}"
-                disabled.append(
-                    {"id": row.id, "status": FAILED, "next_attempt_at": None, "last_error": reason}
-                )
+                disabled.append(_failed_as_disabled(row.id, row.disabled_reason))
                 continue
             url = row.url
             signing = secrets.get(row.endpoint_id, [])
             options = {k: str(v) for k, v in (row.options or {}).items()}
         else:
-            if row.account_id not in account_secrets:
-                account = await session.get(Account, row.account_id)
-                account_secrets[row.account_id] = account.webhook_secret if account is not None else None
-            account_secret = account_secrets[row.account_id]
+            account_secret = await _account_secret(session, row.account_id, account_secrets)
             if account_secret is None or row.target_url is None:
                 continue
             url = row.target_url
@@ -167,6 +151,38 @@ async def plan_attempts(
     if disabled:
         await session.execute(update(WebhookDelivery), disabled)
     return plans
+
+
+def _failed_as_disabled(delivery_id: str, disabled_reason: str | None) -> dict[str, Any]:
+    """The change that fails a delivery whose endpoint is disabled, without an attempt."""
+    reason = f"endpoint disabled: {disabled_reason or 'no reason given'}"
+    return {"id": delivery_id, "status": FAILED, "next_attempt_at": None, "last_error": reason}
+
+
+async def _account_secret(session: AsyncSession, account_id: str, known: dict[str, str | None]) -> str | None:
+    """The account's webhook secret (it signs a job's one-off URL), looked up once per account."""
+    if account_id not in known:
+        account = await session.get(Account, account_id)
+        known[account_id] = account.webhook_secret if account is not None else None
+    return known[account_id]
+
+
+async def _signing_by_endpoint(
+    session: AsyncSession, endpoint_ids: set[str]
+) -> dict[str, list[SecretVersion]]:
+    """The secrets that sign now, per endpoint (see ``service.signing_secrets``), in one query."""
+    if not endpoint_ids:
+        return {}
+    now = utcnow()
+    rows = await session.scalars(
+        select(WebhookSecret)
+        .where(WebhookSecret.endpoint_id.in_(endpoint_ids))
+        .order_by(WebhookSecret.endpoint_id, WebhookSecret.version.desc())
+    )
+    grouped: dict[str, list[WebhookSecret]] = {}
+    for secret in rows:
+        grouped.setdefault(secret.endpoint_id, []).append(secret)
+    return {endpoint_id: signing_secrets(versions, now) for endpoint_id, versions in grouped.items()}
 
 
 @dataclass(frozen=True)
@@ -222,6 +238,48 @@ def delay_after(plan: AttemptPlan, result: AttemptResult, settings: Settings) ->
 LAST_DELIVERY_RESOLUTION = 1.0
 
 
+def _attempt_row(plan: AttemptPlan, result: AttemptResult) -> dict[str, Any]:
+    """The history row of an attempt (``next_attempt_at`` is the delivery's, set by the caller)."""
+    return {
+        "delivery_id": plan.delivery_id,
+        "number": plan.seq + 1,
+        "attempt_id": result.attempt_id,
+        "trigger": plan.trigger,
+        "started_at": result.started_at,
+        "url": plan.url,
+        "request_headers": result.request_headers,
+        "response_status": result.status,
+        "response_headers": result.response_headers,
+        "response_body": result.response_body,
+        "duration_ms": result.duration_ms,
+        "error_class": result.error_class,
+        "error_text": result.error_text,
+        "outcome": result.outcome,
+        "next_attempt_at": None,
+    }
+
+
+def _delivery_change(
+    plan: AttemptPlan, result: AttemptResult, decision: RetryDecision | None, now: datetime
+) -> dict[str, Any]:
+    """The delivery after an attempt: succeeded, pending until its retry, or failed."""
+    change: dict[str, Any] = {
+        "id": plan.delivery_id,
+        "attempts": plan.seq + 1,
+        "last_attempt_at": result.started_at,
+        "last_status_code": result.status,
+        "last_error": result.error_text,
+        "status": FAILED,
+        "next_attempt_at": None,
+        "redelivered": False,
+    }
+    if result.succeeded:
+        change.update(status=SUCCEEDED, delivered_at=now)
+    elif decision is not None and decision.action == RETRY and decision.delay is not None:
+        change.update(status=PENDING, next_attempt_at=now + timedelta(seconds=decision.delay))
+    return change
+
+
 # An attempt as recorded: its plan, what happened, what follows, and the change made to its delivery.
 _Recorded = tuple[AttemptPlan, AttemptResult, RetryDecision | None, dict[str, Any]]
 
@@ -265,39 +323,8 @@ async def record_attempts(
             recorded.append(False)
             continue
         recorded.append(True)
-        attempt = {
-            "delivery_id": plan.delivery_id,
-            "number": plan.seq + 1,
-            "attempt_id": result.attempt_id,
-            "trigger": plan.trigger,
-            "started_at": result.started_at,
-            "url": plan.url,
-            "request_headers": result.request_headers,
-            "response_status": result.status,
-            "response_headers": result.response_headers,
-            "response_body": result.response_body,
-            "duration_ms": result.duration_ms,
-            "error_class": result.error_class,
-            "error_text": result.error_text,
-            "outcome": result.outcome,
-            "next_attempt_at": None,
-        }
-        change = {
-            "id": plan.delivery_id,
-            "attempts": plan.seq + 1,
-            "last_attempt_at": result.started_at,
-            "last_status_code": result.status,
-            "last_error": result.error_text,
-            "status": FAILED,
-            "next_attempt_at": None,
-            "redelivered": False,
-        }
-        if result.succeeded:
-            change.update(status=SUCCEEDED, delivered_at=now)
-        elif decision is not None and decision.action == RETRY and decision.delay is not None:
-            at = now + timedelta(seconds=decision.delay)
-            change.update(status=PENDING, next_attempt_at=at)
-            attempt["next_attempt_at"] = at
+        attempt, change = _attempt_row(plan, result), _delivery_change(plan, result, decision, now)
+        attempt["next_attempt_at"] = change["next_attempt_at"]
         attempts.append(attempt)
         changes.append(change)
         if plan.endpoint_id is not None:
