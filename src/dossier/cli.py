@@ -123,7 +123,7 @@ def queue_stats_cmd(
     """Tasks by kind and status (succeeded tasks are deleted, so they do not appear)."""
     from rich.table import Table
 
-    from dossier.queue.service import queue_stats
+    from dossier.queue.store import queue_stats
 
     settings = _settings()
 
@@ -152,7 +152,7 @@ def queue_retry_cmd(
     task_id: Annotated[int | None, typer.Option("--id", help="Only this task.")] = None,
 ) -> None:
     """Put failed tasks back in the queue with a fresh attempt budget (their errors are kept)."""
-    from dossier.queue.service import retry_failed
+    from dossier.queue.store import retry_failed
 
     settings = _settings()
 

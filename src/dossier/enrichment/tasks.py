@@ -14,7 +14,8 @@ from dossier.enrichment import service
 from dossier.enrichment.protocol import ToolContext, ToolOutcome
 from dossier.enrichment.runner import run_tool
 from dossier.projects.models import Column
-from dossier.queue.service import TaskRun, enqueue, task_handler
+from dossier.queue.handlers import TaskRun, task_handler
+from dossier.queue.service import enqueue
 
 log = logging.getLogger("dossier.enrichment")
 

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier.db.base import utcnow
 from dossier.net import BlockedURL, OutboundClient, OutboundError, RequestTimeout
-from dossier.queue.service import Snooze, TaskRun, task_handler
+from dossier.queue.handlers import Snooze, TaskRun, task_handler
 from dossier.settings import Settings
 from dossier.webhooks import dispatch, slack, sweeps
 from dossier.webhooks.models import MANUAL, SCHEDULED, SlackConnection
