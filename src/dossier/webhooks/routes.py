@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import Query, status
 
 from dossier.accounts.auth import CurrentAccount
 from dossier.api.deps import Outbound, SettingsDep
+from dossier.api.surfaces import ENTERPRISE
 from dossier.db.session import SessionDep
 from dossier.webhooks import history, schemas, service, slack
 
-router = APIRouter(prefix="/api/enterprise", tags=["Webhooks"])
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid API key."},
-    404: {"description": "Unknown endpoint or delivery (or another account's)."},
-    422: {"description": "Invalid input, or a URL the outbound policy refuses; `message` says why."},
-}
+router = ENTERPRISE.router(tags=["Webhooks"])
+ERRORS = ENTERPRISE.responses(
+    {
+        404: "Unknown endpoint or delivery (or another account's).",
+        422: "Invalid input, or a URL the outbound policy refuses; `message` says why.",
+    }
+)
 CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"description": "The endpoint is disabled; enable it first."}
 }
