@@ -38,8 +38,8 @@ from dossier.webhooks.profiles import (
     WebhookProfile,
     endpoint_option,
     get_profile,
+    profile_for_url,
 )
-from dossier.webhooks.profiles.kernel import KERNEL_EVENTS
 from dossier.webhooks.sweeps import destination_key, schedule_sweep
 
 log = logging.getLogger("dossier.webhooks")
@@ -352,15 +352,15 @@ async def emit_events(
 
     Without ``target``, one delivery per active endpoint of the account subscribed to ``event_type`` (none:
     nothing is written, not even the event). With ``target`` (a job's one-off ``webhook_url``), one delivery
-    to it, signed with the account's webhook secret, in ``target_profile`` (default: kernel for kernel
-    events, else standard). Returns the ids of the deliveries created.
+    to it, signed with the account's webhook secret, in ``target_profile`` (default: ``profile_for_url``:
+    kernel for kernel events, else standard). Returns the ids of the deliveries created.
     """
     if not payloads:
         return []
     now = utcnow()
     destinations: list[tuple[str | None, WebhookProfile]]
     if target is not None:
-        name = target_profile or ("kernel" if event_type in KERNEL_EVENTS else "standard")
+        name = target_profile or profile_for_url(event_type)
         profile = _check_profile(name)
         if not profile.carries(event_type):
             raise ValueError(f"profile {name!r} does not carry {event_type!r}")

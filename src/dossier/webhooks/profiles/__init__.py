@@ -22,6 +22,10 @@ _REGISTERED: dict[str, WebhookProfile] = {
 PROFILES: Mapping[str, WebhookProfile] = MappingProxyType(_REGISTERED)
 
 
+#: The profile of a one-off URL whose event no profile claims (see ``WebhookProfile.serves_one_off_urls``).
+ONE_OFF_DEFAULT = "standard"
+
+
 class UnknownProfile(KeyError):
     """No profile has that name."""
 
@@ -33,6 +37,14 @@ def get_profile(name: str, *, schedule: RetrySchedule | None = None) -> WebhookP
     except KeyError:
         raise UnknownProfile(f"unknown webhook profile {name!r}; known: {', '.join(PROFILES)}") from None
     return profile if schedule is None else profile.with_schedule(schedule)
+
+
+def profile_for_url(event_type: str) -> str:
+    """The profile a one-off URL receives ``event_type`` in when the caller names none."""
+    for profile in PROFILES.values():
+        if profile.serves_one_off_urls and profile.carries(event_type):
+            return profile.name
+    return ONE_OFF_DEFAULT
 
 
 def register_profile(profile: WebhookProfile) -> None:
@@ -67,6 +79,7 @@ __all__ = [
     "endpoint_option",
     "get_profile",
     "next_delay",
+    "profile_for_url",
     "register_profile",
     "unregister_profile",
 ]

@@ -150,6 +150,9 @@ class WebhookProfile(ABC):
     #: Standard Webhooks signature every profile sends.
     secret_headers: ClassVar[frozenset[str]] = frozenset()
     default_schedule: ClassVar[RetrySchedule] = DEFAULT_SCHEDULE
+    #: Whether a one-off URL (a job's ``webhook_url``) receives the events this profile carries in this
+    #: profile unless the caller names one (else such a URL gets ``standard``).
+    serves_one_off_urls: ClassVar[bool] = False
     #: Whether the ``webhook_retry_schedule`` setting replaces :attr:`default_schedule` (False when the
     #: profile's document fixes its schedule).
     schedule_configurable: ClassVar[bool] = True

@@ -59,6 +59,8 @@ class KernelProfile(WebhookProfile):
     timeout: ClassVar[float] = 5.0
     secret_headers: ClassVar[frozenset[str]] = frozenset({"x-kernel-signature"})
     default_schedule: ClassVar[RetrySchedule] = KERNEL_SCHEDULE
+    # 003's jobs call back their own webhook_url in this profile.
+    serves_one_off_urls: ClassVar[bool] = True
     # 003 documents the schedule: the retry setting does not replace it.
     schedule_configurable: ClassVar[bool] = False
 
