@@ -20,6 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier.db.base import JSONType, utcnow
+from dossier.enrichment.events import emit_tool_outputs
 from dossier.enrichment.protocol import ToolOutcome
 from dossier.enrichment.tools import get_tool
 from dossier.errors import InvalidInput
@@ -33,7 +34,6 @@ from dossier.projects.models import (
     Row,
 )
 from dossier.queue.service import enqueue
-from dossier.webhooks.service import emit_tool_outputs
 
 RUN_CELLS = "cells.run"
 BACKFILL_COLUMN = "column.backfill"
