@@ -81,7 +81,9 @@ def test_debug_logs_print_no_key_and_no_secret(database_url: str, tmp_path: Path
         )
         assert created.status_code == 201, created.text
         secret = created.json()["secret"]
-        listed = httpx.get(f"{server.base_url}/api/enterprise/webhooks", headers={"x-api-key": key}, timeout=10)
+        listed = httpx.get(
+            f"{server.base_url}/api/enterprise/webhooks", headers={"x-api-key": key}, timeout=10
+        )
         assert listed.status_code == 200
     finally:
         stop_server(server)
