@@ -102,30 +102,6 @@ def resolve_tool_spec(
     return inputs, parsed.model_dump(mode="json")
 
 
-def check_acyclic(columns: Sequence[Column]) -> None:
-    """Refuse a set of columns whose tool inputs form a cycle (a column reading itself, directly or not)."""
-    reads = {column.id: set((column.tool_inputs or {}).values()) for column in columns}
-    names = {column.id: column.name for column in columns}
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-
-    def visit(column_id: str, path: list[str]) -> None:
-        if state.get(column_id) == 2:
-            return
-        if state.get(column_id) == 1:
-            cycle = [*path[path.index(column_id) :], column_id]
-            raise InvalidInput(
-                "tool columns form a cycle: " + " -> ".join(names.get(c, c) for c in cycle),
-                detail={"cycle": [names.get(c, c) for c in cycle]},
-            )
-        state[column_id] = 1
-        for upstream in reads.get(column_id, ()):
-            visit(upstream, [*path, column_id])
-        state[column_id] = 2
-
-    for column in columns:
-        visit(column.id, [])
-
-
 # --- scheduling -----------------------------------------------------------------------------------------
 
 

@@ -118,7 +118,7 @@ async def create_project(
     ids_by_name = {column.name: column.id for column in new_columns}
     for column, spec in zip(new_columns, columns, strict=True):
         _apply_tool(column, spec, ids_by_name)
-    enrichment.check_acyclic(new_columns)
+    check_acyclic(new_columns)
     session.add(project)
     await session.flush()
     for column in new_columns:
@@ -126,6 +126,30 @@ async def create_project(
     session.add_all(new_columns)
     await session.flush()
     return project
+
+
+def check_acyclic(columns: Sequence[Column]) -> None:
+    """Refuse a set of columns whose tool inputs form a cycle (a column reading itself, directly or not)."""
+    reads = {column.id: set((column.tool_inputs or {}).values()) for column in columns}
+    names = {column.id: column.name for column in columns}
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    def visit(column_id: str, path: list[str]) -> None:
+        if state.get(column_id) == 2:
+            return
+        if state.get(column_id) == 1:
+            cycle = [*path[path.index(column_id) :], column_id]
+            raise InvalidInput(
+                "tool columns form a cycle: " + " -> ".join(names.get(c, c) for c in cycle),
+                detail={"cycle": [names.get(c, c) for c in cycle]},
+            )
+        state[column_id] = 1
+        for upstream in reads.get(column_id, ()):
+            visit(upstream, [*path, column_id])
+        state[column_id] = 2
+
+    for column in columns:
+        visit(column.id, [])
 
 
 def _apply_tool(column: Column, spec: ColumnSpec, ids_by_name: dict[str, str]) -> None:
@@ -225,7 +249,7 @@ async def add_column(session: AsyncSession, account: Account, project_id: str, s
         position=max((c.position for c in columns), default=-1) + 1,
     )
     _apply_tool(column, spec, {c.name: c.id for c in columns})
-    enrichment.check_acyclic([*columns, column])
+    check_acyclic([*columns, column])
     session.add(column)
     await session.flush()
     if column.is_tool and last_row is not None:
