@@ -5,6 +5,9 @@ runs once every cell it reads is final. Cells are scheduled in chunks of rows: o
 (column, chunk), so a 10,000-row import is a few hundred tasks, not tens of thousands. Every scheduling
 gives the cells a fresh ``run_token``; a task whose token no longer matches is stale and changes nothing,
 which makes re-runs and at-least-once delivery safe.
+
+This module is the ``ToolEngine`` that ``dossier.projects.tool_engine`` declares (``dossier.enrichment``
+registers it on import): projects defines tool columns and adds rows through it without importing enrichment.
 """
 
 from __future__ import annotations
@@ -33,21 +36,13 @@ from dossier.projects.models import (
     Column,
     Row,
 )
+from dossier.projects.tool_engine import ToolSpec
 from dossier.queue.service import enqueue
 
 RUN_CELLS = "cells.run"
 BACKFILL_COLUMN = "column.backfill"
 BACKFILL_BATCH = 1000
 _IN_CLAUSE_MAX = 1000
-
-
-@dataclass(frozen=True)
-class ToolSpec:
-    """A tool column as a caller describes it: inputs name columns, not ids."""
-
-    type: str
-    inputs: Mapping[str, str]
-    config: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
