@@ -28,10 +28,11 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy.engine import make_url
 
+import dossier.enrichment  # noqa: F401  (registers the tool engine that create_project's tool columns need)
 from dossier.accounts.models import Account
 from dossier.db.engine import create_engine, create_sessionmaker
-from dossier.enrichment.service import ToolSpec
 from dossier.projects import service as projects
+from dossier.projects.tool_engine import ToolSpec
 from dossier.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -43,7 +43,7 @@ from dossier.accounts import service as accounts
 from dossier.db.engine import create_engine, create_sessionmaker
 from dossier.db.migrate import upgrade_to_head
 from dossier.net import OutboundClient
-from dossier.queue.service import WorkerResources
+from dossier.queue.handlers import WorkerResources
 from dossier.queue.worker import Worker
 from dossier.settings import Settings
 from dossier.webhooks import service

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dossier.queue.service import WorkerResources
+from dossier.queue.handlers import WorkerResources
 from dossier.queue.worker import Worker
 from dossier.settings import Settings
 from dossier.tasks_registry import TASK_MODULES, import_task_modules

@@ -11,8 +11,7 @@ import typer
 from rich.console import Console
 
 from dossier.accounts import service as accounts
-from dossier.db.engine import create_engine, create_sessionmaker
-from dossier.db.migrate import upgrade_to_head
+from dossier.db.lifecycle import open_database
 from dossier.enrichment.registry.cli import registry_app
 from dossier.logs import configure_logging
 from dossier.projects.cli import export_rows, import_rows
@@ -41,11 +40,8 @@ def _settings(**overrides: object) -> Settings:
 
 
 async def _migrate(settings: Settings) -> None:
-    engine = create_engine(settings)
-    try:
-        await upgrade_to_head(engine)
-    finally:
-        await engine.dispose()
+    async with open_database(settings, migrate=True):
+        pass
 
 
 async def _first_start(settings: Settings, *, default_account: bool) -> str | None:
@@ -54,16 +50,12 @@ async def _first_start(settings: Settings, *, default_account: bool) -> str | No
     key (shown this once), or None."""
     from dossier.enrichment.registry.service import ensure_default_registry
 
-    engine = create_engine(settings)
-    try:
-        async with create_sessionmaker(engine)() as session, session.begin():
-            await ensure_default_registry(session, settings)
-            if not default_account or await accounts.count_accounts(session) > 0:
-                return None
-            created = await accounts.create_account(session, DEFAULT_ACCOUNT)
-            return created.api_key
-    finally:
-        await engine.dispose()
+    async with open_database(settings) as maker, maker() as session, session.begin():
+        await ensure_default_registry(session, settings)
+        if not default_account or await accounts.count_accounts(session) > 0:
+            return None
+        created = await accounts.create_account(session, DEFAULT_ACCOUNT)
+        return created.api_key
 
 
 @app.command()
@@ -132,17 +124,13 @@ def queue_stats_cmd(
     """Tasks by kind and status (succeeded tasks are deleted, so they do not appear)."""
     from rich.table import Table
 
-    from dossier.queue.service import queue_stats
+    from dossier.queue.store import queue_stats
 
     settings = _settings()
 
     async def run() -> list[tuple[str, str, int, str | None]]:
-        engine = create_engine(settings)
-        try:
-            async with create_sessionmaker(engine)() as session, session.begin():
-                counts = await queue_stats(session)
-        finally:
-            await engine.dispose()
+        async with open_database(settings) as maker, maker() as session, session.begin():
+            counts = await queue_stats(session)
         return [
             (c.kind, c.status, c.count, c.oldest_run_at.isoformat() if c.oldest_run_at else None)
             for c in counts
@@ -165,17 +153,13 @@ def queue_retry_cmd(
     task_id: Annotated[int | None, typer.Option("--id", help="Only this task.")] = None,
 ) -> None:
     """Put failed tasks back in the queue with a fresh attempt budget (their errors are kept)."""
-    from dossier.queue.service import retry_failed
+    from dossier.queue.store import retry_failed
 
     settings = _settings()
 
     async def run() -> int:
-        engine = create_engine(settings)
-        try:
-            async with create_sessionmaker(engine)() as session, session.begin():
-                return await retry_failed(session, kind=kind, task_id=task_id)
-        finally:
-            await engine.dispose()
+        async with open_database(settings) as maker, maker() as session, session.begin():
+            return await retry_failed(session, kind=kind, task_id=task_id)
 
     err_console.print(f"requeued {asyncio.run(run())} failed task(s)")
 
@@ -199,13 +183,8 @@ def accounts_create(
     settings = _settings()
 
     async def run() -> accounts.NewAccount:
-        await _migrate(settings)
-        engine = create_engine(settings)
-        try:
-            async with create_sessionmaker(engine)() as session, session.begin():
-                return await accounts.create_account(session, name)
-        finally:
-            await engine.dispose()
+        async with open_database(settings, migrate=True) as maker, maker() as session, session.begin():
+            return await accounts.create_account(session, name)
 
     try:
         created = asyncio.run(run())
@@ -234,14 +213,9 @@ def accounts_add_key(name: Annotated[str, typer.Argument(help="Account name.")])
     settings = _settings()
 
     async def run() -> str | None:
-        await _migrate(settings)
-        engine = create_engine(settings)
-        try:
-            async with create_sessionmaker(engine)() as session, session.begin():
-                account = await accounts.get_account_by_name(session, name)
-                return None if account is None else await accounts.issue_api_key(session, account)
-        finally:
-            await engine.dispose()
+        async with open_database(settings, migrate=True) as maker, maker() as session, session.begin():
+            account = await accounts.get_account_by_name(session, name)
+            return None if account is None else await accounts.issue_api_key(session, account)
 
     key = asyncio.run(run())
     if key is None:
@@ -259,14 +233,9 @@ def accounts_rotate_secret(name: Annotated[str, typer.Argument(help="Account nam
     settings = _settings()
 
     async def run() -> str | None:
-        await _migrate(settings)
-        engine = create_engine(settings)
-        try:
-            async with create_sessionmaker(engine)() as session, session.begin():
-                account = await accounts.get_account_by_name(session, name)
-                return None if account is None else await accounts.rotate_webhook_secret(session, account)
-        finally:
-            await engine.dispose()
+        async with open_database(settings, migrate=True) as maker, maker() as session, session.begin():
+            account = await accounts.get_account_by_name(session, name)
+            return None if account is None else await accounts.rotate_webhook_secret(session, account)
 
     secret = asyncio.run(run())
     if secret is None:

@@ -67,3 +67,5 @@ def configure_logging(level: str = "INFO", as_json: bool = True) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # aiosqlite logs every call with its arguments at DEBUG: statement parameters, secrets among them.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, root.level))

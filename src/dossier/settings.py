@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Annotated
 
@@ -16,7 +17,8 @@ class Settings(BaseSettings):
 
     database_url: str = Field(
         default="sqlite+aiosqlite:///./dossier.db",
-        description="SQLAlchemy URL. sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db.",
+        description="Database URL: sqlite:///path or postgresql://user:password@host/db (the forms hosting "
+        "platforms hand out, postgres:// included, are accepted; Dossier picks its async driver).",
     )
     host: str = Field(default="127.0.0.1", description="Interface `dossier serve` binds to.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `dossier serve` listens on.")
@@ -172,6 +174,11 @@ class Settings(BaseSettings):
         "default of a new company.",
     )
 
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        return async_database_url(value)
+
     @field_validator("outbound_allow", "task_modules", "pipeline_statuses", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
@@ -205,6 +212,28 @@ class Settings(BaseSettings):
 
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+# Drivers Dossier runs on, by database; a URL naming another driver of the same database is moved to it.
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+_SCHEMES = {"sqlite": "sqlite", "postgresql": "postgresql", "postgres": "postgresql", "pgsql": "postgresql"}
+
+
+def async_database_url(url: str) -> str:
+    """``sqlite:///x.db`` -> ``sqlite+aiosqlite:///x.db``; ``postgres://...`` and ``postgresql+psycopg2://...``
+    -> ``postgresql+asyncpg://...`` (with ``sslmode=`` read as asyncpg's ``ssl=``). ValueError names what is
+    wrong with a URL Dossier cannot use."""
+    text = url.strip()
+    scheme, separator, rest = text.partition("://")
+    if not separator:
+        raise ValueError(f"{text[:60]!r} is not a database URL (expected sqlite:///path or postgresql://...)")
+    database = _SCHEMES.get(scheme.split("+", 1)[0].lower())
+    if database is None:
+        raise ValueError(f"database {scheme.split('+', 1)[0]!r} is not supported: use SQLite or PostgreSQL")
+    if database == "postgresql":
+        # asyncpg spells libpq's sslmode "ssl" (same values).
+        rest = re.sub(r"([?&])sslmode=", r"\1ssl=", rest)
+    return f"{_ASYNC_DRIVERS[database]}://{rest}"
 
 
 @lru_cache(maxsize=1)

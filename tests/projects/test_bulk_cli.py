@@ -11,9 +11,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dossier.accounts.service import NewAccount
-from dossier.enrichment.service import ToolSpec
 from dossier.projects import service as projects
 from dossier.projects.models import Row
+from dossier.projects.tool_engine import ToolSpec
 from tests.conftest import DOSSIER_BIN, dossier_env, run_cli
 
 

@@ -13,7 +13,7 @@ import time
 from sqlalchemy import BigInteger, Column, Float, Integer, MetaData, String, Table, insert, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dossier.queue.service import TaskRun, task_handler
+from dossier.queue.handlers import TaskRun, task_handler
 
 RECORD = "fixture.record"
 

@@ -16,23 +16,20 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dossier.db.base import utcnow
+from dossier.queue.handlers import PermanentFailure, RetryLater, TaskRun, task_handler
 from dossier.queue.models import FAILED, QUEUED, RUNNING, Task
-from dossier.queue.service import (
-    ENQUEUED_FLAG,
-    NOTIFY_CHANNEL,
-    PermanentFailure,
-    RetryLater,
-    TaskRun,
-    add_local_wakeup,
-    enqueue,
-    enqueue_or_advance,
-    enqueue_unique,
+from dossier.queue.service import enqueue, enqueue_or_advance, enqueue_unique
+from dossier.queue.store import (
+    claim_batch,
+    complete,
+    extend_leases,
+    fail,
     queue_stats,
-    remove_local_wakeup,
+    release,
+    reschedule,
     retry_failed,
-    task_handler,
 )
-from dossier.queue.worker import claim_batch, complete, extend_leases, fail, release, reschedule
+from dossier.queue.wakeups import ENQUEUED_FLAG, NOTIFY_CHANNEL, add_local_wakeup, remove_local_wakeup
 from dossier.settings import Settings
 from tests.helpers import eventually
 from tests.queue.helpers import all_tasks, get_task, running_worker

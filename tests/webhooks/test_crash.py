@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dossier.accounts.service import NewAccount
 from dossier.net import OutboundClient
-from dossier.webhooks import service
+from dossier.webhooks import service, sweeps
 from dossier.webhooks.models import SUCCEEDED, WebhookDelivery
 from tests.conftest import DOSSIER_BIN, REPO, Receiver, dossier_env
 from tests.helpers import eventually
@@ -100,4 +100,4 @@ async def test_sigkill_mid_burst_loses_no_event(
     duplicates = sum(c - 1 for c in counts.values())
     print(f"\n{EVENTS} events, killed after {received_before} receipts, {duplicates} duplicate(s)")
     # Only attempts made but not yet recorded at the kill can repeat: the deliveries of the tasks in hand.
-    assert duplicates <= 2 * service.DELIVERY_BATCH
+    assert duplicates <= 2 * sweeps.DELIVERY_BATCH

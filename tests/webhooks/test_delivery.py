@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks import Webhook
 
@@ -20,9 +20,8 @@ from dossier.accounts.service import NewAccount
 from dossier.db.base import as_utc
 from dossier.net import OutboundClient
 from dossier.queue.models import Task
-from dossier.queue.service import enqueue
 from dossier.settings import Settings
-from dossier.webhooks import service
+from dossier.webhooks import dispatch, service, sweeps
 from dossier.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from dossier.webhooks.profiles.kernel import kernel_job_data
 from tests.conftest import Received, Receiver
@@ -257,9 +256,9 @@ async def test_retries_follow_the_schedule_until_success_with_a_stable_id(
 async def test_retry_after_and_timeouts_stretch_the_wait(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    from dossier.webhooks.tasks import _delay_after
+    from dossier.webhooks.dispatch import delay_after as _delay_after
 
-    plan = service.AttemptPlan(
+    plan = dispatch.AttemptPlan(
         delivery_id="msg_x",
         account_id="a",
         endpoint_id=None,
@@ -275,7 +274,7 @@ async def test_retry_after_and_timeouts_stretch_the_wait(
     )
 
     def result(status: int | None, retry_after: str | None = None, timed_out: bool = False) -> Any:
-        return service.AttemptResult(
+        return dispatch.AttemptResult(
             attempt_id="att",
             started_at=datetime.now(UTC),
             request_headers={},
@@ -613,7 +612,7 @@ async def test_a_failing_endpoint_s_retries_are_made_by_one_sweep(
                 select(func.min(WebhookDelivery.next_attempt_at)).where(WebhookDelivery.id.in_(ids))
             )
         assert [(t.kind, t.payload) for t in queued] == [
-            ("webhooks.retry", {"key": f"endpoint:{endpoint['id']}"})
+            (sweeps.SWEEP_TASK, {"key": f"endpoint:{endpoint['id']}"})
         ]
         # Due at the earliest retry; after a batch that all failed, up to a second's pause later.
         assert earliest is not None
@@ -664,7 +663,7 @@ async def test_one_sweep_per_destination_sends_a_burst_within_the_endpoint_limit
             )
     async with sessionmaker() as session:
         queued = list(await session.scalars(select(Task)))
-    sweep = ("webhooks.retry", {"key": f"endpoint:{endpoint['id']}"})
+    sweep = (sweeps.SWEEP_TASK, {"key": f"endpoint:{endpoint['id']}"})
     assert [(t.kind, t.payload) for t in queued] == [sweep]
     async with running_worker(settings, sessionmaker, http), running_worker(settings, sessionmaker, http):
         await eventually(lambda: all_delivered(sessionmaker, ids), what="the burst delivered", within=30)
@@ -691,7 +690,7 @@ async def test_a_delivery_failed_before_any_attempt_is_recovered_as_manual(
     async with sessionmaker() as session, session.begin():
         row = await session.get(WebhookEndpoint, endpoint["id"])
         assert row is not None
-        await service.disable_endpoint(session, row, "turned off by hand")
+        await dispatch.disable_endpoint(session, row, "turned off by hand")
     async with running_worker(settings, sessionmaker, http):
         failed = await eventually(lambda: _finished(sessionmaker, delivery_id), what="failed unattempted")
         assert failed.status == "failed" and failed.attempts == 0
@@ -707,24 +706,3 @@ async def test_a_delivery_failed_before_any_attempt_is_recovered_as_manual(
     assert request.headers["webhook-id"] == delivery_id
     [attempt] = await _attempts(sessionmaker, delivery_id)
     assert (attempt.trigger, attempt.outcome) == ("manual", "Success")
-
-
-async def test_a_first_attempt_task_queued_by_an_older_version_is_handed_to_the_sweep(
-    wclient: httpx.AsyncClient,
-    headers: dict[str, str],
-    account: NewAccount,
-    receiver: Receiver,
-    settings: Settings,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    http: OutboundClient,
-) -> None:
-    # A queue left by an upgrade: a `webhooks.deliver` task in the old one-delivery format, no sweep.
-    await _endpoint(wclient, headers, url=receiver.url, profile="standard")
-    [delivery_id] = await _emit(sessionmaker, account.account.id, "thing.happened", {"n": 1})
-    async with sessionmaker() as session, session.begin():
-        await session.execute(delete(Task))
-        enqueue(session, service.DELIVER_TASK, {"delivery_id": delivery_id, "seq": 0})
-    async with running_worker(settings, sessionmaker, http):
-        await eventually(lambda: _finished(sessionmaker, delivery_id), what="delivered")
-    assert [r.headers["webhook-id"] for r in receiver.requests] == [delivery_id]
-    assert (await _delivery(sessionmaker, delivery_id)).status == "succeeded"

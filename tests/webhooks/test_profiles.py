@@ -26,10 +26,10 @@ from dossier.webhooks.profiles import (
     WebhookProfile,
     get_profile,
 )
-from dossier.webhooks.profiles.kernel import kernel_job_data
+from dossier.webhooks.profiles.kernel import KERNEL_SCHEDULE, kernel_job_data
 from dossier.webhooks.profiles.kruncher import analysis_completed_data, changed_status_data
 from dossier.webhooks.profiles.kuration import tool_output_ready_payload, value_string
-from dossier.webhooks.retry import DEFAULT_SCHEDULE, KERNEL_SCHEDULE, RetrySchedule
+from dossier.webhooks.retry import DEFAULT_SCHEDULE, RetrySchedule
 
 # ---- Verification functions exactly as 002 and 003 print them (do not "improve" them) ----------------------
 

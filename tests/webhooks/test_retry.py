@@ -9,7 +9,8 @@ from email.utils import format_datetime
 import pytest
 
 from dossier.webhooks.profiles import get_profile, next_delay
-from dossier.webhooks.retry import DEFAULT_SCHEDULE, KERNEL_SCHEDULE, RetrySchedule, parse_retry_after
+from dossier.webhooks.profiles.kernel import KERNEL_SCHEDULE
+from dossier.webhooks.retry import DEFAULT_SCHEDULE, RetrySchedule, parse_retry_after
 
 NO_JITTER = lambda: 0.0  # noqa: E731 - the lowest draw: the delay exactly as scheduled
 MAX_JITTER = lambda: 0.999999  # noqa: E731

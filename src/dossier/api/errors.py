@@ -1,13 +1,12 @@
 """The one place where errors become HTTP answers, in each surface's documented error envelope.
 
-Every surface (a path prefix) has an envelope function; an error anywhere under that prefix is
-rendered with it. Unknown paths get the generic envelope.
+The surfaces are declared in ``api.surfaces``: an error anywhere under a surface's prefixes is rendered
+with its envelope. Unknown paths get the generic envelope.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,67 +14,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from dossier.api.surfaces import Envelope, generic_envelope, surface_for
 from dossier.errors import DossierError
 
 log = logging.getLogger("dossier.api")
 
-Envelope = Callable[[Request, int, str, Any], dict[str, Any]]
-
-
-def enterprise_envelope(request: Request, status: int, message: str, detail: Any) -> dict[str, Any]:
-    """000: `{row_id, message, error_detail}` on row creation; `{message, error_detail}` elsewhere."""
-    body: dict[str, Any] = {"message": message, "error_detail": detail}
-    if request.method == "POST" and request.url.path.rstrip("/").endswith("/rows"):
-        body = {"row_id": None, **body}
-    return body
-
-
-# Machine-readable codes of the /rest/v1 envelope, by HTTP status.
-JOB_ERROR_CODES = {
-    400: "malformed_request",
-    401: "not_authenticated",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "invalid_input",
-    429: "rate_limited",
-}
-
-
-def jobs_envelope(request: Request, status: int, message: str, detail: Any) -> dict[str, Any]:
-    """003 documents no error body: `{error: {code, message, detail}}` (docs/api-jobs.md)."""
-    code = JOB_ERROR_CODES.get(status, "internal_error" if status >= 500 else "bad_request")
-    return {"error": {"code": code, "message": message, "detail": detail}}
-
-
-def pipeline_envelope(request: Request, status: int, message: str, detail: Any) -> dict[str, Any]:
-    """001: `{success: false, error: "..."}`."""
-    return {"success": False, "error": message}
-
-
-def generic_envelope(request: Request, status: int, message: str, detail: Any) -> dict[str, Any]:
-    return {"error": {"status": status, "message": message, "detail": detail}}
-
-
-# Longest prefix first.
-SURFACES: list[tuple[str, Envelope]] = [
-    ("/api/enterprise", enterprise_envelope),
-    ("/api/integration", pipeline_envelope),
-    ("/api/company", pipeline_envelope),
-    ("/api/analysis", pipeline_envelope),
-    ("/rest/v1", jobs_envelope),
-    ("/api/reconcile", generic_envelope),  # the spec defines no error body (docs/reconciliation.md)
-]
-
 
 def _envelope_for(request: Request) -> Envelope:
-    path = request.url.path
-    for prefix, envelope in SURFACES:
-        if path == prefix or path.startswith(prefix + "/"):
-            return envelope
-    return generic_envelope
+    surface = surface_for(request.url.path)
+    return surface.envelope if surface is not None else generic_envelope
 
 
 def error_response(request: Request, status: int, message: str, detail: Any = None) -> JSONResponse:

@@ -11,7 +11,11 @@ from dossier.settings import Settings
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
-    """Build the async engine; SQLite gets WAL, foreign keys and a busy timeout on every connection."""
+    """Build the async engine; SQLite gets WAL, foreign keys and a busy timeout on every connection.
+
+    Statement parameters carry secrets and keys (hashes, webhook secrets): they are hidden from SQLAlchemy's
+    logs and error messages at every log level.
+    """
     url = settings.database_url
     if url.startswith("sqlite"):
         # One connection per process: SQLite has one writer and every transaction here takes the write lock
@@ -23,6 +27,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
             connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000},
             pool_size=1,
             max_overflow=0,
+            hide_parameters=True,
         )
         busy_ms = settings.sqlite_busy_timeout_ms
 
@@ -48,6 +53,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_pre_ping=True,
+        hide_parameters=True,
     )
 
 

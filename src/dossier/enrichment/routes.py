@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
 from dossier.accounts.auth import CurrentAccount
+from dossier.api.surfaces import ENTERPRISE
 from dossier.enrichment import schemas
 from dossier.enrichment.tools import all_tools
 
-router = APIRouter(prefix="/api/enterprise", tags=["Tools"])
+router = ENTERPRISE.router(tags=["Tools"])
 
 
 @router.get("/tools", response_model=list[schemas.ToolOut])

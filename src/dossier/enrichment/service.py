@@ -5,6 +5,9 @@ runs once every cell it reads is final. Cells are scheduled in chunks of rows: o
 (column, chunk), so a 10,000-row import is a few hundred tasks, not tens of thousands. Every scheduling
 gives the cells a fresh ``run_token``; a task whose token no longer matches is stale and changes nothing,
 which makes re-runs and at-least-once delivery safe.
+
+This module is the ``ToolEngine`` that ``dossier.projects.tool_engine`` declares (``dossier.enrichment``
+registers it on import): projects defines tool columns and adds rows through it without importing enrichment.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier.db.base import JSONType, utcnow
+from dossier.enrichment.events import emit_tool_outputs
 from dossier.enrichment.protocol import ToolOutcome
 from dossier.enrichment.tools import get_tool
 from dossier.errors import InvalidInput
@@ -32,22 +36,13 @@ from dossier.projects.models import (
     Column,
     Row,
 )
+from dossier.projects.tool_engine import ToolSpec
 from dossier.queue.service import enqueue
-from dossier.webhooks.service import emit_tool_outputs
 
 RUN_CELLS = "cells.run"
 BACKFILL_COLUMN = "column.backfill"
 BACKFILL_BATCH = 1000
 _IN_CLAUSE_MAX = 1000
-
-
-@dataclass(frozen=True)
-class ToolSpec:
-    """A tool column as a caller describes it: inputs name columns, not ids."""
-
-    type: str
-    inputs: Mapping[str, str]
-    config: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -100,30 +95,6 @@ def resolve_tool_spec(
     parsed = tool.parse_config(spec.config)
     tool.check_inputs(parsed, set(inputs))
     return inputs, parsed.model_dump(mode="json")
-
-
-def check_acyclic(columns: Sequence[Column]) -> None:
-    """Refuse a set of columns whose tool inputs form a cycle (a column reading itself, directly or not)."""
-    reads = {column.id: set((column.tool_inputs or {}).values()) for column in columns}
-    names = {column.id: column.name for column in columns}
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-
-    def visit(column_id: str, path: list[str]) -> None:
-        if state.get(column_id) == 2:
-            return
-        if state.get(column_id) == 1:
-            cycle = [*path[path.index(column_id) :], column_id]
-            raise InvalidInput(
-                "tool columns form a cycle: " + " -> ".join(names.get(c, c) for c in cycle),
-                detail={"cycle": [names.get(c, c) for c in cycle]},
-            )
-        state[column_id] = 1
-        for upstream in reads.get(column_id, ()):
-            visit(upstream, [*path, column_id])
-        state[column_id] = 2
-
-    for column in columns:
-        visit(column.id, [])
 
 
 # --- scheduling -----------------------------------------------------------------------------------------

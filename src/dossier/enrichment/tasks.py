@@ -12,10 +12,10 @@ import logging
 
 from dossier.enrichment import service
 from dossier.enrichment.protocol import ToolContext, ToolOutcome
-from dossier.enrichment.tools import get_tool
-from dossier.errors import DossierError
+from dossier.enrichment.runner import run_tool
 from dossier.projects.models import Column
-from dossier.queue.service import TaskRun, enqueue, task_handler
+from dossier.queue.handlers import TaskRun, task_handler
+from dossier.queue.service import enqueue
 
 log = logging.getLogger("dossier.enrichment")
 
@@ -24,24 +24,15 @@ def _blank(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip()) or value == {} or value == []
 
 
-async def _run_one(work: service.CellWork, run_tool: Column, ctx: ToolContext, limit_s: float) -> ToolOutcome:
+async def _run_one(work: service.CellWork, column: Column, ctx: ToolContext) -> ToolOutcome:
     if work.failed_inputs:
         return ToolOutcome.skipped(f"input column(s) failed: {', '.join(work.failed_inputs)}")
     if all(_blank(value) for value in work.values.values()):
         return ToolOutcome.skipped("inputs are empty")
-    assert run_tool.tool_type is not None
-    tool = get_tool(run_tool.tool_type)
-    try:
-        config = tool.parse_config(run_tool.tool_config)
-        async with asyncio.timeout(limit_s):
-            return await tool.run(work.values, config, ctx)
-    except TimeoutError:
-        return ToolOutcome.failed(f"{tool.name} did not finish within {limit_s:g} s")
-    except DossierError as exc:
-        return ToolOutcome.failed(exc.message)
-    except Exception as exc:  # a tool bug must end the cell, not leave it loading forever
-        log.exception("tool raised", extra={"tool": tool.name, "column_id": run_tool.id})
-        return ToolOutcome.failed(f"{tool.name} failed: {type(exc).__name__}: {exc}")
+    assert column.tool_type is not None
+    return await run_tool(
+        column.tool_type, work.values, ctx, config=column.tool_config, log_extra={"column_id": column.id}
+    )
 
 
 @task_handler(service.RUN_CELLS, max_attempts=5, backoff=(1.0, 5.0, 15.0, 60.0))
@@ -61,7 +52,7 @@ async def run_cells(run: TaskRun) -> None:
 
     async def bounded(item: service.CellWork) -> tuple[int, ToolOutcome]:
         async with limit:
-            return item.row_pk, await _run_one(item, column, ctx, settings.tool_timeout_seconds)
+            return item.row_pk, await _run_one(item, column, ctx)
 
     outcomes = await asyncio.gather(*(bounded(item) for item in work))
     async with resources.sessionmaker() as session, session.begin():

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import APIRouter, status
+from fastapi import status
 
 from dossier.accounts.auth import CurrentAccount
 from dossier.api.deps import Outbound, SettingsDep
+from dossier.api.surfaces import JOBS
 from dossier.db.session import SessionDep
 from dossier.errors import InvalidInput
 from dossier.jobs import schemas, service
 from dossier.jobs.models import ENTITY_RESOLUTION, FIRMOGRAPHICS
 
-router = APIRouter(prefix="/rest/v1", tags=["Jobs API"])
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid API key. Body: `{error: {code, message, detail}}`."},
-    404: {"description": "Unknown job (or another account's)."},
-    422: {
-        "description": "Invalid input, or a `webhook_url` the outbound policy refuses; nothing is created."
-    },
-}
+router = JOBS.router(tags=["Jobs API"])
+ERRORS = JOBS.responses()
 
 
 @router.post(

@@ -8,8 +8,6 @@ callback is sent exactly for the jobs that really finished.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier.db.base import utcnow
 from dossier.enrichment.protocol import ToolContext, ToolOutcome
-from dossier.enrichment.tools import get_tool
-from dossier.errors import DossierError, InvalidInput, NotFound
+from dossier.enrichment.runner import run_tool
+from dossier.errors import InvalidInput, NotFound
 from dossier.jobs.models import (
     COMPLETED,
     ENTITY_RESOLUTION,
@@ -35,8 +33,6 @@ from dossier.net import BlockedURL, OutboundClient
 from dossier.queue.service import enqueue
 from dossier.webhooks import service as webhooks
 from dossier.webhooks.profiles.kernel import kernel_job_data
-
-log = logging.getLogger("dossier.jobs")
 
 RUN_JOBS = "jobs.run"
 # The event prefix of each kind: 003 spells firmographics callbacks "firmographic-enrichment.*".
@@ -181,22 +177,6 @@ def tool_values(kind: str, job_input: Mapping[str, Any]) -> dict[str, Any]:
             "address": job_input.get("address"),
         }
     return {"kernel_id": job_input.get("kernel_id")}
-
-
-async def run_tool(tool_name: str, values: Mapping[str, Any], ctx: ToolContext) -> ToolOutcome:
-    """Run one tool as a column would, bounded by the tool timeout; never raises (errors become outcomes)."""
-    tool = get_tool(tool_name)
-    limit = ctx.settings.tool_timeout_seconds
-    try:
-        async with asyncio.timeout(limit):
-            return await tool.run(values, tool.parse_config(None), ctx)
-    except TimeoutError:
-        return ToolOutcome.failed(f"{tool_name} did not finish within {limit:g} s")
-    except DossierError as exc:
-        return ToolOutcome.failed(exc.message)
-    except Exception as exc:  # a tool bug must end the job, not leave it running forever
-        log.exception("tool raised", extra={"tool": tool_name})
-        return ToolOutcome.failed(f"{tool_name} failed: {type(exc).__name__}")
 
 
 async def run_job_tool(kind: str, job_input: Mapping[str, Any], ctx: ToolContext) -> ToolOutcome:

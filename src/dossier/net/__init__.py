@@ -37,7 +37,7 @@ from dossier.net._errors import (
     TLSError,
     TooManyRedirects,
 )
-from dossier.net._policy import METADATA_ADDRESSES, OutboundPolicy, public_refusal
+from dossier.net._policy import METADATA_ADDRESSES, OutboundPolicy, parse_ip, public_refusal
 from dossier.net._resolver import ResolveHook
 
 __all__ = [
@@ -59,5 +59,6 @@ __all__ = [
     "ResponseTooLarge",
     "TLSError",
     "TooManyRedirects",
+    "parse_ip",
     "public_refusal",
 ]

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import APIRouter, Query, status
+from fastapi import Query, status
 
 from dossier.accounts.auth import CurrentAccount
 from dossier.api.deps import Outbound, SettingsDep
+from dossier.api.surfaces import PIPELINE
 from dossier.db.session import SessionDep
 from dossier.pipeline import schemas, service
 
-router = APIRouter(prefix="/api", tags=["Pipeline and integration API"])
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid API key. Body: `{success: false, error}`."},
-    404: {"description": "Unknown project, analysis or webhook (or another account's)."},
-    422: {"description": "Invalid input (unknown status, refused URL, limit over 100); `error` says why."},
-}
+# One router for the surface's three prefixes (/api/company, /api/analysis, /api/integration).
+router = PIPELINE.router(tags=["Pipeline and integration API"], prefix="/api")
+ERRORS = PIPELINE.responses()
 
 
 @router.post(

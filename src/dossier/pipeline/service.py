@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier.db.base import utcnow
 from dossier.enrichment.protocol import ToolContext, ToolOutcome
+from dossier.enrichment.runner import run_tool
 from dossier.errors import InvalidInput, NotFound
-from dossier.jobs.service import run_tool
 from dossier.net import OutboundClient
 from dossier.pipeline.models import COMPLETED, PENDING, RUNNING, Analysis, TrackedCompany
 from dossier.queue.service import enqueue

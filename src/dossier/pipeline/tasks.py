@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from dossier.enrichment.protocol import ToolContext
 from dossier.pipeline import service
-from dossier.queue.service import TaskRun, task_handler
+from dossier.queue.handlers import TaskRun, task_handler
 
 
 @task_handler(service.RUN_ANALYSIS, max_attempts=5, backoff=(1.0, 5.0, 15.0, 60.0))

@@ -14,8 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from dossier.db.engine import create_engine, create_sessionmaker
-from dossier.db.migrate import upgrade_to_head
+from dossier.db.lifecycle import open_database
 from dossier.errors import DossierError
 from dossier.projects import service
 from dossier.settings import Settings, get_settings
@@ -62,66 +61,61 @@ def _progress() -> Progress:
 async def _import(
     settings: Settings, project_id: str, path: Path, size: int
 ) -> tuple[int, list[tuple[int, str]]]:
-    engine = create_engine(settings)
-    maker = create_sessionmaker(engine)
     rejected: list[tuple[int, str]] = []
     written = 0
     try:
-        if settings.auto_migrate:
-            await upgrade_to_head(engine)
-        async with maker() as session:
-            account = await service.project_owner(session, project_id)
-        with path.open("rb") as raw_file, _progress() as progress:
-            counter = _CountingReader(raw_file)
-            text = io.TextIOWrapper(io.BufferedReader(counter), encoding="utf-8-sig", newline="")
-            reader = csv.DictReader(text)
-            if not reader.fieldnames:
-                raise DossierError(f"{path} has no header row")
-            task = progress.add_task("rows", total=size, note="")
-            batch: list[tuple[int, dict[str, Any]]] = []
+        async with open_database(settings, migrate=settings.auto_migrate) as maker:
+            async with maker() as session:
+                account = await service.project_owner(session, project_id)
+            with path.open("rb") as raw_file, _progress() as progress:
+                counter = _CountingReader(raw_file)
+                text = io.TextIOWrapper(io.BufferedReader(counter), encoding="utf-8-sig", newline="")
+                reader = csv.DictReader(text)
+                if not reader.fieldnames:
+                    raise DossierError(f"{path} has no header row")
+                task = progress.add_task("rows", total=size, note="")
+                batch: list[tuple[int, dict[str, Any]]] = []
 
-            async def flush() -> None:
-                nonlocal written
-                if not batch:
-                    return
-                async with maker() as session, session.begin():
-                    outcomes = await service.add_rows(
-                        session,
-                        account,
-                        project_id,
-                        [company for _, company in batch],
-                        max_rows=len(batch),
-                        max_chars=settings.max_value_chars,
-                        chunk_rows=settings.tool_chunk_rows,
+                async def flush() -> None:
+                    nonlocal written
+                    if not batch:
+                        return
+                    async with maker() as session, session.begin():
+                        outcomes = await service.add_rows(
+                            session,
+                            account,
+                            project_id,
+                            [company for _, company in batch],
+                            max_rows=len(batch),
+                            max_chars=settings.max_value_chars,
+                            chunk_rows=settings.tool_chunk_rows,
+                        )
+                    for (line, _), outcome in zip(batch, outcomes, strict=True):
+                        if outcome.error is not None:
+                            rejected.append((line, outcome.error.message))
+                    written += sum(1 for outcome in outcomes if outcome.row_id is not None)
+                    batch.clear()
+                    progress.update(
+                        task,
+                        completed=counter.consumed,
+                        note=f"{written} written, {len(rejected)} rejected",
                     )
-                for (line, _), outcome in zip(batch, outcomes, strict=True):
-                    if outcome.error is not None:
-                        rejected.append((line, outcome.error.message))
-                written += sum(1 for outcome in outcomes if outcome.row_id is not None)
-                batch.clear()
-                progress.update(
-                    task,
-                    completed=counter.consumed,
-                    note=f"{written} written, {len(rejected)} rejected",
-                )
 
-            for record in reader:
-                # Empty CSV fields mean "no value"; a short line leaves its missing fields as None.
-                company = {k: (v if v != "" else None) for k, v in record.items() if k is not None}
-                if None in record:
-                    rejected.append((reader.line_num, "more fields than the header has"))
-                    continue
-                batch.append((reader.line_num, company))
-                if len(batch) >= IMPORT_BATCH:
-                    await flush()
-            await flush()
-            progress.update(task, completed=size)
+                for record in reader:
+                    # Empty CSV fields mean "no value"; a short line leaves its missing fields as None.
+                    company = {k: (v if v != "" else None) for k, v in record.items() if k is not None}
+                    if None in record:
+                        rejected.append((reader.line_num, "more fields than the header has"))
+                        continue
+                    batch.append((reader.line_num, company))
+                    if len(batch) >= IMPORT_BATCH:
+                        await flush()
+                await flush()
+                progress.update(task, completed=size)
     except UnicodeDecodeError as exc:
         raise DossierError(f"{path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     except csv.Error as exc:
         raise DossierError(f"{path} is not valid CSV: {exc}") from None
-    finally:
-        await engine.dispose()
     return written, rejected
 
 
@@ -155,10 +149,8 @@ def _cell_text(value: Any) -> str:
 
 
 async def _export(settings: Settings, project_id: str, out: IO[str], wait: bool, poll: float) -> int:
-    engine = create_engine(settings)
-    maker = create_sessionmaker(engine)
     count = 0
-    try:
+    async with open_database(settings) as maker:
         async with maker() as session:
             account = await service.project_owner(session, project_id)
             project = await service.get_project(session, account, project_id)
@@ -186,8 +178,6 @@ async def _export(settings: Settings, project_id: str, out: IO[str], wait: bool,
                     writer.writerow([view.row.id, *values])
                 count += len(views)
                 after = views[-1].row.pk
-    finally:
-        await engine.dispose()
     return count
 
 

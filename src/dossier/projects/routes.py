@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import APIRouter, Query, status
+from fastapi import Query, status
 
 from dossier.accounts.auth import CurrentAccount
 from dossier.api.deps import SettingsDep
+from dossier.api.surfaces import ENTERPRISE
 from dossier.db.session import SessionDep
 from dossier.projects import schemas, service
 
-router = APIRouter(prefix="/api/enterprise", tags=["Project Workflow API"])
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid API key."},
-    404: {"description": "Unknown project or row (or another account's)."},
-    422: {"description": "Invalid input; `message` says what, `error_detail` lists it."},
-}
+router = ENTERPRISE.router(tags=["Project Workflow API"])
+ERRORS = ENTERPRISE.responses({404: "Unknown project or row (or another account's)."})
 
 
 @router.get("/projects", response_model=list[schemas.ProjectSummary], responses=ERRORS)

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
-from dossier.enrichment.service import ToolSpec
 from dossier.projects.models import Cell, Column
 from dossier.projects.service import (
     LOADING_STATUSES,
@@ -18,6 +17,7 @@ from dossier.projects.service import (
     RowsPageView,
     RowView,
 )
+from dossier.projects.tool_engine import ToolSpec
 
 # 000 writes timestamps as "2024-01-15T10:30:00Z".
 IsoZ = Annotated[datetime, PlainSerializer(lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ"), return_type=str)]

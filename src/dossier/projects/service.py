@@ -15,10 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier.accounts.models import Account
 from dossier.db.base import new_uuid
-from dossier.enrichment import service as enrichment
-from dossier.enrichment.service import ToolSpec
 from dossier.errors import Conflict, InvalidInput, NotFound
 from dossier.projects.models import INPUT_STATUS, Cell, Column, Project, Row
+from dossier.projects.tool_engine import ToolSpec, tool_engine
 
 ROW_ID_ALPHABET = string.ascii_letters + string.digits
 ROW_ID_LENGTH = 20
@@ -118,7 +117,7 @@ async def create_project(
     ids_by_name = {column.name: column.id for column in new_columns}
     for column, spec in zip(new_columns, columns, strict=True):
         _apply_tool(column, spec, ids_by_name)
-    enrichment.check_acyclic(new_columns)
+    check_acyclic(new_columns)
     session.add(project)
     await session.flush()
     for column in new_columns:
@@ -128,12 +127,36 @@ async def create_project(
     return project
 
 
+def check_acyclic(columns: Sequence[Column]) -> None:
+    """Refuse a set of columns whose tool inputs form a cycle (a column reading itself, directly or not)."""
+    reads = {column.id: set((column.tool_inputs or {}).values()) for column in columns}
+    names = {column.id: column.name for column in columns}
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    def visit(column_id: str, path: list[str]) -> None:
+        if state.get(column_id) == 2:
+            return
+        if state.get(column_id) == 1:
+            cycle = [*path[path.index(column_id) :], column_id]
+            raise InvalidInput(
+                "tool columns form a cycle: " + " -> ".join(names.get(c, c) for c in cycle),
+                detail={"cycle": [names.get(c, c) for c in cycle]},
+            )
+        state[column_id] = 1
+        for upstream in reads.get(column_id, ()):
+            visit(upstream, [*path, column_id])
+        state[column_id] = 2
+
+    for column in columns:
+        visit(column.id, [])
+
+
 def _apply_tool(column: Column, spec: ColumnSpec, ids_by_name: dict[str, str]) -> None:
     if spec.tool is None:
         return
     if spec.required:
         raise InvalidInput(f"column {column.name!r}: a tool column cannot be required (a tool fills it)")
-    inputs, config = enrichment.resolve_tool_spec(spec.tool, ids_by_name)
+    inputs, config = tool_engine().resolve_tool_spec(spec.tool, ids_by_name)
     column.tool_type = spec.tool.type
     column.tool_inputs = inputs
     column.tool_config = config
@@ -225,12 +248,12 @@ async def add_column(session: AsyncSession, account: Account, project_id: str, s
         position=max((c.position for c in columns), default=-1) + 1,
     )
     _apply_tool(column, spec, {c.name: c.id for c in columns})
-    enrichment.check_acyclic([*columns, column])
+    check_acyclic([*columns, column])
     session.add(column)
     await session.flush()
     if column.is_tool and last_row is not None:
         # Rows added from now on are scheduled when they are inserted; the backfill covers the rest.
-        enrichment.schedule_backfill(session, column, until_pk=last_row)
+        tool_engine().schedule_backfill(session, column, until_pk=last_row)
     return column
 
 
@@ -240,7 +263,7 @@ async def rerun_column(session: AsyncSession, account: Account, project_id: str,
     column = _find_column(await list_columns(session, project), col_id, project_id)
     if not column.is_tool:
         raise InvalidInput(f"column {column.name!r} is an input column; only tool columns run")
-    enrichment.schedule_backfill(session, column)
+    tool_engine().schedule_backfill(session, column)
     return column
 
 
@@ -254,7 +277,7 @@ async def rerun_cell(
     if not column.is_tool:
         raise InvalidInput(f"column {column.name!r} is an input column; only tool cells run")
     row = await _get_row(session, project, row_id)
-    await enrichment.schedule_cells(
+    await tool_engine().schedule_cells(
         session, column, [row.pk], {c.id: c for c in columns}, chunk_rows=chunk_rows
     )
     return (await _row_views(session, [row], columns))[0]
@@ -362,7 +385,9 @@ async def _insert_rows(
     if cell_rows:
         await session.execute(insert(Cell), cell_rows)
     if rows:
-        await enrichment.schedule_new_rows(session, columns, [row.pk for row in rows], chunk_rows=chunk_rows)
+        await tool_engine().schedule_new_rows(
+            session, columns, [row.pk for row in rows], chunk_rows=chunk_rows
+        )
     return rows
 
 

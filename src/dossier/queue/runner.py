@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dossier.db.engine import create_engine, create_sessionmaker
 from dossier.net import OutboundClient
-from dossier.queue.service import WorkerResources
+from dossier.queue.handlers import WorkerResources
 from dossier.queue.worker import Worker
 from dossier.settings import Settings
 from dossier.tasks_registry import import_task_modules, task_modules

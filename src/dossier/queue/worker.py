@@ -1,9 +1,9 @@
 """The worker: claim due tasks in batches, run their handlers concurrently, keep their leases alive.
 
-Every state change of a task is one short statement guarded by ownership (``locked_by`` and the attempt
-number the claim produced), so a worker whose lease was taken over (it stalled, another worker reclaimed the
-task) can never overwrite the new owner's state. Delivery is at-least-once: a task runs again if its worker
-dies after the handler's work committed but before the task was deleted, so handlers must be idempotent.
+Every state change of a task is one short statement of the store, guarded by ownership, so a worker whose
+lease was taken over can never overwrite the new owner's state (see ``store``). Delivery is at-least-once:
+a task runs again if its worker dies after the handler's work committed but before the task was deleted,
+so handlers must be idempotent.
 
 Time is the workers' clocks (UTC); machines sharing one PostgreSQL should run NTP, and the lease should be
 much longer than any clock skew.
@@ -12,236 +12,45 @@ much longer than any clock skew.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, Table, and_, bindparam, delete, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dossier.db.base import as_utc, utcnow
-from dossier.queue.models import FAILED, QUEUED, RUNNING, Task, owned_by
-from dossier.queue.service import (
-    MAX_KEPT_ERRORS,
-    NOTIFY_CHANNEL,
-    PermanentFailure,
-    RetryLater,
-    Snooze,
-    TaskRun,
-    WorkerResources,
-    add_local_wakeup,
-    get_kind,
-    remove_local_wakeup,
+from dossier.db.base import utcnow
+from dossier.queue.handlers import PermanentFailure, RetryLater, Snooze, TaskRun, WorkerResources, get_kind
+from dossier.queue.store import (
+    Claimed,
+    Maker,
+    claim_batch,
+    complete,
+    extend_leases,
+    fail,
+    next_wakeup_at,
+    release,
+    reschedule,
+    snooze,
 )
+from dossier.queue.wakeups import add_local_wakeup, listen, remove_local_wakeup, wait_any
 
 log = logging.getLogger("dossier.queue")
 
-tasks_table = cast(Table, Task.__table__)
-_T = tasks_table.c
+MAX_KEPT_ERRORS = 20
 MAX_MESSAGE_CHARS = 2000
 # Least time between two claims of a busy worker (seconds): claims gather the slots freed meanwhile.
 CLAIM_COOLDOWN = 0.005
-Maker = async_sessionmaker[AsyncSession]
-
-
-@dataclass(frozen=True)
-class Claimed:
-    """A task this worker holds: the claim's attempt number is part of its identity (see ``_owned``)."""
-
-    id: int
-    kind: str
-    payload: dict[str, Any]
-    attempts: int
-    max_attempts: int
-    errors: list[dict[str, Any]] = field(default_factory=list)
 
 
 def default_worker_id() -> str:
     """host:pid:random, unique per worker process even when pids repeat across machines or restarts."""
     return f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-# --- the statements -------------------------------------------------------------------------------------
-
-
-@functools.cache
-def _claim_statement(dialect: str) -> Any:
-    # Built once per dialect: a busy worker claims many times a second, and building the statement would
-    # cost more CPU than running it.
-    now = bindparam("now", type_=_T.run_at.type)
-    due = (
-        select(_T.id)
-        .where(
-            or_(
-                and_(_T.status == QUEUED, _T.run_at <= now),
-                and_(_T.status == RUNNING, _T.lease_expires_at < now),
-            )
-        )
-        .order_by(_T.priority.desc(), _T.run_at, _T.id)
-        .limit(bindparam("limit"))
-    )
-    if dialect == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    return (
-        update(tasks_table)
-        .where(_T.id.in_(due))
-        .values(
-            status=RUNNING,
-            locked_by=bindparam("worker_id"),
-            lease_expires_at=bindparam("lease_until", type_=_T.lease_expires_at.type),
-            attempts=_T.attempts + 1,
-        )
-        .returning(_T.id, _T.kind, _T.payload, _T.attempts, _T.max_attempts, _T.errors)
-    )
-
-
-async def claim_batch(
-    maker: Maker, *, worker_id: str, limit: int, lease_seconds: float, now: datetime | None = None
-) -> list[Claimed]:
-    """Claim up to ``limit`` due tasks in ONE statement: queued and due, or running with an expired lease.
-
-    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets concurrent workers claim disjoint batches without waiting.
-    SQLite: every transaction starts with BEGIN IMMEDIATE (db.engine), so claims are serialised by the
-    single writer lock and the UPDATE ... RETURNING is atomic.
-    """
-    now = now or utcnow()
-    async with maker() as session, session.begin():
-        stmt = _claim_statement(session.get_bind().dialect.name)
-        params = {
-            "now": now,
-            "limit": limit,
-            "worker_id": worker_id,
-            "lease_until": now + timedelta(seconds=lease_seconds),
-        }
-        rows = (await session.execute(stmt, params)).all()
-    return [
-        Claimed(
-            row.id, row.kind, dict(row.payload or {}), row.attempts, row.max_attempts, list(row.errors or [])
-        )
-        for row in rows
-    ]
-
-
-def _owned(claim: Claimed, worker_id: str) -> Any:
-    return owned_by(claim.id, worker_id, claim.attempts)
-
-
-async def _execute_rowcount(maker: Maker, stmt: Any) -> int:
-    async with maker() as session, session.begin():
-        result = cast(CursorResult[Any], await session.execute(stmt))
-        return result.rowcount
-
-
-async def complete(maker: Maker, claim: Claimed, worker_id: str) -> bool:
-    """Delete a succeeded task (the table holds only unfinished and failed work); False if no longer ours."""
-    return await _execute_rowcount(maker, delete(tasks_table).where(_owned(claim, worker_id))) == 1
-
-
-async def reschedule(
-    maker: Maker, claim: Claimed, worker_id: str, *, errors: list[dict[str, Any]], run_at: datetime
-) -> bool:
-    """Back to the queue for another attempt at ``run_at``, with this attempt's error recorded."""
-    stmt = (
-        update(tasks_table)
-        .where(_owned(claim, worker_id))
-        .values(status=QUEUED, run_at=run_at, locked_by=None, lease_expires_at=None, errors=errors)
-    )
-    return await _execute_rowcount(maker, stmt) == 1
-
-
-async def snooze(maker: Maker, claim: Claimed, worker_id: str, *, run_at: datetime) -> bool:
-    """Back to the queue until ``run_at``, the claim not counted (the handler asked to wait; no failure)."""
-    stmt = (
-        update(tasks_table)
-        .where(_owned(claim, worker_id))
-        .values(status=QUEUED, run_at=run_at, locked_by=None, lease_expires_at=None, attempts=_T.attempts - 1)
-    )
-    return await _execute_rowcount(maker, stmt) == 1
-
-
-async def fail(maker: Maker, claim: Claimed, worker_id: str, *, errors: list[dict[str, Any]]) -> bool:
-    """Terminal ``failed``: kept with its errors for inspection and ``dossier queue retry``."""
-    stmt = (
-        update(tasks_table)
-        .where(_owned(claim, worker_id))
-        .values(status=FAILED, locked_by=None, lease_expires_at=None, errors=errors, finished_at=utcnow())
-    )
-    return await _execute_rowcount(maker, stmt) == 1
-
-
-async def release(maker: Maker, claims: Sequence[Claimed], worker_id: str) -> int:
-    """Give tasks back unrun (graceful shutdown): queued, lease cleared, the attempt not counted."""
-    if not claims:
-        return 0
-    stmt = (
-        update(tasks_table)
-        .where(
-            _T.locked_by == worker_id,
-            _T.status == RUNNING,
-            or_(*(and_(_T.id == c.id, _T.attempts == c.attempts) for c in claims)),
-        )
-        .values(status=QUEUED, locked_by=None, lease_expires_at=None, attempts=_T.attempts - 1)
-    )
-    return await _execute_rowcount(maker, stmt)
-
-
-async def extend_leases(
-    maker: Maker, ids: Sequence[int], worker_id: str, *, lease_seconds: float
-) -> set[int]:
-    """Renew the leases of every task in hand in one statement; returns the ids still ours.
-
-    Rows another transaction has locked (a handler finishing its task, a retry being scheduled onto it)
-    are skipped rather than waited for, so a heartbeat never joins a lock cycle; they are still ours if the
-    database says so, and the next heartbeat renews them.
-    """
-    if not ids:
-        return set()
-    mine = and_(_T.id.in_(list(ids)), _T.locked_by == worker_id, _T.status == RUNNING)
-    async with maker() as session, session.begin():
-        free = select(_T.id).where(mine)
-        if session.get_bind().dialect.name == "postgresql":
-            free = free.with_for_update(skip_locked=True)
-        result = await session.execute(
-            update(tasks_table)
-            .where(_T.id.in_(free))
-            .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
-            .returning(_T.id)
-        )
-        renewed = set(result.scalars())
-        if len(renewed) < len(ids):
-            renewed |= set(await session.scalars(select(_T.id).where(mine, _T.id.not_in(renewed))))
-        return renewed
-
-
-def _wakeup_statement() -> Any:
-    after = bindparam("after", type_=_T.run_at.type)
-    due = select(func.min(_T.run_at)).where(_T.status == QUEUED, _T.run_at > after).scalar_subquery()
-    expiry = (
-        select(func.min(_T.lease_expires_at))
-        .where(_T.status == RUNNING, _T.lease_expires_at > after)
-        .scalar_subquery()
-    )
-    # Aggregates over a TypeDecorator column come back raw on SQLite (naive strings): see as_utc below.
-    return select(due.label("due"), expiry.label("expiry"))
-
-
-_WAKEUP_STATEMENT = _wakeup_statement()
-
-
-async def next_wakeup_at(maker: Maker, *, after: datetime) -> datetime | None:
-    """The earliest future moment a task becomes claimable: a delayed task comes due or a lease runs out."""
-    async with maker() as session, session.begin():
-        row = (await session.execute(_WAKEUP_STATEMENT, {"after": after})).one()
-    moments = [as_utc(value) for value in row if value is not None]
-    return min(moments) if moments else None
 
 
 # --- the worker -----------------------------------------------------------------------------------------
@@ -329,8 +138,13 @@ class Worker:
         engine: AsyncEngine | None = self.maker.kw.get("bind")
         if engine is not None and engine.dialect.name == "postgresql":
             listening = asyncio.Event()
-            helpers.append(asyncio.create_task(self._listen(engine, stop, listening), name="worker-listen"))
-            await _wait_any([listening, stop], within=30)
+            helpers.append(
+                asyncio.create_task(
+                    listen(engine, self._wake.set, stop, listening, worker_id=self.worker_id),
+                    name="worker-listen",
+                )
+            )
+            await wait_any([listening, stop], within=30)
         log.info(
             "worker started",
             extra={"worker_id": self.worker_id, "concurrency": self.concurrency, "pid": os.getpid()},
@@ -355,7 +169,7 @@ class Worker:
             # meanwhile, rather than one statement per finished task.
             pause = last_claim + CLAIM_COOLDOWN - time.monotonic()
             if free > 0 and pause > 0:
-                await _wait_any([stop], within=pause)
+                await wait_any([stop], within=pause)
                 free = self.concurrency - len(self._running)
             # Cleared before looking, so a wake-up that arrives while we claim is not lost.
             self._wake.clear()
@@ -388,7 +202,7 @@ class Worker:
                 finally:
                     self.ready.set()
             # Full: a finishing handler sets the wake-up; idle: a notify, the stop event or the timeout does.
-            await _wait_any([self._wake], within=timeout)
+            await wait_any([self._wake], within=timeout)
 
     def _start(self, claim: Claimed) -> None:
         key = (claim.id, claim.attempts)
@@ -488,40 +302,6 @@ class Worker:
                 # Another worker reclaimed them (we stalled past the lease); our outcome writes are no-ops.
                 log.warning("leases lost", extra={"worker_id": self.worker_id, "task_ids": lost})
 
-    async def _listen(self, engine: AsyncEngine, stop: asyncio.Event, listening: asyncio.Event) -> None:
-        """LISTEN on a dedicated pooled connection; reconnect when it drops (polling covers the gap)."""
-        backoff = 0.5
-        while not stop.is_set():
-            lost = asyncio.Event()
-            conn = None
-            try:
-                conn = await engine.connect()
-                raw = await conn.get_raw_connection()
-                driver: Any = raw.driver_connection
-                await driver.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
-                driver.add_termination_listener(lambda *_, lost=lost: lost.set())
-                listening.set()
-                self._wake.set()  # whatever was enqueued while we were not listening
-                backoff = 0.5
-                await _wait_any([lost, stop], within=None)
-                if lost.is_set():
-                    log.warning("LISTEN connection lost; reconnecting", extra={"worker_id": self.worker_id})
-            except Exception:
-                log.warning(
-                    "LISTEN failed; polling until it works",
-                    extra={"worker_id": self.worker_id},
-                    exc_info=True,
-                )
-            finally:
-                listening.set()
-                if conn is not None:
-                    # Never hand a LISTENing connection back to the pool.
-                    await _quietly(conn.invalidate())
-                    await _quietly(conn.close())
-            if not stop.is_set():
-                await _wait_any([stop], within=backoff)
-                backoff = min(backoff * 2, 30.0)
-
     async def _relay_stop(self, stop: asyncio.Event) -> None:
         await stop.wait()
         self._wake.set()
@@ -572,20 +352,3 @@ async def _persist(write: Callable[[], Awaitable[bool]], tries: int = 3) -> bool
                 raise
             await asyncio.sleep(0.2 * attempt)
     return False
-
-
-async def _wait_any(events: Sequence[asyncio.Event], within: float | None) -> None:
-    """Return when any of ``events`` is set or after ``within`` seconds (None: no limit)."""
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-
-
-async def _quietly(awaitable: Awaitable[Any]) -> None:
-    try:
-        await awaitable
-    except Exception:
-        log.debug("ignored error while closing", exc_info=True)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
@@ -16,12 +16,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dossier.accounts import service as accounts
 from dossier.accounts.auth import QUERY_KEY_PARAMETER, CurrentAccountOrQueryKey, authenticate_request
 from dossier.api.deps import SettingsDep
+from dossier.api.surfaces import RECONCILIATION
 from dossier.db.session import SessionDep, sessionmaker_from
 from dossier.errors import DossierError, InvalidInput, MalformedRequest
 from dossier.reconciliation import schemas, service
 from dossier.settings import Settings
 
-PREFIX = "/api/reconcile"
+PREFIX = RECONCILIATION.prefixes[0]
 
 
 class _CrossOriginRoute(APIRoute):
@@ -52,15 +53,10 @@ async def _render_error(request: Request, exc: Exception) -> Response:
     raise exc
 
 
-router = APIRouter(prefix=PREFIX, tags=["Reconciliation API"], route_class=_CrossOriginRoute)
+router = RECONCILIATION.router(tags=["Reconciliation API"])
+router.route_class = _CrossOriginRoute
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "`queries` or `extend` is not JSON. Body: `{error: {status, message, detail}}`."},
-    401: {"description": "Missing or invalid API key (header, or the `api_key` query parameter)."},
-    413: {"description": "More than 1,000 queries (or ids) in one batch."},
-    415: {"description": "A POST body that is neither form-encoded nor JSON."},
-    422: {"description": "JSON that is not a query batch / data extension query; unknown ids or properties."},
-}
+ERRORS = RECONCILIATION.responses()
 
 FORM = "application/x-www-form-urlencoded"
 

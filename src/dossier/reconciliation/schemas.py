@@ -15,19 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, m
 
 from dossier.errors import InvalidInput, MalformedRequest
 
-# The one type of the registry's entities.
-ORGANIZATION = {"id": "organization", "name": "Organization"}
-
-# Properties a query can carry (`properties: [{pid, v}]`), as the matcher reads them.
-QUERY_PROPERTIES: dict[str, tuple[str, str]] = {
-    "country": ("Country", "Country name or ISO 3166 code; a company elsewhere needs a closer name."),
-    "city": ("City", "City of the headquarters; tells same-named companies apart."),
-    "website": ("Website", "Website URL, bare domain or e-mail address; strong evidence."),
-    "postal_code": ("Postal code", "Postal code of the headquarters; evidence like the city."),
-    "address": ("Address", "Street address of the headquarters; evidence like the city."),
-}
-
-
 # Longest query string and property value read (a company name, an address); longer queries are refused.
 MAX_QUERY_LENGTH = 1000
 

@@ -12,7 +12,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,13 +24,23 @@ from dossier.enrichment.registry.normalize import fold
 from dossier.enrichment.registry.service import firmographics_record, get_entity
 from dossier.enrichment.tools.entity_resolution import ensure_default_once
 from dossier.errors import InvalidInput, NotFound, PayloadTooLarge
-from dossier.reconciliation.schemas import (
-    ORGANIZATION,
-    QUERY_PROPERTIES,
-    ExtendQuery,
-    ReconciliationQuery,
-)
 from dossier.settings import Settings
+
+if TYPE_CHECKING:  # the wire shapes sit above the service (schemas -> service)
+    from dossier.reconciliation.schemas import ExtendQuery, ReconciliationQuery
+
+# The one type of the registry's entities.
+ORGANIZATION = {"id": "organization", "name": "Organization"}
+
+# Properties a query can carry (`properties: [{pid, v}]`), as the matcher reads them.
+QUERY_PROPERTIES: dict[str, tuple[str, str]] = {
+    "country": ("Country", "Country name or ISO 3166 code; a company elsewhere needs a closer name."),
+    "city": ("City", "City of the headquarters; tells same-named companies apart."),
+    "website": ("Website", "Website URL, bare domain or e-mail address; strong evidence."),
+    "postal_code": ("Postal code", "Postal code of the headquarters; evidence like the city."),
+    "address": ("Address", "Street address of the headquarters; evidence like the city."),
+}
+
 
 # Most queries in one batch (the manifest's `batchSize`); a larger batch is refused with 413.
 MAX_BATCH = 1000

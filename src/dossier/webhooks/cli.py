@@ -11,9 +11,9 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
 from dossier.db.base import utcnow
-from dossier.db.engine import create_engine, create_sessionmaker
+from dossier.db.lifecycle import open_database
 from dossier.settings import get_settings
-from dossier.webhooks import service
+from dossier.webhooks import history
 
 webhooks_app = typer.Typer(help="Webhook deliveries: history maintenance.", no_args_is_help=True)
 err_console = Console(stderr=True)
@@ -38,26 +38,22 @@ def prune_cmd(
     settings = get_settings()
     before = utcnow() - timedelta(days=older_than_days)
 
-    async def run() -> service.Pruned:
-        engine = create_engine(settings)
-        maker = create_sessionmaker(engine)
+    async def run() -> history.Pruned:
         deliveries = events = 0
-        try:
+        async with open_database(settings) as maker:
             with Progress(
                 SpinnerColumn(), TextColumn("{task.description}"), console=err_console, transient=False
             ) as progress:
                 task = progress.add_task("pruning")
                 while True:
                     async with maker() as session, session.begin():
-                        pruned = await service.prune_history(session, before=before)
+                        pruned = await history.prune_history(session, before=before)
                     deliveries += pruned.deliveries
                     events += pruned.events
                     progress.update(task, description=f"pruned {deliveries:,} deliveries, {events:,} events")
                     if not pruned.deliveries and not pruned.events:
                         break
-        finally:
-            await engine.dispose()
-        return service.Pruned(deliveries=deliveries, events=events)
+        return history.Pruned(deliveries=deliveries, events=events)
 
     pruned = asyncio.run(run())
     typer.echo(

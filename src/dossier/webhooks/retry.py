@@ -1,4 +1,4 @@
-"""Retry schedules as data, and the one function that turns a failed attempt into the next delay.
+"""Retry schedules as data, and the one retry decision: retry at T, give up, or disable the endpoint.
 
 A schedule is a tuple of delays, not a code path: a profile picks one, a setting can replace it, and tests
 compress time with ``scale`` instead of monkeypatching clocks. Everything here is pure (no I/O, no clock
@@ -16,6 +16,11 @@ from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 HOUR = 3600.0
+
+RETRY = "retry"
+GIVE_UP = "give up"
+DISABLE = "disable the endpoint"
+GONE_REASON = "the endpoint answered 410 Gone"
 
 
 @dataclass(frozen=True)
@@ -76,9 +81,6 @@ def _parse_duration(text: str) -> float:
 #: For profiles whose document gives none: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (8 attempts over ~28 h).
 DEFAULT_SCHEDULE = RetrySchedule(delays=(5.0, 300.0, 1800.0, 2 * HOUR, 5 * HOUR, 10 * HOUR, 10 * HOUR))
 
-#: ``003``: 3 attempts, immediately, +30 s, +2 min; then the delivery is permanently failed.
-KERNEL_SCHEDULE = RetrySchedule(delays=(30.0, 120.0))
-
 
 class HasSchedule(Protocol):
     """Anything with a ``schedule`` attribute: a profile, usually."""
@@ -129,8 +131,7 @@ def next_delay(
     schedule's delay, raised to ``slow_down_floor`` after a timeout or a 429, raised to the receiver's
     ``Retry-After`` (on 429/503, capped at ``max_retry_after``), then increased by jitter; it is never
     shorter than the schedule's delay. ``scale`` multiplies every figure (Retry-After included) so tests
-    run a whole schedule in milliseconds. Deciding whether a status is retryable at all (a 410 disables the
-    endpoint) is the dispatcher's job, not this function's.
+    run a whole schedule in milliseconds. Whether a status is retried at all is :func:`decide`'s part.
     """
     schedule = profile if isinstance(profile, RetrySchedule) else profile.schedule
     if attempt_number < 1:
@@ -148,3 +149,48 @@ def next_delay(
             # The cap never lowers the wait below what the schedule already demands.
             base = max(base, min(asked * scale, schedule.max_retry_after * scale))
     return base * (1.0 + schedule.jitter * rng())
+
+
+@dataclass(frozen=True)
+class RetryDecision:
+    """What follows a failed attempt: ``RETRY`` after ``delay`` seconds, ``GIVE_UP`` (the delivery fails),
+    or ``DISABLE`` (the delivery fails and its endpoint is disabled, for ``reason``)."""
+
+    action: str
+    delay: float | None = None
+    reason: str | None = None
+
+
+def decide(
+    profile: HasSchedule | RetrySchedule,
+    attempt_number: int,
+    *,
+    status: int | None,
+    timed_out: bool = False,
+    retry_after_header: str | None = None,
+    scale: float = 1.0,
+    now: datetime | None = None,
+    rng: Callable[[], float] = random.random,
+) -> RetryDecision | None:
+    """The one retry decision, after attempt ``attempt_number`` (1-based, in its round) of a delivery.
+
+    None after a 2xx: nothing follows. A 410 Gone disables the endpoint (the receiver says it will never
+    take this again). Anything else, a 3xx included (redirects are not followed), is retried after
+    :func:`next_delay` of the profile's schedule, honouring ``Retry-After``, until the schedule is
+    exhausted: then the delivery gives up.
+    """
+    if status is not None and 200 <= status < 300:
+        return None
+    if status == 410:
+        return RetryDecision(DISABLE, reason=GONE_REASON)
+    delay = next_delay(
+        profile,
+        attempt_number,
+        status=status,
+        timed_out=timed_out,
+        retry_after_header=retry_after_header,
+        scale=scale,
+        now=now,
+        rng=rng,
+    )
+    return RetryDecision(GIVE_UP) if delay is None else RetryDecision(RETRY, delay=delay)

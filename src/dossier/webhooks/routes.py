@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import Query, status
 
 from dossier.accounts.auth import CurrentAccount
 from dossier.api.deps import Outbound, SettingsDep
+from dossier.api.surfaces import ENTERPRISE
 from dossier.db.session import SessionDep
-from dossier.webhooks import schemas, service
+from dossier.webhooks import history, schemas, service, slack
 
-router = APIRouter(prefix="/api/enterprise", tags=["Webhooks"])
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid API key."},
-    404: {"description": "Unknown endpoint or delivery (or another account's)."},
-    422: {"description": "Invalid input, or a URL the outbound policy refuses; `message` says why."},
-}
+router = ENTERPRISE.router(tags=["Webhooks"])
+ERRORS = ENTERPRISE.responses(
+    {
+        404: "Unknown endpoint or delivery (or another account's).",
+        422: "Invalid input, or a URL the outbound policy refuses; `message` says why.",
+    }
+)
 CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"description": "The endpoint is disabled; enable it first."}
 }
@@ -29,7 +30,7 @@ async def get_delivery(
     delivery_id: str, session: SessionDep, account: CurrentAccount
 ) -> schemas.DeliveryDetail:
     """One delivery with every attempt: headers sent (secrets redacted), answer, duration, error."""
-    delivery, attempts = await service.get_delivery(session, account.id, delivery_id)
+    delivery, attempts = await history.get_delivery(session, account.id, delivery_id)
     return schemas.delivery_detail(delivery, attempts)
 
 
@@ -41,7 +42,7 @@ async def get_delivery(
 )
 async def redeliver(delivery_id: str, session: SessionDep, account: CurrentAccount) -> schemas.DeliveryOut:
     """Send a delivery again now, same body and same `webhook-id` (trigger `manual`)."""
-    return schemas.delivery_out(await service.redeliver(session, account.id, delivery_id))
+    return schemas.delivery_out(await history.redeliver(session, account.id, delivery_id))
 
 
 @router.post(
@@ -62,7 +63,7 @@ async def create_endpoint(
         events=body.events,
         http=http,
         description=body.description,
-        kruncher_api_key=body.kruncher_api_key,
+        options=schemas.options_in(body),
     )
     return schemas.endpoint_with_secret(created.endpoint, created.secret)
 
@@ -88,9 +89,11 @@ async def update_endpoint(
     http: Outbound,
 ) -> schemas.EndpointOut:
     """Change the URL, events, description, `active` or the kruncher API-key option; omitted fields stay."""
-    sent = body.model_fields_set
-    changes: dict[str, Any] = {name: getattr(body, name) for name in sent}
-    endpoint = await service.update_endpoint(session, account.id, endpoint_id, http=http, **changes)
+    options = schemas.options_in(body)
+    changes: dict[str, Any] = {name: getattr(body, name) for name in body.model_fields_set - set(options)}
+    endpoint = await service.update_endpoint(
+        session, account.id, endpoint_id, http=http, options=options, **changes
+    )
     return schemas.endpoint_out(endpoint)
 
 
@@ -143,7 +146,7 @@ async def list_deliveries(
     event: Annotated[str | None, Query(description="Only this event type.")] = None,
 ) -> schemas.DeliveryPage:
     """The endpoint's deliveries, newest first."""
-    page, total = await service.list_deliveries(
+    page, total = await history.list_deliveries(
         session, account.id, endpoint_id, status=status_filter, event_type=event, limit=limit, offset=offset
     )
     return schemas.DeliveryPage(
@@ -163,7 +166,7 @@ async def recover(
 ) -> schemas.RecoverOut:
     """Redeliver every failed delivery created since `since` (after an outage, or after re-enabling)."""
     return schemas.RecoverOut(
-        recovered=await service.recover_failed(session, account.id, endpoint_id, body.since)
+        recovered=await history.recover_failed(session, account.id, endpoint_id, body.since)
     )
 
 
@@ -183,9 +186,7 @@ async def connect_slack(
     body: schemas.SlackConnect, session: SessionDep, account: CurrentAccount, http: Outbound
 ) -> schemas.SlackOut:
     """Connect (or replace) a Slack incoming webhook and pick the notices sent to it."""
-    connection = await service.connect_slack(
-        session, account.id, url=body.url, notices=body.notices, http=http
-    )
+    connection = await slack.connect_slack(session, account.id, url=body.url, notices=body.notices, http=http)
     return schemas.slack_out(connection)
 
 
@@ -194,7 +195,7 @@ async def connect_slack(
 )
 async def get_slack(session: SessionDep, account: CurrentAccount) -> schemas.SlackOut:
     """The Slack connection (404 when not connected)."""
-    return schemas.slack_out(await service.get_slack(session, account.id))
+    return schemas.slack_out(await slack.get_slack(session, account.id))
 
 
 @router.patch(
@@ -204,7 +205,7 @@ async def update_slack(
     body: schemas.SlackNotices, session: SessionDep, account: CurrentAccount
 ) -> schemas.SlackOut:
     """Choose the notices: enrichment_finished, endpoint_failing, endpoint_disabled."""
-    return schemas.slack_out(await service.update_slack_notices(session, account.id, body.notices))
+    return schemas.slack_out(await slack.update_slack_notices(session, account.id, body.notices))
 
 
 @router.delete(
@@ -212,5 +213,5 @@ async def update_slack(
 )
 async def disconnect_slack(session: SessionDep, account: CurrentAccount) -> schemas.Deleted:
     """Disconnect Slack."""
-    await service.disconnect_slack(session, account.id)
+    await slack.disconnect_slack(session, account.id)
     return schemas.Deleted()

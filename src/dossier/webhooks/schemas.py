@@ -13,6 +13,7 @@ from dossier.webhooks.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from dossier.webhooks.profiles import PROFILES
 from dossier.webhooks.profiles.kruncher import API_KEY_OPTION
 
 
@@ -65,6 +66,12 @@ class EndpointUpdate(BaseModel):
     description: str | None = Field(default=None, max_length=500)
     active: bool | None = Field(default=None, description="false pauses deliveries; true re-enables.")
     kruncher_api_key: str | None = Field(default=None, description="Set, or null to stop sending it.")
+
+
+def options_in(body: BaseModel) -> dict[str, str | None]:
+    """The profiles' endpoint options a request body sets, by their API names (null: remove)."""
+    declared = {option.field for profile in PROFILES.values() for option in profile.endpoint_options}
+    return {name: getattr(body, name) for name in body.model_fields_set & declared}
 
 
 class EndpointOut(BaseModel):

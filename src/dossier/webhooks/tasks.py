@@ -29,26 +29,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier.db.base import utcnow
 from dossier.net import BlockedURL, OutboundClient, OutboundError, RequestTimeout
-from dossier.queue.service import Snooze, TaskRun, task_handler
+from dossier.queue.handlers import Snooze, TaskRun, task_handler
 from dossier.settings import Settings
-from dossier.webhooks import service
+from dossier.webhooks import dispatch, slack, sweeps
 from dossier.webhooks.models import MANUAL, SCHEDULED, SlackConnection
-from dossier.webhooks.retry import next_delay
+from dossier.webhooks.retry import RetryDecision
 
 log = logging.getLogger("dossier.webhooks")
 
 BODY_KEPT = 2048
-# Headers whose values would let a reader of the history forge deliveries or call our API.
-SECRET_HEADERS = frozenset(
-    {
-        "x-kuration-signature",
-        "x-kernel-signature",
-        "x-kruncher-signature",
-        "webhook-signature",
-        "x-kruncher-api-key",
-    }
-)
-REDACTED = "[redacted]"
 MAX_HEADERS_KEPT = 50
 MAX_HEADER_CHARS = 1000
 # A destination is slow while its attempts take this long on average (seconds, recent attempts weigh most).
@@ -118,16 +107,11 @@ def _limits_for(settings: Settings) -> _Limits:
     return limits
 
 
-def redact(headers: dict[str, str]) -> dict[str, str]:
-    """Headers as recorded in the history: signatures and API keys replaced, the rest as sent."""
-    return {k: (REDACTED if k.lower() in SECRET_HEADERS else v) for k, v in headers.items()}
-
-
 async def attempt(
-    http: OutboundClient, plan: service.AttemptPlan, settings: Settings
-) -> service.AttemptResult:
+    http: OutboundClient, plan: dispatch.AttemptPlan, settings: Settings
+) -> dispatch.AttemptResult:
     """Render ``plan`` through its profile and send it once; never raises for network trouble."""
-    profile = service.profile_for(plan.profile, settings)
+    profile = dispatch.profile_for(plan.profile, settings)
     attempt_id = "att_" + uuid.uuid4().hex
     started = utcnow()
     options = {k: v for k, v in plan.options.items() if k in profile.option_names}
@@ -140,7 +124,7 @@ async def attempt(
         secrets=plan.secrets,
         options=options,
     )
-    recorded = redact(rendered.headers)
+    recorded = profile.redact(rendered.headers)
     clock = time.monotonic()
     try:
         # The policy is enforced by the client on this very request: the URL, every address DNS returns
@@ -156,7 +140,7 @@ async def attempt(
             on_too_large="truncate",
         )
     except OutboundError as exc:
-        return service.AttemptResult(
+        return dispatch.AttemptResult(
             attempt_id=attempt_id,
             started_at=started,
             request_headers=recorded,
@@ -177,7 +161,7 @@ async def attempt(
         error_text = f"HTTP {status}"
         if 300 <= status < 400:
             error_text += " (redirects are not followed: point the endpoint at the final URL)"
-    return service.AttemptResult(
+    return dispatch.AttemptResult(
         attempt_id=attempt_id,
         started_at=started,
         request_headers=recorded,
@@ -199,22 +183,7 @@ def _bounded_headers(headers: Any) -> dict[str, str]:
     return kept
 
 
-def _delay_after(
-    plan: service.AttemptPlan, result: service.AttemptResult, settings: Settings
-) -> float | None:
-    profile = service.profile_for(plan.profile, settings)
-    number_in_round = plan.seq + 1 - plan.base
-    return next_delay(
-        profile,
-        max(1, number_in_round),
-        status=result.status,
-        timed_out=result.timed_out,
-        retry_after_header=result.retry_after,
-        scale=settings.webhook_time_scale,
-    )
-
-
-@task_handler(service.SWEEP_TASK, max_attempts=25, backoff=(1.0, 5.0, 15.0, 60.0, 300.0))
+@task_handler(sweeps.SWEEP_TASK, max_attempts=25, backoff=(1.0, 5.0, 15.0, 60.0, 300.0))
 async def sweep(run: TaskRun) -> None:
     """Make every due attempt to one destination, a batch at a time, then queue the next sweep at the
     earliest delivery still pending. Queue-level retries only cover database trouble: failed attempts are
@@ -242,9 +211,9 @@ async def _sweep(run: TaskRun, key: str, limits: _Limits) -> None:
     deadline = time.monotonic() + SWEEP_SECONDS
     while True:
         async with resources.sessionmaker() as session, session.begin():
-            due: list[service.DueDelivery] = []
+            due: list[sweeps.DueDelivery] = []
             if time.monotonic() < deadline:
-                due = await service.due_deliveries(session, key, now=utcnow())
+                due = await sweeps.due_deliveries(session, key, now=utcnow())
             plans = await _plans(session, due)
             if not plans:
                 # Due deliveries none of which can be sent (their endpoint cannot sign): do not spin.
@@ -252,13 +221,13 @@ async def _sweep(run: TaskRun, key: str, limits: _Limits) -> None:
                 return
         outcomes = await _attempt_all(resources.http, plans, settings, limits)
         async with resources.sessionmaker() as session, session.begin():
-            recorded = await service.record_attempts(session, outcomes, settings=settings)
+            recorded = await dispatch.record_attempts(session, outcomes, settings=settings)
             ended = True
             if not any(result.succeeded for _, result, _ in outcomes):
                 # Nothing got through: the destination is down or refusing. Its new events wait a moment
                 # and go in one batch, rather than a batch (and two transactions) for every few that come.
                 await _end(run, session, key, wait=FAILING_SWEEP_PAUSE * settings.webhook_time_scale)
-            elif len(due) < service.DELIVERY_BATCH:
+            elif len(due) < sweeps.DELIVERY_BATCH:
                 # Everything due was in this batch: end now rather than in one more transaction that
                 # would most likely find nothing (what came meanwhile gets a new sweep, due at once).
                 await _end(run, session, key, wait=0.0)
@@ -272,55 +241,39 @@ async def _sweep(run: TaskRun, key: str, limits: _Limits) -> None:
 
 
 async def _end(run: TaskRun, session: AsyncSession, key: str, *, wait: float) -> None:
-    # The task row is locked before anything is read for the next sweep (see service.schedule_sweep).
+    # The task row is locked before anything is read for the next sweep (see sweeps.schedule_sweep).
     await run.complete_in(session)
-    await service.reschedule_sweep(session, key, not_before=utcnow() + timedelta(seconds=wait))
+    await sweeps.reschedule_sweep(session, key, not_before=utcnow() + timedelta(seconds=wait))
 
 
-async def _plans(session: AsyncSession, due: list[service.DueDelivery]) -> list[service.AttemptPlan]:
-    plans: list[service.AttemptPlan] = []
+async def _plans(session: AsyncSession, due: list[sweeps.DueDelivery]) -> list[dispatch.AttemptPlan]:
+    plans: list[dispatch.AttemptPlan] = []
     for trigger in (MANUAL, SCHEDULED):
         items = [(d.delivery_id, d.attempts, d.round_start) for d in due if d.trigger == trigger]
-        plans += await service.plan_attempts(session, items, trigger=trigger)
+        plans += await dispatch.plan_attempts(session, items, trigger=trigger)
     return plans
 
 
-Outcome = tuple[service.AttemptPlan, service.AttemptResult, float | None]
+Outcome = tuple[dispatch.AttemptPlan, dispatch.AttemptResult, RetryDecision | None]
 
 
 async def _attempt_all(
-    http: OutboundClient, plans: list[service.AttemptPlan], settings: Settings, limits: _Limits
+    http: OutboundClient, plans: list[dispatch.AttemptPlan], settings: Settings, limits: _Limits
 ) -> list[Outcome]:
     """Send a batch to its destination, at most ``webhook_endpoint_concurrency`` at once; each result with
-    the delay before the next try (None: none is left, or it succeeded)."""
+    what follows it (see ``dispatch.retry_decision``)."""
     endpoint = asyncio.Semaphore(settings.webhook_endpoint_concurrency)
 
-    async def one(plan: service.AttemptPlan) -> Outcome:
+    async def one(plan: dispatch.AttemptPlan) -> Outcome:
         async with endpoint, limits.total:
             result = await attempt(http, plan, settings)
         limits.observe(plan.destination, result.duration_ms / 1000)
-        return plan, result, None if result.succeeded else _delay_after(plan, result, settings)
+        return plan, result, dispatch.retry_decision(plan, result, settings)
 
     return list(await asyncio.gather(*(one(plan) for plan in plans)))
 
 
-@task_handler(service.DELIVER_TASK, max_attempts=25, backoff=(1.0, 5.0, 15.0, 60.0, 300.0))
-async def deliver(run: TaskRun) -> None:
-    """A task queued by an older version to make first attempts: its deliveries are pending and due, so it
-    only makes sure their destinations' sweeps run."""
-    payload = run.payload
-    async with run.resources.sessionmaker() as session, session.begin():
-        await run.complete_in(session)
-        if isinstance(payload.get("key"), str):
-            keys = {payload["key"]}
-        else:
-            ids = [str(item[0]) for item in payload.get("items", [])] or [str(payload.get("delivery_id"))]
-            keys = await service.destinations_of(session, ids)
-        for key in sorted(keys):
-            await service.schedule_sweep(session, key, utcnow())
-
-
-@task_handler(service.SLACK_TASK, max_attempts=6, backoff=(5.0, 30.0, 120.0, 600.0, 1800.0))
+@task_handler(slack.SLACK_TASK, max_attempts=6, backoff=(5.0, 30.0, 120.0, 600.0, 1800.0))
 async def send_slack(run: TaskRun) -> None:
     """Post one message to the account's Slack incoming webhook (text + blocks)."""
     resources = run.resources

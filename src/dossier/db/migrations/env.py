@@ -7,7 +7,7 @@ from typing import Any, Literal
 from alembic import context
 
 from dossier.db.base import UTCDateTime
-from dossier.db.models import metadata
+from dossier.db.migrations.models import metadata
 
 
 def render_item(type_: str, obj: Any, autogen_context: Any) -> str | Literal[False]:

@@ -12,13 +12,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dossier.db.engine import create_engine, create_sessionmaker
-from dossier.db.migrate import upgrade_to_head
+from dossier.db.lifecycle import open_database
 from dossier.enrichment.registry import service
 from dossier.enrichment.registry.pytickersymbols_source import SOURCE as DEFAULT_SOURCE
-from dossier.settings import Settings, get_settings
+from dossier.settings import get_settings
 
 registry_app = typer.Typer(
     help="The reference registry entity resolution matches against.", no_args_is_help=True
@@ -44,9 +42,7 @@ def import_cmd(
         raise typer.Exit(code=1)
 
     async def run() -> service.ImportReport:
-        engine = create_engine(settings)
-        try:
-            await upgrade_to_head(engine)
+        async with open_database(settings, migrate=True) as maker:
             with Progress(
                 TextColumn("[bold]importing[/bold] {task.fields[rows]:,} rows"),
                 BarColumn(),
@@ -63,12 +59,10 @@ def import_cmd(
                     )
 
                 # One transaction: an import that fails part-way leaves the registry as it was.
-                async with create_sessionmaker(engine)() as session, session.begin():
+                async with maker() as session, session.begin():
                     return await service.import_file(
                         session, file, source=source, batch_size=batch_size, progress=report
                     )
-        finally:
-            await engine.dispose()
 
     try:
         result = asyncio.run(run())
@@ -91,30 +85,15 @@ def build_default_cmd() -> None:
     settings = get_settings()
 
     async def run() -> tuple[int, int]:
-        engine = create_engine(settings)
-        try:
-            await upgrade_to_head(engine)
-            async with create_sessionmaker(engine)() as session, session.begin():
-                inserted = await service.build_default_registry(session)
-                return inserted, await service.entity_count(session)
-        finally:
-            await engine.dispose()
+        async with open_database(settings, migrate=True) as maker, maker() as session, session.begin():
+            inserted = await service.build_default_registry(session)
+            return inserted, await service.entity_count(session)
 
     inserted, total = asyncio.run(run())
     if inserted:
         console.print(f"default registry built: {inserted:,} companies ({total:,} in the registry)")
     else:
         console.print(f"default registry already present ({total:,} companies in the registry)")
-
-
-async def _migrated_engine(settings: Settings) -> AsyncEngine:
-    engine = create_engine(settings)
-    try:
-        await upgrade_to_head(engine)
-    except BaseException:
-        await engine.dispose()
-        raise
-    return engine
 
 
 @registry_app.command("sources")
@@ -125,12 +104,8 @@ def sources_cmd(
     settings = get_settings()
 
     async def run() -> list[service.SourceCount]:
-        engine = await _migrated_engine(settings)
-        try:
-            async with create_sessionmaker(engine)() as session:
-                return await service.list_sources(session)
-        finally:
-            await engine.dispose()
+        async with open_database(settings, migrate=True) as maker, maker() as session:
+            return await service.list_sources(session)
 
     sources = asyncio.run(run())
     if as_json:
@@ -157,20 +132,12 @@ def delete_source_cmd(
     settings = get_settings()
 
     async def count() -> int:
-        engine = await _migrated_engine(settings)
-        try:
-            async with create_sessionmaker(engine)() as session:
-                return await service.entity_count(session, source)
-        finally:
-            await engine.dispose()
+        async with open_database(settings, migrate=True) as maker, maker() as session:
+            return await service.entity_count(session, source)
 
     async def delete() -> int:
-        engine = create_engine(settings)
-        try:
-            async with create_sessionmaker(engine)() as session, session.begin():
-                return await service.delete_source(session, source)
-        finally:
-            await engine.dispose()
+        async with open_database(settings) as maker, maker() as session, session.begin():
+            return await service.delete_source(session, source)
 
     found = asyncio.run(count())
     if found == 0:

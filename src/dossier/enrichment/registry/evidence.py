@@ -9,13 +9,14 @@ that a perfect name in another city is not taken on the name alone.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 from rapidfuzz import fuzz
 
 from dossier.enrichment.registry.countries import country_code, is_us_state
-from dossier.enrichment.registry.normalize import fold
+from dossier.enrichment.registry.normalize import NormalizedName, fold
 
 COUNTRY_BONUS = 0.03
 COUNTRY_PENALTY = 0.2
@@ -29,6 +30,9 @@ ADDRESS_PENALTY = 0.15
 # with no city) costs a little; a site designator ("- Northside Site") a little less.
 UNEXPLAINED_QUALIFIER = 0.06
 SITE_QUALIFIER = 0.04
+# What a parenthesised note of the candidate's name that the query does not carry costs
+# ("Wendel (Beteiligungsgesellschaft)").
+NOTE_COST = 0.02
 SITE_WORDS = frozenset(
     [
         "site",
@@ -190,7 +194,71 @@ def compare_qualifier(text: str, candidate: Place, candidate_words: frozenset[st
         return Comparison("qualifier", text, candidate.address, True, 0.0)
     if any(word in SITE_WORDS for word in words):
         return Comparison("qualifier", text, None, None, -SITE_QUALIFIER)
-    if code is None and candidate.city and len(words) <= 3:
+    if code is None and candidate.city and len(words) <= 2:
         # Most short fragments after a name are places: another city than the candidate's disagrees.
         return Comparison("qualifier", text, candidate.city, False, -CITY_PENALTY)
     return Comparison("qualifier", text, None, None, -UNEXPLAINED_QUALIFIER)
+
+
+def compare_fragments(
+    query: NormalizedName, candidate: NormalizedName, place: Place, candidate_place: Place
+) -> tuple[list[Comparison], str | None]:
+    """The fragments after the query's name and after the candidate's, each against the other side, and
+    the conflict they make, if any.
+
+    The query may be more specific than the record in a small way (a city, a site: it costs a little) but
+    not name more of it ("Erasmus MC - Sophia Children's Hospital" is not "Erasmus MC"); a record more
+    specific than the query ("Shiv Nadar University, Chennai" for "Shiv Nadar University") is another
+    organisation unless the query's own city or country says it is this one.
+    """
+    out: list[Comparison] = []
+    conflict: str | None = None
+    candidate_words = _words_of(candidate, candidate_place)
+    for text in query.qualifiers:
+        if _resembles(text, candidate.qualifiers):
+            # The same fragment on both sides, maybe with a typo ("Becton, Dikcinson and Company").
+            out.append(Comparison("qualifier", text, text, True, 0.0))
+            continue
+        comparison = compare_qualifier(text, candidate_place, candidate_words)
+        out.append(comparison)
+        if not comparison.agrees and len(text.split()) >= 3 and comparison.adjustment != -SITE_QUALIFIER:
+            conflict = f"the query names more: {text}"
+    query_words = _words_of(query, place)
+    unexplained = [c.query for c in out if not c.agrees and c.query and not _is_country(c.query)]
+    for text in candidate.qualifiers:
+        if _resembles(text, query.qualifiers):
+            continue  # compared above
+        comparison = compare_qualifier(text, place, query_words)
+        if text in candidate.bracketed and not _is_country(text) and not comparison.agrees:
+            # A note in parentheses ("Wendel (Beteiligungsgesellschaft)") describes; it costs a little.
+            comparison = Comparison("qualifier", text, None, None, -NOTE_COST)
+        elif comparison.agrees is None and not _is_country(text):
+            conflict = conflict or f"the candidate names more: {text}"
+        elif unexplained and not _is_country(text):
+            # Both names go on, differently ("..., Amministrazione Centrale" / "..., Laboratori di
+            # Frascati"): two parts of one organisation.
+            conflict = conflict or f"the names go on differently: {unexplained[0]} / {text}"
+        if comparison.agrees is not None or not _is_country(text):
+            out.append(comparison)
+    return out, conflict
+
+
+def _words_of(name: NormalizedName, place: Place) -> frozenset[str]:
+    """Every word of a name, of the fragments after it and of its city."""
+    words = {*name.core, *name.weak, *(w for q in name.qualifiers for w in q.split())}
+    if place.city:
+        words.update(place.city.split())
+    return frozenset(words)
+
+
+def _resembles(text: str, others: Sequence[str]) -> bool:
+    """``text`` is one of ``others`` but for a typo (numbers equal: "Fund 4" is not "Fund 2")."""
+    digits = {w for w in text.split() if w.isdigit()}
+    return any(
+        fuzz.ratio(text, other) >= 85 and digits == {w for w in other.split() if w.isdigit()}
+        for other in others
+    )
+
+
+def _is_country(text: str) -> bool:
+    return country_code(text) is not None or is_us_state(text)

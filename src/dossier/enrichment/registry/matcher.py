@@ -1,8 +1,9 @@
 """Entity resolution: an in-memory index of the registry and the scoring that decides "same company".
 
-Blocking keeps a lookup independent of the registry size: a query's rarest name tokens (plus fuzzy
-neighbours of tokens the registry does not know, the name written without spaces, and the exact registrable
-domain) select at most ``MAX_CANDIDATES`` names (a record's name and its aliases); only those are scored.
+Blocking keeps a lookup independent of the registry size: the names with exactly the query's words, and
+at most ``MAX_CANDIDATES`` more selected by its rarest words (plus fuzzy neighbours of words the registry
+does not know, the name written without spaces, and the exact registrable domain), are scored; a record's
+names are its name, its aliases and the trade or former names written into them ("DBA", "formerly").
 
 Precision comes first, so scoring has hard rules before soft ones:
 - a word of one name that the other lacks blocks the pair ("Mitsubishi Electric" is not "Mitsubishi
@@ -30,21 +31,21 @@ from typing import Any
 
 from rapidfuzz.distance import OSA
 
-from dossier.enrichment.registry.countries import country_code, is_us_state
-from dossier.enrichment.registry.evidence import (
-    SITE_QUALIFIER,
-    Comparison,
-    Place,
-    compare_places,
-    compare_qualifier,
-)
+from dossier.enrichment.registry.evidence import Comparison, Place, compare_fragments, compare_places
 from dossier.enrichment.registry.normalize import (
     NormalizedName,
     name_variants,
     normalize_name,
     registrable_domain,
 )
-from dossier.enrichment.registry.vocabulary import ABBREVIATIONS, DESCRIPTORS
+from dossier.enrichment.registry.similarity import (
+    SPELLINGS,
+    deletions,
+    listed,
+    token_similarity,
+    unmatched,
+)
+from dossier.enrichment.registry.vocabulary import DESCRIPTORS
 
 DEFAULT_THRESHOLD = 0.86
 DEFAULT_MARGIN = 0.05
@@ -63,8 +64,6 @@ _WEAK_COST = 0.02
 _WEAK_WEIGHT = 0.6
 # A name of one word that matches with a typo needs at least this similarity ("GeneTex" is not "Gentex").
 _TYPO_FLOOR = 0.86
-# What a parenthesised note of the candidate's name that the query does not carry costs.
-_NOTE_COST = 0.02
 # A word written cut short ("EST.") against a word it begins ("estate").
 _TRUNCATED_SIMILARITY = 0.8
 # An unmatched descriptive word ("Communications") counts for this fraction of its weight.
@@ -157,87 +156,6 @@ class _Scored:
     query: NormalizedName | None  # the query's name compared (its legal name, or the name after "DBA")
 
 
-def _deletions(token: str) -> set[str]:
-    return {token[:i] + token[i + 1 :] for i in range(len(token))}
-
-
-def _token_similarity(a: str, b: str) -> float:
-    if a == b:
-        return 1.0
-    shorter, longer = (a, b) if len(a) <= len(b) else (b, a)
-    if len(shorter) < 3 or (shorter[0] != longer[0] and shorter[1] != longer[1]):
-        return 0.0  # cheap exit: short words never match fuzzily; two typos at the start are not "one typo"
-    if shorter.isdigit() or longer.isdigit():
-        return 0.0  # numbers distinguish: 2019 is not 2018
-    if _sound(a) == _sound(b):
-        # Transliterations: "Stroeer" / "Ströer", "Gasprom" / "Gazprom", "Tekhnologies" / "Technologies".
-        return 0.9
-    if longer.startswith(shorter):
-        # Exchanges truncate long words ("SAREPTA THERAP.", "MITSUBISHI EST."): a prefix is nearly the word
-        # (and one letter short is a typo: "Rheinmetal").
-        prefix = 0.85 if len(shorter) >= 5 else 0.75 if len(shorter) >= 4 else 0.0
-        return max(prefix, OSA.normalized_similarity(a, b)) if prefix else 0.0
-    # A similarity of 0.8 or more needs lengths within a fifth of each other.
-    if len(shorter) >= 5 and len(longer) - len(shorter) <= len(longer) // 5:
-        similarity = OSA.normalized_similarity(a, b)
-        # One typo (or swapped pair) in a word of 5+ letters; anything looser makes unrelated words "similar".
-        if similarity >= 0.8:
-            return similarity
-    return 0.0
-
-
-# Spellings that transliterations of one sound differ by, reduced to one ("ph" -> "f", "z" -> "s").
-_SOUNDS = (
-    ("ae", "a"),
-    ("oe", "o"),
-    ("ue", "u"),
-    ("ph", "f"),
-    ("c", "k"),
-    ("kh", "k"),
-    ("z", "s"),
-    ("y", "i"),
-)
-
-
-def _spellings() -> dict[str, tuple[str, ...]]:
-    out: dict[str, list[str]] = defaultdict(list)
-    for written, word in ABBREVIATIONS.items():
-        if len(written) >= 5:
-            out[word].append(written)
-    return {word: tuple(spellings) for word, spellings in out.items()}
-
-
-# A rewritten word -> the longer spellings it was rewritten from ("technology" <- "technologies").
-_SPELLINGS = _spellings()
-
-
-def _sound(token: str) -> str:
-    for spelling, sound in _SOUNDS:
-        token = token.replace(spelling, sound)
-    return token
-
-
-def _listed(tokens: Iterable[str]) -> str:
-    return ", ".join(sorted(tokens)) or "none"
-
-
-def _words_of(name: NormalizedName, place: Place) -> frozenset[str]:
-    """Every word of a name, of the fragments after it and of its city."""
-    words = {*name.core, *name.weak, *(w for q in name.qualifiers for w in q.split())}
-    if place.city:
-        words.update(place.city.split())
-    return frozenset(words)
-
-
-def _is_country(text: str) -> bool:
-    return country_code(text) is not None or is_us_state(text)
-
-
-def _unmatched(tokens: Sequence[str], best: Sequence[float]) -> list[str]:
-    # Numbers and initials have their own rules.
-    return [t for t, b in zip(tokens, best, strict=True) if not b and not t.isdigit() and len(t) > 1]
-
-
 class EntityIndex:
     """An immutable in-memory index of registry entities: build once, look up many times (reads are safe)."""
 
@@ -292,7 +210,7 @@ class EntityIndex:
         for token in self._postings:
             if len(token) >= _MIN_FUZZY_LEN and not token.isdigit():
                 deletes[token].append(token)
-                for variant in _deletions(token):
+                for variant in deletions(token):
                     deletes[variant].append(token)
         self._deletes = dict(deletes)
 
@@ -328,9 +246,9 @@ class EntityIndex:
         """Similarity of two normalised names in 0..1, and the differences that block them as one company."""
         conflicts: list[str] = []
         if query.numbers != candidate.numbers:
-            conflicts.append(f"numbers differ ({_listed(query.numbers)} / {_listed(candidate.numbers)})")
+            conflicts.append(f"numbers differ ({listed(query.numbers)} / {listed(candidate.numbers)})")
         if query.initials != candidate.initials:
-            conflicts.append(f"initials differ ({_listed(query.initials)} / {_listed(candidate.initials)})")
+            conflicts.append(f"initials differ ({listed(query.initials)} / {listed(candidate.initials)})")
         weak_q = [t for t in query.weak if t not in candidate.weak]
         weak_c = [t for t in candidate.weak if t not in query.weak]
         if query.core == candidate.core:
@@ -347,11 +265,11 @@ class EntityIndex:
                 continue
             cut = token_q in query.truncated
             for j, token_c in enumerate((*candidate.core, *candidate.weak)):
-                similarity = _token_similarity(token_q, token_c)
-                for spelling in _SPELLINGS.get(token_c, ()):
+                similarity = token_similarity(token_q, token_c)
+                for spelling in SPELLINGS.get(token_c, ()):
                     # A typo of a word the normaliser rewrites ("Technfologies" / "Technologies", read
                     # "technology") is one edit from the word as written, not from its rewrite.
-                    similarity = max(similarity, _token_similarity(token_q, spelling))
+                    similarity = max(similarity, token_similarity(token_q, spelling))
                 if cut and not similarity and token_c.startswith(token_q):
                     similarity = _TRUNCATED_SIMILARITY
                 if similarity > best_q[i]:
@@ -375,8 +293,8 @@ class EntityIndex:
                     [c for c in conflicts if not c.startswith("initials")] if compact == 1.0 else conflicts
                 )
                 return compact - _WEAK_COST * (len(weak_q) + len(weak_c)), conflicts
-        only_q = _unmatched(query.core, best_q)
-        only_c = _unmatched(candidate.core, best_c)
+        only_q = unmatched(query.core, best_q)
+        only_c = unmatched(candidate.core, best_c)
         # A registry short name without a legal form ("Verizon") may leave out descriptive words of a legal
         # or listed name ("Verizon Communications Inc.", "UBER TECH. DL-,00001"); nothing else may be missing
         # on either side ("Hefei University of Technology" is not "Hefei University").
@@ -397,11 +315,6 @@ class EntityIndex:
         covered_q = self._coverage(query.core, best_q, weak_q, words_c)
         covered_c = self._coverage(candidate.core, best_c, weak_c, words_q)
         return math.sqrt(covered_q * covered_c), conflicts
-
-    def name_score(self, query: NormalizedName, candidate: NormalizedName) -> float:
-        """Similarity of two normalised names in 0..1 (1: same core words), blocked pairs capped."""
-        score, conflicts = self.compare_names(query, candidate)
-        return min(score, _BLOCKED_CEILING) if conflicts else score
 
     # --- lookup -----------------------------------------------------------------------------------------
 
@@ -425,10 +338,10 @@ class EntityIndex:
                 continue
             if len(token) >= _MIN_FUZZY_LEN:
                 neighbours: set[str] = set()
-                for variant in (token, *_deletions(token)):
+                for variant in (token, *deletions(token)):
                     neighbours.update(self._deletes.get(variant, ()))
                 for neighbour in neighbours - seen:
-                    if _token_similarity(token, neighbour) > 0:
+                    if token_similarity(token, neighbour) > 0:
                         refs.append((len(self._postings[neighbour]), neighbour, 0.8))
                         seen.add(neighbour)
         if len(query.core) > 1 and query.compact in self._postings:
@@ -450,43 +363,6 @@ class EntityIndex:
         if len(kept) <= MAX_CANDIDATES:
             return kept
         return heapq.nlargest(MAX_CANDIDATES, kept, key=votes.__getitem__)
-
-    def _qualifier_comparisons(
-        self, query: NormalizedName, place: Place, name_id: int
-    ) -> tuple[list[Comparison], str | None]:
-        """The fragments after the query's name and after the candidate's, each against the other side, and
-        the conflict they make, if any.
-
-        The query may be more specific than the record in a small way (a city, a site: it costs a little) but
-        not name more of it ("Erasmus MC - Sophia Children's Hospital" is not "Erasmus MC"); a record more
-        specific than the query ("Shiv Nadar University, Chennai" for "Shiv Nadar University") is another
-        organisation unless the query's own city or country says it is this one.
-        """
-        entity, candidate, _, _ = self._names[name_id]
-        out: list[Comparison] = []
-        conflict: str | None = None
-        candidate_place = self._places[entity]
-        candidate_words = _words_of(candidate, candidate_place)
-        for text in query.qualifiers:
-            comparison = compare_qualifier(text, candidate_place, candidate_words)
-            out.append(comparison)
-            if (
-                comparison.agrees is None
-                and len(text.split()) >= 3
-                and comparison.adjustment != -SITE_QUALIFIER
-            ):
-                conflict = f"the query names more: {text}"
-        query_words = _words_of(query, place)
-        for text in candidate.qualifiers:
-            comparison = compare_qualifier(text, place, query_words)
-            if text in candidate.bracketed and not _is_country(text) and not comparison.agrees:
-                # A note in parentheses ("Wendel (Beteiligungsgesellschaft)") describes; it costs a little.
-                comparison = Comparison("qualifier", text, None, None, -_NOTE_COST)
-            elif comparison.agrees is None and not _is_country(text):
-                conflict = conflict or f"the candidate names more: {text}"
-            if comparison.agrees is not None or not _is_country(text):
-                out.append(comparison)
-        return out, conflict
 
     def score(
         self,
@@ -534,7 +410,9 @@ class EntityIndex:
             comparisons = compare_places(place, self._places[entity])
             closeness = (False, False, False)
             if compared is not None and name_id >= 0:
-                qualifiers, clash = self._qualifier_comparisons(compared, place, name_id)
+                qualifiers, clash = compare_fragments(
+                    compared, self._names[name_id][1], place, self._places[entity]
+                )
                 comparisons.extend(qualifiers)
                 if clash:
                     conflicts = [*conflicts, clash]

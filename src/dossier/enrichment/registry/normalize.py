@@ -261,6 +261,11 @@ def _split_segment(words: list[str]) -> tuple[list[str], list[str], str]:
     return lead, rest, "qualifier"
 
 
+def _fragment(words: Sequence[str]) -> str:
+    """A qualifier's text, numbers written one way ("Fund IV" -> "fund 4")."""
+    return " ".join(_ROMAN.get(w, w) for w in words)
+
+
 def _segment_kind(words: list[str]) -> str:
     return _split_segment(words)[2]
 
@@ -315,8 +320,8 @@ def normalize_name(name: str) -> NormalizedName:
         if kind == "legal" and "".join(words) in legal_forms():
             legal.append(legal_forms()["".join(words)])
         elif kind == "qualifier":
-            qualifiers.append(" ".join(words))
-            bracketed.add(" ".join(words))
+            qualifiers.append(_fragment(words))
+            bracketed.add(_fragment(words))
     text = _PARENS.sub(" ", text)
     text = _LETTER_PAIR.sub(r"\1\2", text)  # "K+S", "H&M", "AT&T": one word, not two initials
     text = text.replace("&", " and ").replace("+", " and ")
@@ -337,11 +342,10 @@ def normalize_name(name: str) -> NormalizedName:
         if kind == "legal" or (kind == "name" and not qualifiers):
             raw.extend(rest)
         elif kind == "qualifier":
-            qualifiers.append(" ".join(rest))
+            qualifiers.append(_fragment(rest))
     if not raw:
         return NormalizedName((), ())
 
-    raw = [w for w in raw if w] or raw
     # A legal form inside the name ends it: "Acme GmbH Munich" -> "acme", qualified by "munich"; so does
     # a country after any form ("Acme Corp Germany").
     for i in range(1, len(raw) - 1):
@@ -356,7 +360,7 @@ def normalize_name(name: str) -> NormalizedName:
             break
         unambiguous = found[1] in CUT_FORMS
         if tail and _segment_kind(tail) == "qualifier" and (unambiguous or _country_words(tail)):
-            qualifiers.append(" ".join(tail))
+            qualifiers.append(_fragment(tail))
             raw = raw[: i + found[0]]
             break
     # Written-out forms at the end first: their words can be listing noise elsewhere ("Public Joint Stock
@@ -385,8 +389,17 @@ def normalize_name(name: str) -> NormalizedName:
     for size in (3, 2, 1):
         rest = tokens[:-size]
         distinctive = any(len(t) >= 5 and t not in DESCRIPTORS and t not in WEAK for t in rest)
-        if rest and distinctive and rest[-1] not in WEAK and _country_words(tokens[-size:]):
-            qualifiers.append(" ".join(tokens[-size:]))
+        # A two-letter code needs more name before it: "Erasmus MC" is a name, "Krishna University IN" a
+        # name and a country.
+        code = size == 1 and len(tokens[-1]) == 2
+        if (
+            rest
+            and distinctive
+            and rest[-1] not in WEAK
+            and not (code and len(rest) < 2)
+            and _country_words(tokens[-size:])
+        ):
+            qualifiers.append(_fragment(tokens[-size:]))
             del tokens[-size:]
             while len(tokens) > 1 and (found := _form_at_end(tokens, 1)) is not None:
                 legal.append(found[1])

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from dossier.enrichment.protocol import Tool, ToolContext, ToolInput, ToolOutcome
 from dossier.enrichment.tools import register
-from dossier.net._policy import parse_ip
+from dossier.net import parse_ip
 
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 

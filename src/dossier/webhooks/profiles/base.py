@@ -9,6 +9,10 @@ Two layers, on purpose:
   the dispatcher stores it, so every retry and manual redelivery sends the same body.
 - :meth:`WebhookProfile.render` serialises that object and signs it for one attempt.
 
+A profile module holds everything about its wire, and nothing outside it branches on a profile's name: the
+rendering, the headers that carry secrets (redacted in the history), the test event an account can send,
+the endpoint options it understands and how they are validated, its timeout and its retry schedule.
+
 Every profile adds the Standard Webhooks headers (``webhook-id``, ``webhook-timestamp``,
 ``webhook-signature``) to its documented ones, because some documented ids are unique per attempt
 (``X-Kernel-Delivery``) and receivers need a stable id to deduplicate on and a timestamped signature.
@@ -25,13 +29,36 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar
 
+from dossier.db.base import as_utc
 from dossier.webhooks.retry import DEFAULT_SCHEDULE, RetrySchedule
 
 SECRET_PREFIX = "whsec_"
 USER_AGENT = "Dossier-Webhook/1.0"
+#: The Standard Webhooks signature header every profile sends (see :meth:`WebhookProfile.render`).
+STANDARD_SIGNATURE_HEADER = "webhook-signature"
+#: The event of a test delivery, for profiles that carry any event.
+TEST_EVENT = "webhook.test"
+REDACTED = "[redacted]"
+
+
+@dataclass(frozen=True)
+class EndpointOption:
+    """An option an endpoint of a profile can set: its name in the API (``field``), the key it is stored
+    and rendered under (``key``). :meth:`check` validates a value given through the API (a ValueError's
+    message is shown to the caller)."""
+
+    field: str
+    key: str
+
+    def check(self, value: str) -> str:
+        """The value to store; by default a non-empty single line, surrounding spaces removed."""
+        value = value.strip()
+        if not value or any(ch in value for ch in "\r\n\0"):
+            raise ValueError(f"{self.field} must be a non-empty single-line value")
+        return value
 
 
 @dataclass(frozen=True)
@@ -56,11 +83,6 @@ class RenderedRequest:
 
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
-
-
-def as_utc(when: datetime) -> datetime:
-    """``when`` in UTC; a naive datetime is taken to be UTC already (that is how the database stores them)."""
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def iso_z(when: datetime, *, micro: bool = False) -> str:
@@ -122,9 +144,18 @@ class WebhookProfile(ABC):
     events: ClassVar[frozenset[str] | None]
     #: Seconds the receiver has to answer one attempt.
     timeout: ClassVar[float]
-    #: Keys ``render(options=...)`` understands; anything else is a caller bug and raises.
-    option_names: ClassVar[frozenset[str]] = frozenset()
+    #: Options an endpoint of this profile can set (see :class:`EndpointOption`).
+    endpoint_options: ClassVar[tuple[EndpointOption, ...]] = ()
+    #: Vendor headers whose values carry a secret (lower case); redacted in the delivery history, with the
+    #: Standard Webhooks signature every profile sends.
+    secret_headers: ClassVar[frozenset[str]] = frozenset()
     default_schedule: ClassVar[RetrySchedule] = DEFAULT_SCHEDULE
+    #: Whether a one-off URL (a job's ``webhook_url``) receives the events this profile carries in this
+    #: profile unless the caller names one (else such a URL gets ``standard``).
+    serves_one_off_urls: ClassVar[bool] = False
+    #: Whether the ``webhook_retry_schedule`` setting replaces :attr:`default_schedule` (False when the
+    #: profile's document fixes its schedule).
+    schedule_configurable: ClassVar[bool] = True
 
     def __init__(self, schedule: RetrySchedule | None = None) -> None:
         self._schedule = schedule or self.default_schedule
@@ -141,6 +172,20 @@ class WebhookProfile(ABC):
     def __repr__(self) -> str:
         attempts = self.schedule.max_attempts
         return f"<{type(self).__name__} {self.name!r} timeout={self.timeout}s attempts={attempts}>"
+
+    @property
+    def option_names(self) -> frozenset[str]:
+        """Keys ``render(options=...)`` understands; anything else is a caller bug and raises."""
+        return frozenset(option.key for option in self.endpoint_options)
+
+    def redact(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """Headers as recorded in the history: those that carry secrets replaced, the rest as sent."""
+        hidden = self.secret_headers | {STANDARD_SIGNATURE_HEADER}
+        return {k: (REDACTED if k.lower() in hidden else v) for k, v in headers.items()}
+
+    def test_event(self, now: datetime) -> tuple[str, dict[str, Any]]:
+        """The event type and data of a test delivery (what an account sends to try its endpoint)."""
+        return TEST_EVENT, {"message": "a test event from Dossier"}
 
     def carries(self, event_type: str) -> bool:
         """Whether an endpoint of this profile can subscribe to ``event_type``."""
@@ -222,7 +267,7 @@ class WebhookProfile(ABC):
         seconds = math.floor(as_utc(timestamp).timestamp())
         headers["webhook-id"] = delivery_id
         headers["webhook-timestamp"] = str(seconds)
-        headers["webhook-signature"] = " ".join(
+        headers[STANDARD_SIGNATURE_HEADER] = " ".join(
             standard_signature(secret, delivery_id, seconds, body) for secret in signing
         )
         return RenderedRequest(body=body, headers=headers)

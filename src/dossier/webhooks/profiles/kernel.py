@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from dossier.webhooks.profiles.base import USER_AGENT, WebhookProfile, hmac_sha256_hex, iso_z
-from dossier.webhooks.retry import KERNEL_SCHEDULE, RetrySchedule
+from dossier.webhooks.retry import RetrySchedule
 
 KERNEL_EVENTS = frozenset(
     {
@@ -22,6 +22,9 @@ KERNEL_EVENTS = frozenset(
     }
 )
 _DATA_FIELDS = ("id", "status", "created_at", "completed_at", "record")
+
+#: ``003``: 3 attempts, immediately, +30 s, +2 min; then the delivery is permanently failed.
+KERNEL_SCHEDULE = RetrySchedule(delays=(30.0, 120.0))
 
 
 def _when(value: datetime | str | None) -> str | None:
@@ -54,7 +57,22 @@ class KernelProfile(WebhookProfile):
     name: ClassVar[str] = "kernel"
     events: ClassVar[frozenset[str] | None] = KERNEL_EVENTS
     timeout: ClassVar[float] = 5.0
+    secret_headers: ClassVar[frozenset[str]] = frozenset({"x-kernel-signature"})
     default_schedule: ClassVar[RetrySchedule] = KERNEL_SCHEDULE
+    # 003's jobs call back their own webhook_url in this profile.
+    serves_one_off_urls: ClassVar[bool] = True
+    # 003 documents the schedule: the retry setting does not replace it.
+    schedule_configurable: ClassVar[bool] = False
+
+    def test_event(self, now: datetime) -> tuple[str, dict[str, Any]]:
+        """A completed entity-resolution job."""
+        return "entity-resolution.completed", kernel_job_data(
+            job_id="00000000-0000-4000-8000-000000000000",
+            status="completed",
+            created_at=now,
+            completed_at=now,
+            record={"test": True},
+        )
 
     def envelope(self, event_type: str, data: Mapping[str, Any], *, occurred_at: datetime) -> dict[str, Any]:
         """``{event, timestamp, data: {id, status, created_at, completed_at, record}}``.

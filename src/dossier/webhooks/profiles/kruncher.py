@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
-from dossier.webhooks.profiles.base import USER_AGENT, WebhookProfile, hmac_sha256_hex, iso_z
+from dossier.webhooks.profiles.base import USER_AGENT, EndpointOption, WebhookProfile, hmac_sha256_hex, iso_z
 
 ANALYSIS_COMPLETED = "analysisCompleted"
 CHANGED_STATUS = "changedStatus"
@@ -59,7 +59,19 @@ class KruncherProfile(WebhookProfile):
     name: ClassVar[str] = "kruncher"
     events: ClassVar[frozenset[str] | None] = frozenset({ANALYSIS_COMPLETED, CHANGED_STATUS})
     timeout: ClassVar[float] = 30.0
-    option_names: ClassVar[frozenset[str]] = frozenset({API_KEY_OPTION})
+    endpoint_options: ClassVar[tuple[EndpointOption, ...]] = (
+        EndpointOption(field="kruncher_api_key", key=API_KEY_OPTION),
+    )
+    secret_headers: ClassVar[frozenset[str]] = frozenset({"x-kruncher-signature", "x-kruncher-api-key"})
+
+    def test_event(self, now: datetime) -> tuple[str, dict[str, Any]]:
+        """An ``analysisCompleted`` of a made-up project."""
+        return ANALYSIS_COMPLETED, analysis_completed_data(
+            project_id="00000000-0000-4000-8000-000000000000",
+            analysis_id="00000000-0000-4000-8000-000000000001",
+            project_name="Test project",
+            kruncher_entity_company_id=None,
+        )
 
     def envelope(self, event_type: str, data: Mapping[str, Any], *, occurred_at: datetime) -> dict[str, Any]:
         """``{"event": ..., "data": {...}}``; build ``data`` with the helpers above."""

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
-from dossier.webhooks.profiles.base import WebhookProfile, as_utc, hmac_sha256_hex
+from dossier.db.base import as_utc
+from dossier.webhooks.profiles.base import WebhookProfile, hmac_sha256_hex
 
 TOOL_OUTPUT_READY = "tool_output_ready"
 USER_AGENT = "Kuration-Webhook/1.0"
@@ -57,6 +58,17 @@ class KurationProfile(WebhookProfile):
     name: ClassVar[str] = "kuration"
     events: ClassVar[frozenset[str] | None] = frozenset({TOOL_OUTPUT_READY})
     timeout: ClassVar[float] = 5.0
+    secret_headers: ClassVar[frozenset[str]] = frozenset({"x-kuration-signature"})
+
+    def test_event(self, now: datetime) -> tuple[str, dict[str, Any]]:
+        """A made-up cell's ``tool_output_ready``."""
+        return TOOL_OUTPUT_READY, {
+            "project_id": "00000000-0000-4000-8000-000000000000",
+            "row_id": "TestRow0000000000000",
+            "col_id": "00000000-0000-4000-8000-000000000001",
+            "value": "test",
+            "status": "success",
+        }
 
     def envelope(self, event_type: str, data: Mapping[str, Any], *, occurred_at: datetime) -> dict[str, Any]:
         """The flat ``002`` object from a cell's project_id, row_id, col_id, value and status."""

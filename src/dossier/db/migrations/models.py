@@ -1,4 +1,4 @@
-"""Imports every domain's models so that ``metadata`` is complete (Alembic, tests)."""
+"""Every domain's models in one metadata, beside the migrations that Alembic compares it with."""
 
 from dossier.accounts import models as accounts_models
 from dossier.db.base import Base

@@ -1,0 +1,44 @@
+"""The one tool runner: tool columns, jobs and the pipeline's analyses all run a tool through it.
+
+One policy for every caller: the tool's config is parsed and the tool run within ``tool_timeout_seconds``;
+it never raises. A timeout, a :class:`DossierError` (bad config, bad input, a refused URL) and a bug in the
+tool all become a failed :class:`ToolOutcome`; a bug is logged with its traceback, and its outcome names the
+exception's type only (outcomes reach API clients and webhook receivers; tracebacks stay in the log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from dossier.enrichment.protocol import ToolContext, ToolOutcome
+from dossier.enrichment.tools import get_tool
+from dossier.errors import DossierError
+
+log = logging.getLogger("dossier.enrichment")
+
+
+async def run_tool(
+    tool_name: str,
+    values: Mapping[str, Any],
+    ctx: ToolContext,
+    *,
+    config: Mapping[str, Any] | None = None,
+    log_extra: Mapping[str, Any] | None = None,
+) -> ToolOutcome:
+    """Run tool ``tool_name`` once on ``values`` with ``config`` (None: its defaults); never raises."""
+    tool = get_tool(tool_name)
+    limit = ctx.settings.tool_timeout_seconds
+    try:
+        parsed = tool.parse_config(config)
+        async with asyncio.timeout(limit):
+            return await tool.run(values, parsed, ctx)
+    except TimeoutError:
+        return ToolOutcome.failed(f"{tool_name} did not finish within {limit:g} s")
+    except DossierError as exc:
+        return ToolOutcome.failed(exc.message)
+    except Exception as exc:  # a tool bug must end the cell or the job, not leave it running forever
+        log.exception("tool raised", extra={"tool": tool_name, **(log_extra or {})})
+        return ToolOutcome.failed(f"{tool_name} failed: {type(exc).__name__}")

@@ -1,0 +1,168 @@
+"""Delivery history: an endpoint's deliveries and their attempts, manual redelivery, and pruning."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dossier.db.base import utcnow
+from dossier.errors import Conflict, InvalidInput, NotFound
+from dossier.webhooks.models import (
+    FAILED,
+    PENDING,
+    SUCCEEDED,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
+from dossier.webhooks.service import get_endpoint
+from dossier.webhooks.sweeps import destination_key, schedule_sweep
+
+MAX_LIST_LIMIT = 100
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    account_id: str,
+    endpoint_id: str,
+    *,
+    status: str | None = None,
+    event_type: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[WebhookDelivery], int]:
+    """One page of an endpoint's deliveries, newest first, and the total matching."""
+    await get_endpoint(session, account_id, endpoint_id)
+    limit = max(1, min(limit, MAX_LIST_LIMIT))
+    where = [WebhookDelivery.endpoint_id == endpoint_id]
+    if status is not None:
+        where.append(WebhookDelivery.status == status)
+    if event_type is not None:
+        where.append(WebhookDelivery.event_type == event_type)
+    total = await session.scalar(select(func.count()).select_from(WebhookDelivery).where(*where))
+    page = await session.scalars(
+        select(WebhookDelivery)
+        .where(*where)
+        .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
+        .limit(limit)
+        .offset(max(0, offset))
+    )
+    return list(page), int(total or 0)
+
+
+async def get_delivery(
+    session: AsyncSession, account_id: str, delivery_id: str
+) -> tuple[WebhookDelivery, list[WebhookAttempt]]:
+    """A delivery of the account with all its attempts, oldest first."""
+    delivery = await session.get(WebhookDelivery, delivery_id)
+    if delivery is None or delivery.account_id != account_id:
+        raise NotFound(f"no webhook delivery {delivery_id!r}")
+    attempts = await session.scalars(
+        select(WebhookAttempt)
+        .where(WebhookAttempt.delivery_id == delivery_id)
+        .order_by(WebhookAttempt.number, WebhookAttempt.id)
+    )
+    return delivery, list(attempts)
+
+
+def _redeliver(delivery: WebhookDelivery, now: datetime) -> str:
+    """Start a new round of ``delivery`` now, its first attempt ``manual``. Returns its destination key: the
+    caller schedules that sweep once for all."""
+    delivery.status = PENDING
+    delivery.next_attempt_at = now
+    delivery.round_start = delivery.attempts
+    delivery.redelivered = True
+    return destination_key(delivery.endpoint_id, delivery.target_url)
+
+
+async def redeliver(session: AsyncSession, account_id: str, delivery_id: str) -> WebhookDelivery:
+    """Send a delivery again now (trigger ``manual``) with the same body and ``webhook-id``.
+
+    It gets the profile's retry schedule again if this attempt fails.
+    """
+    delivery, _ = await get_delivery(session, account_id, delivery_id)
+    if delivery.endpoint_id is not None:
+        endpoint = await session.get(WebhookEndpoint, delivery.endpoint_id)
+        if endpoint is not None and not endpoint.active:
+            raise Conflict("the endpoint is disabled; enable it first")
+    now = utcnow()
+    key = _redeliver(delivery, now)
+    await session.flush()
+    await schedule_sweep(session, key, now)
+    return delivery
+
+
+async def recover_failed(session: AsyncSession, account_id: str, endpoint_id: str, since: datetime) -> int:
+    """Redeliver every failed delivery of the endpoint created at or after ``since``; returns how many."""
+    endpoint = await get_endpoint(session, account_id, endpoint_id)
+    if not endpoint.active:
+        raise Conflict("the endpoint is disabled; enable it first")
+    if since.tzinfo is None:
+        raise InvalidInput("since must include a time zone (e.g. 2026-01-01T00:00:00Z)")
+    failed = await session.scalars(
+        select(WebhookDelivery)
+        .where(
+            WebhookDelivery.endpoint_id == endpoint.id,
+            WebhookDelivery.status == FAILED,
+            WebhookDelivery.created_at >= since,
+        )
+        .order_by(WebhookDelivery.created_at)
+    )
+    now = utcnow()
+    count = 0
+    key = None
+    for delivery in failed:
+        key = _redeliver(delivery, now)
+        count += 1
+    await session.flush()
+    if key is not None:
+        await schedule_sweep(session, key, now)
+    return count
+
+
+# --- retention ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What :func:`prune_history` deleted."""
+
+    deliveries: int
+    events: int
+
+
+PRUNE_BATCH = 2000
+
+
+async def prune_history(session: AsyncSession, *, before: datetime, limit: int = PRUNE_BATCH) -> Pruned:
+    """Delete up to ``limit`` finished deliveries (succeeded or failed) created before ``before``, with their
+    attempts, then the events older than that left without deliveries. Pending deliveries are never
+    deleted, whatever their age. Call it until it deletes nothing (each call is meant to be one short
+    transaction)."""
+    if before.tzinfo is None:
+        raise InvalidInput("before must include a time zone")
+    d = WebhookDelivery
+    ids = list(
+        await session.scalars(
+            select(d.id).where(d.status.in_([SUCCEEDED, FAILED]), d.created_at < before).limit(limit)
+        )
+    )
+    if ids:
+        # Attempts first: not every store enforces ON DELETE CASCADE the same way.
+        await session.execute(delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(ids)))
+        await session.execute(delete(d).where(d.id.in_(ids)).execution_options(synchronize_session=False))
+    e = WebhookEvent
+    orphans = list(
+        await session.scalars(
+            select(e.id)
+            .where(e.created_at < before, ~select(d.id).where(d.event_id == e.id).exists())
+            .limit(limit)
+        )
+    )
+    if orphans:
+        await session.execute(delete(e).where(e.id.in_(orphans)).execution_options(synchronize_session=False))
+    return Pruned(deliveries=len(ids), events=len(orphans))

@@ -1,0 +1,79 @@
+"""A tool is one module and one registration: a tool defined and registered only here runs as a column
+(through the one runner), and the runner's timeout and error policy applies to it like to every tool."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dossier.enrichment.protocol import Tool, ToolContext, ToolInput, ToolOutcome
+from dossier.enrichment.runner import run_tool
+from dossier.enrichment.tools import TOOLS, register
+from dossier.net import OutboundClient
+from dossier.settings import Settings
+from tests.helpers import eventually, running_worker
+
+BASE = "/api/enterprise/projects"
+
+
+class ShoutTool(Tool):
+    name: ClassVar[str] = "shout_test"
+    description: ClassVar[str] = "Upper-cases its input; 'slow' sleeps, 'bug' raises."
+    inputs: ClassVar[tuple[ToolInput, ...]] = (ToolInput("text", "what to shout", required=True),)
+
+    async def run(self, values: Mapping[str, Any], config: BaseModel, ctx: ToolContext) -> ToolOutcome:
+        text = str(values["text"])
+        if text == "slow":
+            await asyncio.sleep(10)
+        if text == "bug":
+            raise ZeroDivisionError("a secret detail")
+        return ToolOutcome.success(text.upper())
+
+
+@pytest.fixture
+def shout() -> Iterator[ShoutTool]:
+    tool = register(ShoutTool())
+    assert isinstance(tool, ShoutTool)
+    yield tool
+    TOOLS.pop(tool.name, None)
+
+
+async def test_a_registered_tool_runs_as_a_column(
+    shout: ShoutTool,
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    tool = {"type": "shout_test", "inputs": {"text": "name"}}
+    columns = [{"name": "name"}, {"name": "loud", "tool": tool}]
+    project = (await client.post(BASE, json={"name": "Shouting", "columns": columns}, headers=headers)).json()
+    body = {"company": {"name": "acme"}}
+    added = await client.post(f"{BASE}/{project['id']}/rows", json=body, headers=headers)
+    row_id = added.json()["row_id"]
+
+    async def settled() -> Any:
+        row = (await client.get(f"{BASE}/{project['id']}/rows/{row_id}", headers=headers)).json()
+        return row if not row["company"]["loud"]["is_loading"] else None
+
+    async with OutboundClient.from_settings(settings) as http, running_worker(settings, sessionmaker, http):
+        row = await eventually(settled, within=30, what="the tool cell")
+    assert (row["company"]["loud"]["status"], row["company"]["loud"]["value"]) == ("success", "ACME")
+
+
+async def test_the_runner_s_timeout_and_error_policy_applies_to_it(
+    shout: ShoutTool, settings: Settings
+) -> None:
+    fast = settings.model_copy(update={"tool_timeout_seconds": 0.05})
+    ctx = ToolContext(settings=fast, sessionmaker=None, http=None)  # type: ignore[arg-type]
+    assert (await run_tool("shout_test", {"text": "hi"}, ctx)).value == "HI"
+    slow = await run_tool("shout_test", {"text": "slow"}, ctx)
+    assert (slow.status, slow.error) == ("error", "shout_test did not finish within 0.05 s")
+    bug = await run_tool("shout_test", {"text": "bug"}, ctx)
+    assert (bug.status, bug.error) == ("error", "shout_test failed: ZeroDivisionError")
