@@ -164,3 +164,33 @@ async def test_openapi_documents_the_webhook_routes(wclient: httpx.AsyncClient) 
     ]:
         assert path in paths, path
     assert spec["components"]["schemas"]["EndpointCreate"]["examples"]
+
+
+async def test_out_of_range_values_are_422_not_500(
+    wclient: httpx.AsyncClient, headers: dict[str, str], receiver: Receiver
+) -> None:
+    """Values a schema fuzzer found that reached the database or the clock and failed there."""
+    created = await _create(wclient, headers, url=receiver.url, profile="standard")
+    endpoint = f"{BASE}/{created['id']}"
+    for body in ({"grace_hours": 1e9}, {"grace_hours": 8761}):
+        rotated = await wclient.post(f"{endpoint}/rotate-secret", json=body, headers=headers)
+        assert rotated.status_code == 422, rotated.text
+        assert "grace_hours" in rotated.text
+    rotated = await wclient.post(f"{endpoint}/rotate-secret", json={"grace_hours": 8760}, headers=headers)
+    assert rotated.status_code == 200  # a year is the longest grace period
+
+    page = await wclient.get(f"{endpoint}/deliveries?offset=9223372036854775808", headers=headers)
+    assert page.status_code == 422, page.text
+    assert "offset" in page.text
+    far = (await wclient.get(f"{endpoint}/deliveries?offset=1000", headers=headers)).json()
+    assert far["data"] == [] and far["pagination"]["offset"] == 1000
+
+    recover = await wclient.post(
+        f"{endpoint}/recover", json={"since": "0001-01-01T00:00:00+14:00"}, headers=headers
+    )
+    assert recover.status_code == 422, recover.text
+    assert "since" in recover.text and "out of range" in recover.text
+    fine = await wclient.post(
+        f"{endpoint}/recover", json={"since": "0001-01-02T00:00:00+14:00"}, headers=headers
+    )
+    assert fine.status_code == 202 and fine.json() == {"recovered": 0}

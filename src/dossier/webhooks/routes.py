@@ -133,13 +133,17 @@ async def send_test(endpoint_id: str, session: SessionDep, account: CurrentAccou
     return schemas.delivery_out(await service.send_test_event(session, account.id, endpoint_id))
 
 
+# Far beyond any history kept, and well inside a 64-bit OFFSET (a larger one was a database error).
+MAX_OFFSET = 1_000_000_000
+
+
 @router.get("/webhooks/{endpoint_id}/deliveries", response_model=schemas.DeliveryPage, responses=ERRORS)
 async def list_deliveries(
     endpoint_id: str,
     session: SessionDep,
     account: CurrentAccount,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Deliveries to skip.")] = 0,
     status_filter: Annotated[
         str | None, Query(alias="status", description="pending, succeeded, failed")
     ] = None,

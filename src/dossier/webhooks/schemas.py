@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dossier.webhooks.models import (
     SlackConnection,
@@ -120,13 +120,19 @@ def _endpoint_fields(endpoint: WebhookEndpoint) -> dict[str, Any]:
     }
 
 
+# A grace period is for a deployment to pick up the new secret, not for keeping the old one for ever.
+MAX_GRACE_HOURS = 24 * 365
+
+
 class RotateIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"grace_hours": 24}, {}]})
 
     grace_hours: float | None = Field(
         default=None,
         ge=0,
-        description="Hours the old secret keeps signing `webhook-signature` (default the "
+        le=MAX_GRACE_HOURS,
+        allow_inf_nan=False,
+        description="Hours the old secret keeps signing `webhook-signature`, at most a year (default the "
         "DOSSIER_WEBHOOK_SECRET_GRACE_HOURS setting; 0 = revoke now).",
     )
 
@@ -236,6 +242,17 @@ class RecoverIn(BaseModel):
     since: datetime = Field(
         description="Redeliver failed deliveries created at or after this time (with zone)."
     )
+
+    @field_validator("since")
+    @classmethod
+    def _representable(cls, value: datetime) -> datetime:
+        # "0001-01-01T00:00:00+14:00" is a day before year 1 in UTC: no datetime can hold it.
+        if value.tzinfo is not None:
+            try:
+                value.astimezone(UTC)
+            except OverflowError:
+                raise ValueError("since is out of range (before 0001-01-01 UTC)") from None
+        return value
 
 
 class RecoverOut(BaseModel):
