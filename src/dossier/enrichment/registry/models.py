@@ -41,3 +41,18 @@ class RegistryEntity(Base):
     description: Mapped[str | None] = mapped_column(Text, default=None)
     extra: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RegistryState(Base):
+    """One row (id 1): the registry's generation, changed by every write to ``registry_entities``.
+
+    ``token`` is random per change, so an index snapshot named after it can never be mistaken for another
+    database's (or a recreated database's) snapshot of the same generation number.
+    """
+
+    __tablename__ = "registry_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)
+    token: Mapped[str] = mapped_column(String(32))
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)

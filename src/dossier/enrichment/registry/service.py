@@ -13,13 +13,16 @@ import io
 import json
 import os
 import re
+import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from sqlalchemy import delete, exists, func, select, tuple_
+from sqlalchemy import Table, delete, exists, func, select, update
+from sqlalchemy import text as text_sql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dossier.db.base import utcnow
 from dossier.enrichment.registry.countries import COUNTRIES, country_code, is_country_code
 from dossier.enrichment.registry.index_cache import invalidate_index
-from dossier.enrichment.registry.models import RegistryEntity
+from dossier.enrichment.registry.models import RegistryEntity, RegistryState
 from dossier.enrichment.registry.normalize import fold, registrable_domain
 from dossier.enrichment.registry.pytickersymbols_source import SOURCE as DEFAULT_SOURCE
 from dossier.enrichment.registry.pytickersymbols_source import iter_default_records, parse_employees
@@ -35,7 +38,7 @@ from dossier.errors import InvalidInput
 from dossier.settings import Settings, get_settings
 
 DEFAULT_IMPORT_SOURCE = "import"
-BATCH_SIZE = 1000
+BATCH_SIZE = 2000
 
 # Every column an import file may carry (besides these, a column's value goes to ``extra``).
 STRING_LIMITS: dict[str, int] = {
@@ -72,6 +75,8 @@ COLUMN_ALIASES: dict[str, str] = {
     "postal": "postal_code",
 }
 _ENTITY_COLUMNS = frozenset(c.key for c in RegistryEntity.__table__.columns) - {"updated_at"}
+_EMPTY_ROW: dict[str, Any] = dict.fromkeys(_ENTITY_COLUMNS)
+_TABLE: Table = RegistryEntity.__table__  # type: ignore[assignment]
 _LIST_SPLIT = re.compile(r"\s*[|;]\s*")
 
 
@@ -93,6 +98,11 @@ class ImportReport:
     inserted: int = 0
     updated: int = 0
     rejected: list[RejectedRow] = field(default_factory=list)
+    # Entities deleted because they left the file's sources (``remove_missing``), and whether that was
+    # refused because rows were rejected.
+    removed: int = 0
+    removal_skipped: bool = False
+    sources: set[str] = field(default_factory=set)
     bytes_read: int = 0
     bytes_total: int = 0
 
@@ -116,22 +126,29 @@ def _insert(session: AsyncSession) -> Any:
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
-def _full_row(values: Mapping[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {column: None for column in _ENTITY_COLUMNS}
+def _full_row(values: Mapping[str, Any], stamp: datetime | None = None) -> dict[str, Any]:
+    row: dict[str, Any] = dict(_EMPTY_ROW)
     row.update(aliases=[], isins=[], extra={})
     row.update(values)
-    row["updated_at"] = utcnow()
+    row["updated_at"] = stamp or utcnow()
     return row
 
 
 async def _upsert(
     session: AsyncSession, rows: list[dict[str, Any]], provided: Iterable[str], update: bool
 ) -> None:
-    """Insert complete rows; on a known kernel_id update only the ``provided`` columns (or nothing)."""
+    """Insert complete rows; on a known kernel_id update only the ``provided`` columns (or nothing).
+
+    Core statements with one parameter set per row (executemany; multi-row VALUES on PostgreSQL): the ORM's
+    per-object bookkeeping would cost more than the database does.
+    """
     if not rows:
         return
+    if update and session.get_bind().dialect.name == "postgresql":
+        await _copy_upsert(session, rows, provided)
+        return
     insert = _insert(session)
-    stmt = insert(RegistryEntity)
+    stmt = insert(_TABLE)
     if update:
         columns = [*sorted(set(provided) - {"kernel_id"}), "updated_at"]
         stmt = stmt.on_conflict_do_update(
@@ -140,6 +157,74 @@ async def _upsert(
     else:
         stmt = stmt.on_conflict_do_nothing()
     await session.execute(stmt, rows)
+
+
+_JSON_COLUMNS = frozenset({"aliases", "isins", "extra"})
+_STAGING = "registry_import_staging"
+
+
+async def _copy_upsert(session: AsyncSession, rows: list[dict[str, Any]], provided: Iterable[str]) -> None:
+    """PostgreSQL: COPY the rows into a temporary table, then one INSERT ... SELECT ... ON CONFLICT.
+
+    Set-based: a batch costs two statements whatever its size, where an executemany costs a round of
+    parsing and planning per row.
+    """
+    columns = [c.name for c in _TABLE.columns]
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    await driver.execute(
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} "
+        "(LIKE registry_entities INCLUDING DEFAULTS) ON COMMIT DROP"
+    )
+    await driver.execute(f"TRUNCATE {_STAGING}")
+    records = [tuple(json.dumps(row[c]) if c in _JSON_COLUMNS else row[c] for c in columns) for row in rows]
+    await driver.copy_records_to_table(_STAGING, records=records, columns=columns)
+    updated = [*sorted(set(provided) - {"kernel_id"}), "updated_at"]
+    names = ", ".join(columns)
+    assignments = ", ".join(f"{c} = EXCLUDED.{c}" for c in updated)
+    await driver.execute(
+        f"INSERT INTO registry_entities ({names}) SELECT {names} FROM {_STAGING} "
+        f"ON CONFLICT (kernel_id) DO UPDATE SET {assignments}"
+    )
+
+
+async def bump_generation(session: AsyncSession) -> int:
+    """Mark the registry as changed: a new generation (and token) that index snapshots are named after.
+
+    Every write to ``registry_entities`` calls this in the same transaction, so a process that sees the new
+    generation also sees the rows. Returns the new generation. Flushes; the caller commits.
+    """
+    token = uuid.uuid4().hex
+    now = utcnow()
+    result = await session.execute(
+        update(RegistryState)
+        .where(RegistryState.id == 1)
+        .values(generation=RegistryState.generation + 1, token=token, changed_at=now)
+    )
+    if not getattr(result, "rowcount", 0):
+        insert = _insert(session)
+        await session.execute(
+            insert(RegistryState)
+            .values(id=1, generation=1, token=token, changed_at=now)
+            .on_conflict_do_update(
+                index_elements=["id"],
+                set_={"generation": RegistryState.generation + 1, "token": token, "changed_at": now},
+            )
+        )
+    await session.flush()
+    invalidate_index()
+    return int(await session.scalar(select(RegistryState.generation).where(RegistryState.id == 1)) or 0)
+
+
+async def registry_generation(session: AsyncSession) -> tuple[int, str]:
+    """The registry's (generation, token); (0, "") for a registry never written to."""
+    row = (
+        await session.execute(
+            select(RegistryState.generation, RegistryState.token).where(RegistryState.id == 1)
+        )
+    ).one_or_none()
+    return (int(row[0]), str(row[1])) if row is not None else (0, "")
 
 
 async def build_default_registry(session: AsyncSession) -> int:
@@ -158,7 +243,7 @@ async def build_default_registry(session: AsyncSession) -> int:
     for start in range(0, len(records), BATCH_SIZE):
         await _upsert(session, [_full_row(r) for r in records[start : start + BATCH_SIZE]], (), update=False)
     await session.flush()
-    invalidate_index()
+    await bump_generation(session)
     return len(records)
 
 
@@ -211,9 +296,11 @@ async def delete_source(session: AsyncSession, source: str) -> int:
     check interval (the entity count changes).
     """
     result = await session.execute(delete(RegistryEntity).where(RegistryEntity.source == source))
+    deleted = int(getattr(result, "rowcount", 0) or 0)
     await session.flush()
-    invalidate_index()
-    return int(getattr(result, "rowcount", 0) or 0)
+    if deleted:
+        await bump_generation(session)
+    return deleted
 
 
 # --- reading import files --------------------------------------------------------------------------------
@@ -464,17 +551,26 @@ def parse_row(raw: Mapping[str, Any], default_source: str) -> tuple[dict[str, An
 
 
 async def _write_batch(
-    session: AsyncSession, batch: list[tuple[int, dict[str, Any], set[str]]], report: ImportReport
+    session: AsyncSession,
+    batch: list[tuple[int, dict[str, Any], set[str]]],
+    report: ImportReport,
+    stamp: datetime,
 ) -> None:
     keys = {(row["source"], row["source_key"]) for _, row, _ in batch}
     by_key: dict[tuple[str, str], str] = {}
-    if keys:
+    by_source: dict[str, list[str]] = {}
+    for src, key in keys:
+        by_source.setdefault(src, []).append(key)
+    # One source and a list of keys per query: a list of (source, key) pairs is not planned as an index
+    # lookup on PostgreSQL, and each batch would scan the table.
+    for src, source_keys in by_source.items():
         result = await session.execute(
-            select(RegistryEntity.source, RegistryEntity.source_key, RegistryEntity.kernel_id).where(
-                tuple_(RegistryEntity.source, RegistryEntity.source_key).in_(list(keys))
+            select(RegistryEntity.source_key, RegistryEntity.kernel_id).where(
+                RegistryEntity.source == src, RegistryEntity.source_key.in_(source_keys)
             )
         )
-        by_key = {(s, k): kid for s, k, kid in result}
+        by_key.update({(src, k): kid for k, kid in result})
+    known = set(by_key.values())
     resolved: dict[str, tuple[dict[str, Any], set[str]]] = {}
     for line, row, provided in batch:
         key = (row["source"], row["source_key"])
@@ -488,23 +584,37 @@ async def _write_batch(
         by_key[key] = kernel_id
         row["kernel_id"] = kernel_id
         resolved[kernel_id] = (row, provided)  # a later row for the same entity wins
+        report.sources.add(key[0])
     if not resolved:
         return
-    existing = set(
-        (
-            await session.scalars(
-                select(RegistryEntity.kernel_id).where(RegistryEntity.kernel_id.in_(list(resolved)))
-            )
-        ).all()
-    )
-    # One statement per set of provided columns: a column the file does not have is left as it was.
+    # Rows found by their source key exist; only the others (new keys, or an explicit kernel_id) need a look.
+    unknown = [kid for kid in resolved if kid not in known]
+    existing = set(known & resolved.keys())
+    for start in range(0, len(unknown), 5000):
+        existing.update(
+            (
+                await session.scalars(
+                    select(RegistryEntity.kernel_id).where(
+                        RegistryEntity.kernel_id.in_(unknown[start : start + 5000])
+                    )
+                )
+            ).all()
+        )
+    # New entities: one statement with every column. Known ones: one statement per set of provided columns,
+    # so a column the file does not have is left as it was.
+    fresh: list[dict[str, Any]] = []
+    fresh_columns: set[str] = set()
     groups: dict[frozenset[str], list[dict[str, Any]]] = {}
     for kernel_id, (row, provided) in resolved.items():
-        groups.setdefault(frozenset(provided), []).append(_full_row(row))
         if kernel_id in existing:
+            groups.setdefault(frozenset(provided), []).append(_full_row(row, stamp))
             report.updated += 1
         else:
+            fresh.append(_full_row(row, stamp))
+            fresh_columns |= provided
             report.inserted += 1
+    # A concurrent import may have inserted a new one meanwhile: it is then updated like a known one.
+    await _upsert(session, fresh, fresh_columns, update=True)
     for provided_columns, rows in groups.items():
         await _upsert(session, rows, provided_columns, update=True)
 
@@ -516,13 +626,18 @@ async def import_file(
     source: str | None = None,
     batch_size: int = BATCH_SIZE,
     progress: ProgressCallback | None = None,
+    remove_missing: bool = False,
 ) -> ImportReport:
     """Import a CSV or JSONL file (optionally gzip-compressed) into the registry, streaming in batches.
 
     Each row is upserted: by ``kernel_id`` when given, else by (``source``, ``source_key``) (source defaults
-    to ``source``/"import", source_key to the ``symbol`` column, else name and country). Invalid rows are
-    rejected with their line number and never partly written. Raises RegistryImportError when the file as a
-    whole cannot be read. Flushes after every batch; the caller commits (or rolls back everything).
+    to ``source``/"import", source_key to the ``symbol`` column, else name and country); a known source key
+    keeps its kernel_id. Invalid rows are rejected with their line number and never partly written.
+
+    ``remove_missing``: afterwards delete the entities of the file's sources that the file no longer has
+    (``report.removed``); refused (``report.removal_skipped``) when a row was rejected, since a rejected row
+    would otherwise count as gone. Raises RegistryImportError when the file as a whole cannot be read.
+    Flushes after every batch and bumps the registry generation; the caller commits (or rolls back all).
     """
     file_path = Path(path)
     default_source = (source or DEFAULT_IMPORT_SOURCE).strip()
@@ -533,6 +648,10 @@ async def import_file(
     except OSError as exc:
         raise RegistryImportError(f"cannot read {file_path}: {exc.strerror or exc}") from None
     report = ImportReport(bytes_total=total)
+    # Every entity this import writes gets this updated_at: the ones without it left the source.
+    stamp = utcnow()
+    postgres = session.get_bind().dialect.name == "postgresql"
+    analyzed = 0
     try:
         with text:
             kind = _detect_format(file_path, head)
@@ -550,20 +669,35 @@ async def import_file(
                     else:
                         batch.append((line, values, provided))
                 if len(batch) >= batch_size:
-                    await _write_batch(session, batch, report)
-                    await session.flush()
+                    await _write_batch(session, batch, report, stamp)
                     batch = []
+                    if postgres and report.inserted >= 2 * analyzed + batch_size:
+                        # Fresh statistics as the table grows within this transaction: planned on an empty
+                        # table's, the key lookups of each batch would scan the whole table.
+                        await session.execute(text_sql("ANALYZE registry_entities"))
+                        analyzed = report.inserted
                     report.bytes_read = counter.count
                     if progress is not None:
                         progress(report)
-            await _write_batch(session, batch, report)
-            await session.flush()
+            await _write_batch(session, batch, report, stamp)
     except (UnicodeDecodeError, OSError, EOFError, csv.Error, zlib.error) as exc:
         raise RegistryImportError(f"cannot read {file_path.name} after row {report.rows}: {exc}") from None
+    if remove_missing:
+        if report.rejected:
+            report.removal_skipped = True
+        elif report.sources:
+            result = await session.execute(
+                delete(RegistryEntity).where(
+                    RegistryEntity.source.in_(sorted(report.sources)), RegistryEntity.updated_at != stamp
+                )
+            )
+            report.removed = int(getattr(result, "rowcount", 0) or 0)
+    await session.flush()
     report.bytes_read = total
     if progress is not None:
         progress(report)
-    invalidate_index()
+    if report.inserted or report.updated or report.removed:
+        await bump_generation(session)
     return report
 
 
