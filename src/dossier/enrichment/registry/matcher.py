@@ -25,7 +25,7 @@ import gc
 import heapq
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,6 +156,64 @@ class _Scored:
     query: NormalizedName | None  # the query's name compared (its legal name, or the name after "DBA")
 
 
+def entity_place(row: EntityRow) -> Place:
+    """The comparable location of a registry record."""
+    return Place.of(row.country, row.city, row.postal_code, row.address, code=row.country_code)
+
+
+def indexed_names(row: EntityRow) -> Iterator[tuple[str, NormalizedName, bool]]:
+    """The names a record is found by, in index order: (as written, normalised, whether an alias).
+
+    Its name, its aliases and the trade or former names written into them ("DBA", "formerly"); names
+    without an identifying word are left out.
+    """
+    written = [v for raw in (row.name, *row.aliases) for v in name_variants(raw)]
+    for position, raw in enumerate(dict.fromkeys(written)):
+        normalized = normalize_name(raw)
+        if normalized.core:
+            yield raw, normalized, position > 0
+
+
+def posting_tokens(normalized: NormalizedName) -> list[str]:
+    """The keys a name is posted under: its core words, and the words written together when there are two+."""
+    tokens = list(dict.fromkeys(normalized.core))
+    if len(normalized.core) > 1:
+        tokens.append(normalized.compact)
+    return tokens
+
+
+def deletion_neighbourhoods(vocabulary: Iterable[str]) -> dict[str, list[str]]:
+    """Single-deletion neighbourhoods (SymSpell): a query word one edit away from a registry word finds it
+    with a few dictionary reads instead of a scan of the vocabulary."""
+    deletes: dict[str, list[str]] = defaultdict(list)
+    for token in vocabulary:
+        if len(token) >= _MIN_FUZZY_LEN and not token.isdigit():
+            deletes[token].append(token)
+            for variant in deletions(token):
+                deletes[variant].append(token)
+    return dict(deletes)
+
+
+class _IdfOfPostings(Mapping[str, float]):
+    """An index's word weights computed from its postings' lengths (for postings stored elsewhere)."""
+
+    def __init__(self, index: EntityIndex) -> None:
+        self._index = index
+
+    def get(self, token: str, default: float | None = None) -> float | None:  # type: ignore[override]
+        ids = self._index._postings.get(token)
+        return default if ids is None else self._index._idf_of(len(ids))
+
+    def __getitem__(self, token: str) -> float:
+        return self._index._idf_of(len(self._index._postings[token]))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index._postings)
+
+    def __len__(self) -> int:
+        return len(self._index._postings)
+
+
 class EntityIndex:
     """An immutable in-memory index of registry entities: build once, look up many times (reads are safe)."""
 
@@ -170,49 +228,77 @@ class EntityIndex:
             if paused:
                 gc.enable()
 
+    entities: Sequence[EntityRow]
+    _places: Sequence[Place]
+    # name_id -> (entity, normalised name, the name as written, whether it is an alias)
+    _names: Sequence[tuple[int, NormalizedName, str, bool]]
+    _postings: Mapping[str, Sequence[int]]
+    _by_key: Mapping[str, Sequence[int]]  # core words -> names with exactly those
+    _domains: Mapping[str, Sequence[int]]
+    _deletes: Mapping[str, Sequence[str]]
+    _idf: Mapping[str, float]
+
     def _build(self, rows: Iterable[EntityRow]) -> None:
-        self.entities: list[EntityRow] = []
-        self._places: list[Place] = []
-        # name_id -> (entity, normalised name, the name as written, whether it is an alias)
-        self._names: list[tuple[int, NormalizedName, str, bool]] = []
-        self._postings: dict[str, list[int]] = defaultdict(list)
-        self._by_key: dict[str, list[int]] = defaultdict(list)  # core words -> names with exactly those
-        self._domains: dict[str, list[int]] = defaultdict(list)
+        entities: list[EntityRow] = []
+        places: list[Place] = []
+        names: list[tuple[int, NormalizedName, str, bool]] = []
+        postings: dict[str, list[int]] = defaultdict(list)
+        by_key: dict[str, list[int]] = defaultdict(list)
+        domains: dict[str, list[int]] = defaultdict(list)
+        self.entities, self._places, self._names = entities, places, names
         for row in rows:
-            index = len(self.entities)
-            self.entities.append(row)
-            place = Place.of(row.country, row.city, row.postal_code, row.address, code=row.country_code)
-            self._places.append(place)
+            index = len(entities)
+            entities.append(row)
+            places.append(entity_place(row))
             if row.domain:
-                self._domains[row.domain].append(index)
-            written = [v for raw in (row.name, *row.aliases) for v in name_variants(raw)]
-            for position, raw in enumerate(dict.fromkeys(written)):
-                normalized = normalize_name(raw)
-                if not normalized.core:
-                    continue
-                name_id = len(self._names)
-                self._names.append((index, normalized, raw, position > 0))
-                self._by_key[normalized.key].append(name_id)
-                for token in dict.fromkeys(normalized.core):
-                    self._postings[token].append(name_id)
-                if len(normalized.core) > 1:
-                    self._postings[normalized.compact].append(name_id)
-        self._postings = dict(self._postings)
-        self._by_key = dict(self._by_key)
-        self._domains = dict(self._domains)
-        count = max(len(self._names), 1)
-        self._idf_unknown = math.log((count + 1) / 0.5)
-        self._idf = {token: math.log((count + 1) / (len(ids) + 0.5)) for token, ids in self._postings.items()}
-        self._common_df = max(_COMMON_DF_FLOOR, count // 50)
-        # Single-deletion neighbourhoods (SymSpell): a query word one edit away from a registry word finds it
-        # with a few dictionary reads instead of a scan of the vocabulary.
-        deletes: dict[str, list[str]] = defaultdict(list)
-        for token in self._postings:
-            if len(token) >= _MIN_FUZZY_LEN and not token.isdigit():
-                deletes[token].append(token)
-                for variant in deletions(token):
-                    deletes[variant].append(token)
-        self._deletes = dict(deletes)
+                domains[row.domain].append(index)
+            for raw, normalized, is_alias in indexed_names(row):
+                name_id = len(names)
+                names.append((index, normalized, raw, is_alias))
+                by_key[normalized.key].append(name_id)
+                for token in posting_tokens(normalized):
+                    postings[token].append(name_id)
+        self._postings = dict(postings)
+        self._by_key = dict(by_key)
+        self._domains = dict(domains)
+        self._set_counts(len(names))
+        self._idf = {token: self._idf_of(len(ids)) for token, ids in postings.items()}
+        self._deletes = deletion_neighbourhoods(postings)
+
+    def _set_counts(self, names: int) -> None:
+        self._count = max(names, 1)
+        self._idf_unknown = math.log((self._count + 1) / 0.5)
+        self._common_df = max(_COMMON_DF_FLOOR, self._count // 50)
+
+    def _idf_of(self, df: int) -> float:
+        return math.log((self._count + 1) / (df + 0.5))
+
+    @classmethod
+    def from_parts(
+        cls,
+        *,
+        entities: Sequence[EntityRow],
+        places: Sequence[Place],
+        names: Sequence[tuple[int, NormalizedName, str, bool]],
+        postings: Mapping[str, Sequence[int]],
+        by_key: Mapping[str, Sequence[int]],
+        domains: Mapping[str, Sequence[int]],
+        deletes: Mapping[str, Sequence[str]],
+        idf: Mapping[str, float] | None = None,
+    ) -> EntityIndex:
+        """An index over parts stored elsewhere (a memory-mapped snapshot): the same lookups and scores as
+        an index built from the same rows. ``idf`` defaults to the one the postings' lengths give."""
+        index = cls.__new__(cls)
+        index.entities = entities
+        index._places = places
+        index._names = names
+        index._postings = postings
+        index._by_key = by_key
+        index._domains = domains
+        index._deletes = deletes
+        index._set_counts(len(names))
+        index._idf = idf if idf is not None else _IdfOfPostings(index)
+        return index
 
     def __len__(self) -> int:
         return len(self.entities)
