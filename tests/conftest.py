@@ -38,6 +38,10 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 DOSSIER_BIN = str(Path(sys.executable).with_name("dossier"))
 # Loopback only: tests never send traffic anywhere else.
 TEST_OUTBOUND_ALLOW = ["127.0.0.1", "::1", "localhost"]
+# Registry index snapshots of the test databases: one directory per test session, never ~/.cache.
+REGISTRY_INDEX_DIR = Path(
+    os.environ.setdefault("DOSSIER_REGISTRY_INDEX_DIR", f"/tmp/dossier-test-index-{os.getpid()}")
+)
 
 
 def _pg_url() -> URL | None:
@@ -186,6 +190,7 @@ def dossier_env(database_url: str, **extra: str) -> dict[str, str]:
         DOSSIER_DATABASE_URL=database_url,
         DOSSIER_OUTBOUND_ALLOW=",".join(TEST_OUTBOUND_ALLOW),
         DOSSIER_LOG_JSON="true",
+        DOSSIER_REGISTRY_INDEX_DIR=str(REGISTRY_INDEX_DIR),
     )
     env.update(extra)
     return env

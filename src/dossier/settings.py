@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, field_validator
@@ -125,6 +126,12 @@ class Settings(BaseSettings):
         le=0.5,
         description="Lead the best record needs over every other record; within it the one whose whole name "
         "equals the query's wins, else nothing is returned.",
+    )
+
+    registry_index_dir: Path | None = Field(
+        default=None,
+        description="Directory of the registry's index snapshots, shared by every process on the host "
+        "(default: ~/.cache/dossier/registry-index). Safe to delete: a missing snapshot is rebuilt.",
     )
 
     # Webhooks (docs/configuration.md, "Webhooks").

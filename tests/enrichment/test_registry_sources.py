@@ -407,5 +407,8 @@ def test_every_registry_setting_is_documented() -> None:
         rows = [line for line in section.splitlines() if line.startswith(f"| `DOSSIER_{name.upper()}` |")]
         assert len(rows) == 1, f"DOSSIER_{name.upper()} is missing from docs/configuration.md"
         default = Settings.model_fields[name].default
-        assert f"`{str(default).lower() if isinstance(default, bool) else default}`" in rows[0], name
+        if default is None:
+            assert "| unset" in rows[0], name
+        else:
+            assert f"`{str(default).lower() if isinstance(default, bool) else default}`" in rows[0], name
     assert "DOSSIER_REGISTRY_BUILTIN" in (docs / "registry.md").read_text()

@@ -1,31 +1,50 @@
-"""Each process's cached index of the registry, rebuilt when the registry changes."""
+"""The registry's index, shared by every process: a memory-mapped snapshot per registry generation.
+
+Every write to the registry bumps its generation (``registry_state``, a new random token each time). A process
+asks for the index with ``current_index``: it reads the generation (at most every 2 s), and opens the snapshot
+file named after it in ``DOSSIER_REGISTRY_INDEX_DIR``, building it first if no process has (under a file lock,
+so several processes starting at once build it once). ``dossier registry import`` builds it right after the
+import commits, so workers and API processes only open it: a start costs a header read, not an index build,
+and the pages are shared through the operating system's page cache instead of copied into each process.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import hashlib
 import math
+import os
 import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dossier.enrichment.registry.matcher import EntityIndex, EntityRow
-from dossier.enrichment.registry.models import RegistryEntity
+from dossier.enrichment.registry.models import RegistryEntity, RegistryState
+from dossier.enrichment.registry.snapshot import Snapshot, SnapshotBuilder, SnapshotError
+from dossier.settings import get_settings
 
 _RECHECK_SECONDS = 2.0
+_STREAM_ROWS = 5000
 
 
 @dataclass
 class _Cached:
     index: EntityIndex
-    fingerprint: tuple[Any, ...]
+    token: str
+    snapshot: Snapshot
     checked_at: float = field(default_factory=time.monotonic)
 
 
 _CACHE: dict[str, _Cached] = {}
 _LOCKS: dict[tuple[int, str], asyncio.Lock] = {}
+# How many snapshots this process built (tests and benches check that a process opened, not built).
+BUILDS: dict[str, int] = {}
 
 
 def invalidate_index() -> None:
@@ -40,41 +59,122 @@ def index_cache_key(sessionmaker: async_sessionmaker[AsyncSession]) -> str:
     return url.render_as_string(hide_password=True) if url is not None else f"maker-{id(sessionmaker)}"
 
 
-async def _fingerprint(session: AsyncSession) -> tuple[Any, ...]:
-    # Every insert or update sets updated_at and every delete lowers the count, so the count and the newest
-    # update time change whenever the registry does.
-    row = (
-        await session.execute(
-            select(func.count(), func.max(RegistryEntity.updated_at)).select_from(RegistryEntity)
-        )
-    ).one()
-    return (row[0], row[1])
+def index_dir() -> Path:
+    """Where snapshots live: ``DOSSIER_REGISTRY_INDEX_DIR``, else ~/.cache/dossier/registry-index."""
+    configured = get_settings().registry_index_dir
+    if configured is not None:
+        return Path(configured)
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "dossier" / "registry-index"
+
+
+def _prefix(key: str) -> str:
+    return "registry-" + hashlib.sha256(key.encode()).hexdigest()[:12] + "-"
+
+
+def snapshot_path(sessionmaker: async_sessionmaker[AsyncSession], token: str) -> Path:
+    """The snapshot file of one generation of this database's registry."""
+    return index_dir() / f"{_prefix(index_cache_key(sessionmaker))}{token or 'empty'}.idx"
+
+
+async def registry_token(session: AsyncSession) -> str:
+    """The current generation's token ("" for a registry never written to)."""
+    token = await session.scalar(select(RegistryState.token).where(RegistryState.id == 1))
+    return token or ""
 
 
 async def load_rows(session: AsyncSession) -> list[EntityRow]:
     """The index's view of every registry entity (only the columns matching needs)."""
-    result = await session.execute(
-        select(
-            RegistryEntity.kernel_id,
-            RegistryEntity.name,
-            RegistryEntity.aliases,
-            RegistryEntity.domain,
-            RegistryEntity.country,
-            RegistryEntity.country_code,
-            RegistryEntity.isins,
-            RegistryEntity.hq_city,
-            RegistryEntity.postal_code,
-            RegistryEntity.address,
-        ).order_by(RegistryEntity.kernel_id)
+    return [row async for row in _stream_rows(session)]
+
+
+_ROW_COLUMNS = (
+    RegistryEntity.kernel_id,
+    RegistryEntity.name,
+    RegistryEntity.aliases,
+    RegistryEntity.domain,
+    RegistryEntity.country,
+    RegistryEntity.country_code,
+    RegistryEntity.isins,
+    RegistryEntity.hq_city,
+    RegistryEntity.postal_code,
+    RegistryEntity.address,
+)
+
+
+async def _stream_rows(session: AsyncSession) -> AsyncIterator[EntityRow]:
+    result = await session.stream(
+        select(*_ROW_COLUMNS).order_by(RegistryEntity.kernel_id).execution_options(yield_per=_STREAM_ROWS)
     )
-    return [
-        EntityRow(kid, name, tuple(aliases or ()), domain, country, code, tuple(isins or ()), *place)
-        for kid, name, aliases, domain, country, code, isins, *place in result
-    ]
+    async for kid, name, aliases, domain, country, code, isins, *place in result:
+        yield EntityRow(kid, name, tuple(aliases or ()), domain, country, code, tuple(isins or ()), *place)
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+ProgressCallback = Callable[[int], None]
+
+
+async def ensure_snapshot(
+    sessionmaker: async_sessionmaker[AsyncSession], progress: ProgressCallback | None = None
+) -> tuple[Path, bool]:
+    """The path of the current generation's snapshot, built if no process has built it yet; and whether
+    this call built it. ``progress`` gets the number of rows indexed so far."""
+    key = index_cache_key(sessionmaker)
+    directory = index_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    async with sessionmaker() as session:
+        token = await registry_token(session)
+    path = snapshot_path(sessionmaker, token)
+    if path.exists():
+        return path, False
+    lock = directory / (_prefix(key) + "lock")
+    # The file lock is taken in a thread: waiting for another process's build must not stop the loop.
+    stack = contextlib.ExitStack()
+    await asyncio.to_thread(stack.enter_context, _file_lock(lock))
+    with stack:
+        if path.exists():  # another process built it while this one waited
+            return path, False
+        builder = SnapshotBuilder(path, {"token": token})
+        try:
+            count = 0
+            async with sessionmaker() as session:
+                chunk: list[EntityRow] = []
+                async for row in _stream_rows(session):
+                    chunk.append(row)
+                    if len(chunk) >= _STREAM_ROWS:
+                        await asyncio.to_thread(builder.add, chunk)
+                        count += len(chunk)
+                        chunk = []
+                        if progress is not None:
+                            progress(count)
+                await asyncio.to_thread(builder.add, chunk)
+                count += len(chunk)
+            await asyncio.to_thread(builder.finish)
+        except BaseException:
+            builder.abort()
+            raise
+        if progress is not None:
+            progress(count)
+        BUILDS[key] = BUILDS.get(key, 0) + 1
+        # Older generations of this database: processes that mapped them keep their mapping until they
+        # switch; new ones never open them.
+        for old in directory.glob(_prefix(key) + "*.idx"):
+            if old != path:
+                old.unlink(missing_ok=True)
+    return path, True
 
 
 async def current_index(sessionmaker: async_sessionmaker[AsyncSession]) -> EntityIndex:
-    """This process's index of the registry, rebuilt when the registry changed (checked at most every 2 s)."""
+    """The registry's index, following its generation (checked at most every 2 s)."""
     key = index_cache_key(sessionmaker)
     cached = _CACHE.get(key)
     if cached is not None and time.monotonic() - cached.checked_at < _RECHECK_SECONDS:
@@ -85,12 +185,20 @@ async def current_index(sessionmaker: async_sessionmaker[AsyncSession]) -> Entit
         if cached is not None and time.monotonic() - cached.checked_at < _RECHECK_SECONDS:
             return cached.index
         async with sessionmaker() as session:
-            fingerprint = await _fingerprint(session)
-            if cached is not None and cached.fingerprint == fingerprint:
-                cached.checked_at = time.monotonic()
-                return cached.index
-            rows = await load_rows(session)
-        # Building takes about a second for 40k entities: off the event loop, so the server keeps answering.
-        index = await asyncio.to_thread(EntityIndex, rows)
-        _CACHE[key] = _Cached(index, fingerprint)
-        return index
+            token = await registry_token(session)
+        if cached is not None and cached.token == token:
+            cached.checked_at = time.monotonic()
+            return cached.index
+        for attempt in range(3):
+            path, _ = await ensure_snapshot(sessionmaker)
+            try:
+                snapshot = await asyncio.to_thread(Snapshot, path)
+            except (FileNotFoundError, SnapshotError):
+                # Replaced by a newer generation meanwhile, or written by another version: build again.
+                if attempt == 2:
+                    raise
+                path.unlink(missing_ok=True)
+                continue
+            break
+        _CACHE[key] = _Cached(snapshot.index, str(snapshot.meta.get("token", "")), snapshot)
+        return snapshot.index

@@ -6,7 +6,7 @@ exact-name keys, domains, typo neighbourhoods) in one file: opening it reads a h
 they touch, and the operating system's page cache shares those pages between processes. The lookups and
 scores are those of an index built in memory from the same rows (``EntityIndex.from_parts``).
 
-Layout (little-endian): ``MAGIC``, the header's length (u64) and the header (JSON: counts and section offsets),
+Layout (little-endian): ``MAGIC``, where the header is (u64) and the header (JSON: counts, section offsets),
 then 8-byte aligned sections: record blobs with their u64 offsets (entities, names), one u32 array holding
 every id list, and open-addressing hash tables (u64 slots: entry offset + 1 in the low 40 bits, a 24-bit tag
 of the key's hash above) whose entries are length-prefixed ``marshal`` data. Only this module reads or writes
@@ -367,7 +367,7 @@ class _IdTable(_Table):
 
 
 class Snapshot:
-    """An open snapshot file: ``index`` is the EntityIndex over it. Keep the object while the index is used."""
+    """An open snapshot: ``index`` is the EntityIndex over it. Keep the object while the index is used."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
