@@ -10,11 +10,20 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dossier.db.lifecycle import open_database
 from dossier.enrichment.registry import service
+from dossier.enrichment.registry.index_cache import ensure_snapshot
 from dossier.enrichment.registry.pytickersymbols_source import SOURCE as DEFAULT_SOURCE
 from dossier.settings import get_settings
 
@@ -33,9 +42,22 @@ def import_cmd(
     source: Annotated[
         str | None, typer.Option(help="Source name for rows without a 'source' column (default: import).")
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, max=50_000, help="Rows written per batch.")] = 1000,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=50_000, help="Rows written per batch.")
+    ] = service.BATCH_SIZE,
+    remove_missing: Annotated[
+        bool,
+        typer.Option(
+            "--remove-missing",
+            help="Delete the companies of the file's sources that the file no longer has "
+            "(refused when a row is rejected).",
+        ),
+    ] = False,
 ) -> None:
-    """Import companies into the registry: insert new ones, update known ones (by kernel_id or source key)."""
+    """Import companies into the registry: insert new ones, update known ones (by kernel_id or source key).
+
+    Then builds the registry's index snapshot, which every worker and API process opens.
+    """
     settings = get_settings()
     if not file.is_file():
         err_console.print(f"[red]error:[/red] {file} is not a readable file")
@@ -60,23 +82,54 @@ def import_cmd(
 
                 # One transaction: an import that fails part-way leaves the registry as it was.
                 async with maker() as session, session.begin():
-                    return await service.import_file(
-                        session, file, source=source, batch_size=batch_size, progress=report
+                    result = await service.import_file(
+                        session,
+                        file,
+                        source=source,
+                        batch_size=batch_size,
+                        progress=report,
+                        remove_missing=remove_missing,
                     )
+            if result.inserted or result.updated or result.removed:
+                await _build_index(maker)
+            return result
 
     try:
         result = asyncio.run(run())
     except service.RegistryImportError as exc:
         err_console.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(code=1) from None
+    removed = f", {result.removed:,} removed" if remove_missing else ""
     console.print(
         f"{result.rows:,} rows: [green]{result.inserted:,} inserted[/green], "
-        f"{result.updated:,} updated, [yellow]{len(result.rejected):,} rejected[/yellow]"
+        f"{result.updated:,} updated{removed}, [yellow]{len(result.rejected):,} rejected[/yellow]"
     )
+    if result.removal_skipped:
+        err_console.print(
+            "[yellow]nothing removed:[/yellow] rows were rejected, and a rejected row would have counted as "
+            "gone from the source; fix them and import again with --remove-missing"
+        )
     for rejected in result.rejected[:_SHOWN_REJECTIONS]:
         err_console.print(f"  line {rejected.line}: {rejected.reason}", soft_wrap=True, markup=False)
     if len(result.rejected) > _SHOWN_REJECTIONS:
         err_console.print(f"  ... and {len(result.rejected) - _SHOWN_REJECTIONS:,} more rejected rows")
+
+
+async def _build_index(maker: async_sessionmaker[AsyncSession]) -> None:
+    """Build the index snapshot of the registry's new generation, with a progress line."""
+    async with maker() as session:
+        total = await service.entity_count(session)
+    with Progress(
+        TextColumn("[bold]indexing[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("index", total=max(total, 1))
+        path, _ = await ensure_snapshot(maker, lambda done: progress.update(task, completed=done))
+    err_console.print(f"index snapshot: {path}", markup=False, highlight=False)
 
 
 @registry_app.command("build-default")
