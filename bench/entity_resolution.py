@@ -16,21 +16,26 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.er_data import DATA, LOADERS, Dataset, Outcome, Query, Stats, run_queries, summarize
-from dossier.enrichment.registry.matcher import DEFAULT_MARGIN, DEFAULT_THRESHOLD, EntityIndex
-from dossier.enrichment.registry.normalize import normalize_name
+from bench.registry_data import SEED, iter_organisations
+from dossier.enrichment.registry.matcher import DEFAULT_MARGIN, DEFAULT_THRESHOLD, EntityIndex, EntityRow
+from dossier.enrichment.registry.normalize import normalize_name, registrable_domain
+from dossier.enrichment.registry.service import kernel_id_for
+from dossier.enrichment.registry.snapshot import build_snapshot, open_snapshot
 
 
 def lookups_per_second(
@@ -44,6 +49,23 @@ def lookups_per_second(
         run_queries(index, queries, **kwargs)
         rates.append(len(queries) / (time.perf_counter() - start))
     return statistics.median(rates), rates
+
+
+def distractor_rows(count: int) -> Iterator[EntityRow]:
+    """``count`` generated organisations (bench/registry_data.py) as index rows: names no query targets."""
+    for record in iter_organisations(count, seed=SEED + 1, source="distractors"):
+        yield EntityRow(
+            kernel_id_for("distractors", str(record["source_key"])),
+            str(record["name"]),
+            tuple(record.get("aliases", ())),
+            registrable_domain(record.get("website")),
+            None,
+            str(record["country_code"]),
+            (),
+            str(record["hq_city"]),
+            record.get("postal_code"),
+            record.get("address"),
+        )
 
 
 def _fmt(value: float | None) -> str:
@@ -119,6 +141,10 @@ def main(args: argparse.Namespace) -> None:
     print(
         f"threshold {args.threshold}, margin {args.margin}; lookups/s: median of {args.runs} runs, one thread"
     )
+    if args.distractors:
+        print(
+            f"registries: each dataset's plus {args.distractors:,} generated organisations, from a snapshot"
+        )
 
     all_outcomes: list[Outcome] = []
     datasets: dict[str, Dataset] = {}
@@ -128,7 +154,15 @@ def main(args: argparse.Namespace) -> None:
         dataset = LOADERS[name]()
         built = time.perf_counter() - start
         start = time.perf_counter()
-        index = dataset.index()
+        if args.distractors:
+            # The dataset's registry plus generated organisations, in a snapshot like the one processes use.
+            path = Path(tempfile.gettempdir()) / f"er-{name}-{args.distractors}.idx"
+            rows = itertools.chain(dataset.rows, distractor_rows(args.distractors))
+            build_snapshot(rows, path)
+            snapshot = open_snapshot(path)
+            index = snapshot.index
+        else:
+            index = dataset.index()
         indexed = time.perf_counter() - start
         queries = [
             q
@@ -199,4 +233,10 @@ if __name__ == "__main__":
     parser.add_argument("--misses", type=int, default=0, help="print up to N unanswered positives per family")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN)
+    parser.add_argument(
+        "--distractors",
+        type=int,
+        default=0,
+        help="add N generated organisations to each registry, matched through a memory-mapped snapshot",
+    )
     main(parser.parse_args())
