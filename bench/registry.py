@@ -82,13 +82,16 @@ def child(database_url: str, started: float, count: int, registry_size: int) -> 
             index = await index_cache.current_index(maker)
             index.lookup("Haintdiova Wijaiseo Polymers GmbH", None, "DE")
             first = time.time() - started
+            first_cpu = time.process_time()
             asked = queries(count, registry_size)
-            begin = time.perf_counter()
+            begin, cpu = time.perf_counter(), time.process_time()
             answered = sum(1 for name, country in asked if index.lookup(name, None, country) is not None)
             rate = len(asked) / (time.perf_counter() - begin)
             return {
                 "first_answer_s": round(first, 2),
+                "cpu_to_first_answer_s": round(first_cpu, 2),
                 "lookups_per_s": round(rate),
+                "lookups_per_cpu_s": round(len(asked) / (time.process_time() - cpu)),
                 "answered": answered,
                 "built": sum(index_cache.BUILDS.values()),
                 **_memory(),
@@ -162,15 +165,18 @@ def main(args: argparse.Namespace) -> None:
     asked = queries(args.queries, args.count)
     for name, country in asked[:200]:
         index.lookup(name, None, country)
-    rates = []
+    rates, cpu_rates = [], []
     for _ in range(args.runs):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for name, country in asked:
             index.lookup(name, None, country)
         rates.append(len(asked) / (time.perf_counter() - start))
+        cpu_rates.append(len(asked) / (time.process_time() - cpu))
+    # On a shared machine the wall clock counts other programs' turns; CPU time counts this process's only.
     print(
-        f"lookups/s, one process, {len(asked):,} queries: median {statistics.median(rates):,.0f} "
-        f"(runs: {', '.join(f'{r:,.0f}' for r in rates)}), load average {os.getloadavg()}"
+        f"lookups/s, one process, {len(asked):,} queries: median {statistics.median(rates):,.0f} by the wall "
+        f"clock (runs: {', '.join(f'{r:,.0f}' for r in rates)}), {statistics.median(cpu_rates):,.0f} per "
+        f"CPU-second; load average {os.getloadavg()}"
     )
     for number in args.processes:
         results = processes(args.db, number, args.queries, args.count)
