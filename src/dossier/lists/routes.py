@@ -4,18 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Query, Request, Response, status
+from fastapi import Depends, Query, Request, Response, status
 
 from dossier.accounts.auth import CurrentAccount
 from dossier.api.deps import SettingsDep
 from dossier.api.surfaces import ENTERPRISE
-from dossier.db.session import SessionDep
+from dossier.db.session import SessionDep, sessionmaker_from
+from dossier.enrichment.tools.entity_resolution import ensure_default_once
 from dossier.errors import InvalidInput
 from dossier.lists import schemas, service, tasks
 
 router = ENTERPRISE.router(tags=["List building"])
 ERRORS = ENTERPRISE.responses({422: "A bad filter; `error_detail.filter` names it. Nothing is added."})
 
+async def _default_registry(request: Request, settings: SettingsDep) -> None:
+    """The default registry is built on first use, as for entity resolution (unless turned off)."""
+    await ensure_default_once(sessionmaker_from(request), settings)
+
+
+# Listed before the session, so the default registry is built (and committed) before the request's transaction.
+DefaultRegistry = Annotated[None, Depends(_default_registry)]
 Many = Annotated[list[str] | None, Query()]
 One = Annotated[str | None, Query()]
 _PAGING = {"sort", "cursor", "page_size", "fields", "limit"}
@@ -47,6 +55,7 @@ def _page_size(raw: str | None, default: int) -> int:
 @router.get("/registry/companies", response_model=schemas.CompaniesPage, responses=ERRORS)
 async def search_companies(
     request: Request,
+    _registry: DefaultRegistry,
     session: SessionDep,
     account: CurrentAccount,
     industry: Many = None,
@@ -86,6 +95,7 @@ async def search_companies(
 @router.get("/registry/facets", response_model=schemas.FacetsOut, responses=ERRORS)
 async def registry_facets(
     request: Request,
+    _registry: DefaultRegistry,
     session: SessionDep,
     account: CurrentAccount,
     fields: Annotated[
@@ -117,6 +127,7 @@ async def build_list(
     project_id: str,
     body: schemas.ListCreate,
     response: Response,
+    _registry: DefaultRegistry,
     session: SessionDep,
     account: CurrentAccount,
     settings: SettingsDep,
