@@ -17,12 +17,13 @@ from dossier.lists import schemas, service, tasks
 router = ENTERPRISE.router(tags=["List building"])
 ERRORS = ENTERPRISE.responses({422: "A bad filter; `error_detail.filter` names it. Nothing is added."})
 
+
 async def _default_registry(request: Request, settings: SettingsDep) -> None:
     """The default registry is built on first use, as for entity resolution (unless turned off)."""
     await ensure_default_once(sessionmaker_from(request), settings)
 
 
-# Listed before the session, so the default registry is built (and committed) before the request's transaction.
+# Listed before the session: the default registry is built (and committed) before the request's transaction.
 DefaultRegistry = Annotated[None, Depends(_default_registry)]
 Many = Annotated[list[str] | None, Query()]
 One = Annotated[str | None, Query()]

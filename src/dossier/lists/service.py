@@ -703,23 +703,23 @@ async def _add_batch(
         return 0, len(present), rejected
     entity_columns = [column for column in columns if column.tool_type == ENTITY_TOOL]
     outputs = [{column.id: entity_value(entity) for column in entity_columns} for entity in fresh]
-    rows = await projects.insert_rows_with_outputs(
+    pks = await projects.insert_rows_with_outputs(
         session, project, columns, valued, outputs, chunk_rows=chunk_rows
     )
     await session.execute(
         _upsert(session)(ProjectCompany)
         .values(
             [
-                {"project_id": project.id, "kernel_id": entity.kernel_id, "row_pk": row.pk}
-                for entity, row in zip(fresh, rows, strict=True)
+                {"project_id": project.id, "kernel_id": entity.kernel_id, "row_pk": pk}
+                for entity, pk in zip(fresh, pks, strict=True)
             ]
         )
         .on_conflict_do_nothing()
     )
     # The entity cells are written as their tool would have written them: with their tool_output_ready events.
     for column in entity_columns:
-        await emit_tool_outputs(session, column, [row.pk for row in rows])
-    return len(rows), len(present), rejected
+        await emit_tool_outputs(session, column, pks)
+    return len(pks), len(present), rejected
 
 
 async def _next_entities(

@@ -399,34 +399,45 @@ async def insert_rows_with_outputs(
     outputs: Sequence[Mapping[str, Any]],
     *,
     chunk_rows: int,
-) -> list[Row]:
+) -> list[int]:
     """Insert rows whose input values (``valued``, checked by ``validate_company``) and some tool outputs
-    (``outputs``: tool column id -> value, known already) are given. The given tool cells are written final
-    (``success``); every other tool cell is scheduled exactly as for a posted row, so the cells that read a
-    given output are queued at once."""
-    rows = [Row(id=new_row_id(), project_id=project.id) for _ in valued]
-    session.add_all(rows)
-    await session.flush()
+    (``outputs``: tool column id -> value, known already) are given; returns their pks, in order. The given
+    tool cells are written final (``success``); every other tool cell is scheduled exactly as for a posted
+    row, so the cells that read a given output are queued at once. Statements go in bulk (lists of
+    thousands of companies come this way)."""
+    if not valued:
+        return []
     now = utcnow()
+    ids = [new_row_id() for _ in valued]
+    pk_by_id: dict[str, int] = {}
+    for start in range(0, len(ids), 1000):
+        result = await session.execute(
+            insert(Row).returning(Row.id, Row.pk),
+            [
+                {"id": row_id, "project_id": project.id, "created_at": now, "updated_at": now}
+                for row_id in ids[start : start + 1000]
+            ],
+        )
+        pk_by_id.update({row_id: pk for row_id, pk in result.all()})
+    pks = [pk_by_id[row_id] for row_id in ids]
     cell_rows = [
-        {"row_pk": row.pk, "column_id": column_id, "value": value, "status": INPUT_STATUS, "updated_at": now}
-        for row, values in zip(rows, valued, strict=True)
+        {"row_pk": pk, "column_id": column_id, "value": value, "status": INPUT_STATUS, "updated_at": now}
+        for pk, values in zip(pks, valued, strict=True)
         for column_id, value in values.items()
     ] + [
-        {"row_pk": row.pk, "column_id": column_id, "value": value, "status": SUCCESS, "updated_at": now}
-        for row, given in zip(rows, outputs, strict=True)
+        {"row_pk": pk, "column_id": column_id, "value": value, "status": SUCCESS, "updated_at": now}
+        for pk, given in zip(pks, outputs, strict=True)
         for column_id, value in given.items()
     ]
     for start in range(0, len(cell_rows), 1000):
         await session.execute(insert(Cell), cell_rows[start : start + 1000])
     given_ids = {column_id for given in outputs for column_id in given}
     by_id = {column.id: column for column in columns}
-    pks = [row.pk for row in rows]
     engine = tool_engine()
     for column in columns:
         if column.is_tool and column.id not in given_ids:
             await engine.schedule_cells(session, column, pks, by_id, chunk_rows=chunk_rows)
-    return rows
+    return pks
 
 
 async def add_row(
