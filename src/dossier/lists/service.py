@@ -295,36 +295,54 @@ def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _conditions(filters: Filters, dialect: str) -> list[ColumnElement[bool]]:
+def _steered_text(column: Any, plain: bool) -> Any:
+    # ``x || ''`` / ``x + 0``: the same value, but no index serves it (the way SQLite's docs steer plans).
+    return column.concat("") if plain else column
+
+
+def _steered_number(column: Any, plain: bool) -> Any:
+    return column + 0 if plain else column
+
+
+def _conditions(filters: Filters, dialect: str, *, plain: bool = False) -> list[ColumnElement[bool]]:
+    """The WHERE terms of ``filters``. ``plain``: terms no index serves, so that the database walks the
+    sort's index instead (a broad filter: walking the sort order finds a page sooner than sorting every
+    match)."""
     where: list[ColumnElement[bool]] = [_visible()]
     if filters.industry:
-        where.append(RE.industry.in_(filters.industry))
+        where.append(_steered_text(RE.industry, plain).in_(filters.industry))
     if filters.sector:
-        where.append(RE.sector.in_(filters.sector))
+        where.append(_steered_text(RE.sector, plain).in_(filters.sector))
     if filters.company_type:
-        where.append(RE.company_type.in_(filters.company_type))
+        where.append(_steered_text(RE.company_type, plain).in_(filters.company_type))
     if filters.country:
-        where.append(RE.country_code.in_(filters.country))
+        where.append(_steered_text(RE.country_code, plain).in_(filters.country))
     if filters.city:
-        where.append(func.lower(RE.hq_city).in_(filters.city))
+        where.append(_steered_text(func.lower(RE.hq_city), plain).in_(filters.city))
+    employees = _steered_number(RE.employee_count, plain)
     if filters.employees_min is not None:
-        where.append(RE.employee_count >= filters.employees_min)
+        where.append(employees >= filters.employees_min)
     if filters.employees_max is not None:
-        where.append(RE.employee_count <= filters.employees_max)
+        where.append(employees <= filters.employees_max)
+    revenue = _steered_number(RE.revenue_amount, plain)
     if filters.revenue_currency is not None:
-        where.append(RE.revenue_currency == filters.revenue_currency)
+        where.append(_steered_text(RE.revenue_currency, plain) == filters.revenue_currency)
         if filters.revenue_min is None and filters.revenue_max is None:
             where.append(RE.revenue_amount.is_not(None))
     if filters.revenue_min is not None:
-        where.append(RE.revenue_amount >= filters.revenue_min)
+        where.append(revenue >= filters.revenue_min)
     if filters.revenue_max is not None:
-        where.append(RE.revenue_amount <= filters.revenue_max)
+        where.append(revenue <= filters.revenue_max)
+    founded = _steered_number(RE.founded_year, plain)
     if filters.founded_min is not None:
-        where.append(RE.founded_year >= filters.founded_min)
+        where.append(founded >= filters.founded_min)
     if filters.founded_max is not None:
-        where.append(RE.founded_year <= filters.founded_max)
+        where.append(founded <= filters.founded_max)
     if filters.has_website is not None:
-        where.append(RE.domain.is_not(None) if filters.has_website else RE.domain.is_(None))
+        # Never through the domain index: a third of a registry may lack a website, and SQLite's planner
+        # (without statistics) takes IS NULL on an indexed column for a narrow filter.
+        site = func.coalesce(RE.domain, "")
+        where.append(site != "" if filters.has_website else site == "")
     if filters.name is not None:
         # Aliases are a JSON array: its text holds each alias in JSON spelling (SQLite escapes non-ASCII).
         alias_text = json.dumps(filters.name, ensure_ascii=dialect == "sqlite")[1:-1]
@@ -335,7 +353,7 @@ def _conditions(filters: Filters, dialect: str) -> list[ColumnElement[bool]]:
             )
         )
     if filters.parent_kernel_id is not None:
-        where.append(RE.parent_kernel_id == filters.parent_kernel_id)
+        where.append(_steered_text(RE.parent_kernel_id, plain) == filters.parent_kernel_id)
     if filters.is_subsidiary is not None:
         where.append(
             RE.parent_kernel_id.is_not(None) if filters.is_subsidiary else RE.parent_kernel_id.is_(None)
@@ -417,23 +435,46 @@ def _decode_cursor(cursor: str, sort: Sort, filters: Filters) -> tuple[Any, str]
     return value, kernel_id
 
 
-def _after(sort: Sort, value: Any, kernel_id: str) -> ColumnElement[bool]:
-    """Rows after (value, kernel_id) in the order ``sort`` then kernel_id, nulls last either way."""
-    column = SORTS[sort.key]
-    if sort.key == "kernel_id":
-        after: ColumnElement[bool] = column < kernel_id if sort.descending else column > kernel_id
-        return after
-    if value is None:
-        return and_(column.is_(None), RE.kernel_id > kernel_id)
-    beyond = column < value if sort.descending else column > value
-    return or_(beyond, column.is_(None), and_(column == value, RE.kernel_id > kernel_id))
+# A search whose filters match at least this many companies walks the sort's index on SQLite (plain filter
+# terms): about page_size x registry / matches rows read, against sorting every match.
+WALK_SORT_INDEX_FROM = 5000
 
 
-def _order(sort: Sort) -> list[Any]:
+async def _page(
+    session: AsyncSession,
+    filters: Filters,
+    sort: Sort,
+    after: tuple[Any, str] | None,
+    limit: int,
+    *,
+    plain: bool,
+) -> list[RegistryEntity]:
+    """Up to ``limit`` companies after the cursor position, in the order of ``sort`` then kernel_id, companies
+    without the sort value last. Read in two parts (with the value, then without), each in an index's own
+    order: no NULLS LAST clause, which neither store serves from a plain index in both directions."""
+    where = _conditions(filters, _dialect(session), plain=plain)
     column = SORTS[sort.key]
     if sort.key == "kernel_id":
-        return [column.desc() if sort.descending else column.asc()]
-    return [(column.desc() if sort.descending else column.asc()).nulls_last(), RE.kernel_id.asc()]
+        stmt = select(RE).where(*where)
+        if after is not None:
+            stmt = stmt.where(column < after[1] if sort.descending else column > after[1])
+        return list(
+            await session.scalars(stmt.order_by(column.desc() if sort.descending else column).limit(limit))
+        )
+    rows: list[RegistryEntity] = []
+    value, kernel_id = after if after is not None else (None, "")
+    if after is None or value is not None:
+        stmt = select(RE).where(*where, column.is_not(None))
+        if after is not None:
+            beyond = column < value if sort.descending else column > value
+            stmt = stmt.where(or_(beyond, and_(column == value, RE.kernel_id > kernel_id)))
+        order = column.desc() if sort.descending else column.asc()
+        rows = list(await session.scalars(stmt.order_by(order, RE.kernel_id).limit(limit)))
+        kernel_id = ""
+    if len(rows) < limit:
+        stmt = select(RE).where(*where, column.is_(None), RE.kernel_id > kernel_id)
+        rows += list(await session.scalars(stmt.order_by(RE.kernel_id).limit(limit - len(rows))))
+    return rows
 
 
 async def count(session: AsyncSession, filters: Filters) -> int:
@@ -447,13 +488,10 @@ async def search(
     """One page of the registry companies that fit, the total count, and the cursor of the next page."""
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise InvalidInput(f"page_size must be between 1 and {MAX_PAGE_SIZE}", detail={"filter": "page_size"})
-    where = _conditions(filters, _dialect(session))
-    total = int(await session.scalar(select(func.count()).select_from(RE).where(*where)) or 0)
-    stmt = select(RE).where(*where)
-    if cursor:
-        value, kernel_id = _decode_cursor(cursor, sort, filters)
-        stmt = stmt.where(_after(sort, value, kernel_id))
-    rows = list(await session.scalars(stmt.order_by(*_order(sort)).limit(page_size + 1)))
+    after = _decode_cursor(cursor, sort, filters) if cursor else None
+    total = await count(session, filters)
+    plain = _dialect(session) == "sqlite" and total >= WALK_SORT_INDEX_FROM and not filters.kernel_ids
+    rows = await _page(session, filters, sort, after, page_size + 1, plain=plain)
     next_cursor = None
     if len(rows) > page_size:
         rows = rows[:page_size]
@@ -635,8 +673,9 @@ def _upsert(session: AsyncSession) -> Any:
 
 
 async def _lock_project(session: AsyncSession, project_id: str) -> None:
-    """Builds of one project take turns (two at once would both see a company missing and both add it)."""
-    await session.execute(select(Project.id).where(Project.id == project_id).with_for_update())
+    """Builds of one project take turns (two at once would both see a company missing and both add it).
+    FOR NO KEY UPDATE on PostgreSQL: rows posted to the project meanwhile (key-share locks) need not wait."""
+    await session.execute(select(Project.id).where(Project.id == project_id).with_for_update(key_share=True))
 
 
 async def _sync_resolved(session: AsyncSession, project_id: str, columns: Sequence[Column]) -> None:

@@ -18,7 +18,8 @@ depends_on = None
 REGISTRY_INDEXES: list[tuple[str, list[str | sa.TextClause]]] = [
     ("ix_registry_entities_country_industry_employees", ["country_code", "industry", "employee_count"]),
     ("ix_registry_entities_industry_employees", ["industry", "employee_count"]),
-    ("ix_registry_entities_sector", ["sector"]),
+    ("ix_registry_entities_sector_country", ["sector", "country_code"]),
+    ("ix_registry_entities_name", ["name"]),
     ("ix_registry_entities_employee_count", ["employee_count"]),
     ("ix_registry_entities_founded_year", ["founded_year"]),
     ("ix_registry_entities_company_type", ["company_type"]),
