@@ -320,7 +320,8 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ("sector Health Care, 3 countries", {"sector": ["Health Care"], "country": ["DE", "FR", "GB"]}, None),
     ("subsidiaries (has a parent)", {"is_subsidiary": True}, None),
     ("no filter (whole registry)", {}, None),
-    ("name contains 'summit' (scan)", {"name": "summit"}, None),
+    ("name contains 'summit' (a common word)", {"name": "summit"}, None),
+    ("name contains 'apex 4242' (a name)", {"name": "apex 4242"}, None),
 ]
 
 

@@ -76,9 +76,37 @@ def upgrade() -> None:
     op.create_index("ix_project_companies_row_pk", "project_companies", ["row_pk"])
     for name, columns in REGISTRY_INDEXES:
         op.create_index(name, "registry_entities", columns)
+    if op.get_bind().dialect.name == "postgresql":
+        # The `name` filter (name or alias contains) through trigram indexes, where pg_trgm may be created
+        # (a trusted extension: the database owner can); elsewhere it stays a scan. A DO block's handler is
+        # a subtransaction, so a refusal leaves the migration going.
+        op.execute(
+            """
+            DO $$ BEGIN
+                CREATE EXTENSION IF NOT EXISTS pg_trgm;
+            EXCEPTION WHEN OTHERS THEN
+                RAISE NOTICE 'pg_trgm is not available: the name filter of registry search scans';
+            END $$;
+            """
+        )
+        op.execute(
+            """
+            DO $$ BEGIN
+                IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm') THEN
+                    CREATE INDEX ix_registry_entities_name_trgm
+                        ON registry_entities USING gin (lower(name) gin_trgm_ops);
+                    CREATE INDEX ix_registry_entities_aliases_trgm
+                        ON registry_entities USING gin (lower(aliases::text) gin_trgm_ops);
+                END IF;
+            END $$;
+            """
+        )
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP INDEX IF EXISTS ix_registry_entities_aliases_trgm")
+        op.execute("DROP INDEX IF EXISTS ix_registry_entities_name_trgm")
     for name, _ in reversed(REGISTRY_INDEXES):
         op.drop_index(name, table_name="registry_entities")
     op.drop_index("ix_project_companies_row_pk", table_name="project_companies")
