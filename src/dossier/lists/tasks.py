@@ -23,6 +23,10 @@ async def build(run: TaskRun) -> None:
     settings = run.resources.settings
     list_id = str(run.payload["list_id"])
     async with run.resources.sessionmaker() as session, session.begin():
+        # This task ends in the transaction of its batch: a worker that dies after the commit leaves no
+        # second chain of batches behind. A task another worker took over is left to that worker.
+        if not await run.complete_in(session):
+            return
         more = await service.continue_build(
             session,
             list_id,
