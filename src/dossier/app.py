@@ -14,6 +14,7 @@ from dossier.db.engine import create_engine, create_sessionmaker
 from dossier.db.migrate import upgrade_to_head
 from dossier.enrichment.routes import router as tools_router
 from dossier.jobs.routes import router as jobs_router
+from dossier.lists.routes import router as lists_router
 from dossier.net import OutboundClient
 from dossier.pipeline.routes import router as pipeline_router
 from dossier.projects.routes import router as projects_router
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Fas
     app.include_router(jobs_router)
     app.include_router(pipeline_router)
     app.include_router(reconciliation_router)
+    app.include_router(lists_router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -13,6 +13,7 @@ from rich.console import Console
 from dossier.accounts import service as accounts
 from dossier.db.lifecycle import open_database
 from dossier.enrichment.registry.cli import registry_app
+from dossier.lists.cli import list_app
 from dossier.logs import configure_logging
 from dossier.projects.cli import export_rows, import_rows
 from dossier.settings import Settings, get_settings
@@ -24,6 +25,7 @@ app.add_typer(accounts_app, name="accounts")
 queue_app = typer.Typer(help="The work queue: inspect and requeue tasks.", no_args_is_help=True)
 app.add_typer(queue_app, name="queue")
 app.add_typer(registry_app, name="registry")
+app.add_typer(list_app, name="list")
 app.add_typer(webhooks_app, name="webhooks")
 app.command("import")(import_rows)
 app.command("export")(export_rows)

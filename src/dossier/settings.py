@@ -39,6 +39,18 @@ class Settings(BaseSettings):
     tool_chunk_rows: int = Field(
         default=100, ge=1, le=1000, description="Rows per queued tool-cell task (one task per column chunk)."
     )
+    # List building (docs/list-building.md).
+    list_foreground_max: int = Field(
+        default=1000,
+        ge=0,
+        description="Largest list added before answering; larger ones run in the background.",
+    )
+    list_batch_rows: int = Field(
+        default=1000, ge=1, le=10_000, description="Companies a background list adds per transaction."
+    )
+    list_max_companies: int = Field(
+        default=250_000, ge=1, description="Most companies one list may add; more is a 422 (narrow filters)."
+    )
     tool_concurrency: int = Field(default=16, ge=1, description="Cells of one chunk computed at once.")
     tool_timeout_seconds: float = Field(default=30.0, gt=0, description="Longest one tool run may take.")
     outbound_allow: Annotated[list[str], NoDecode] = Field(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import secrets
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -14,9 +14,9 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier.accounts.models import Account
-from dossier.db.base import new_uuid
+from dossier.db.base import new_uuid, utcnow
 from dossier.errors import Conflict, InvalidInput, NotFound
-from dossier.projects.models import INPUT_STATUS, Cell, Column, Project, Row
+from dossier.projects.models import INPUT_STATUS, SUCCESS, Cell, Column, Project, Row
 from dossier.projects.tool_engine import ToolSpec, tool_engine
 
 ROW_ID_ALPHABET = string.ascii_letters + string.digits
@@ -389,6 +389,55 @@ async def _insert_rows(
             session, columns, [row.pk for row in rows], chunk_rows=chunk_rows
         )
     return rows
+
+
+async def insert_rows_with_outputs(
+    session: AsyncSession,
+    project: Project,
+    columns: Sequence[Column],
+    valued: Sequence[dict[str, Any]],
+    outputs: Sequence[Mapping[str, Any]],
+    *,
+    chunk_rows: int,
+) -> list[int]:
+    """Insert rows whose input values (``valued``, checked by ``validate_company``) and some tool outputs
+    (``outputs``: tool column id -> value, known already) are given; returns their pks, in order. The given
+    tool cells are written final (``success``); every other tool cell is scheduled exactly as for a posted
+    row, so the cells that read a given output are queued at once. Statements go in bulk (lists of
+    thousands of companies come this way)."""
+    if not valued:
+        return []
+    now = utcnow()
+    ids = [new_row_id() for _ in valued]
+    pk_by_id: dict[str, int] = {}
+    for start in range(0, len(ids), 1000):
+        result = await session.execute(
+            insert(Row).returning(Row.id, Row.pk),
+            [
+                {"id": row_id, "project_id": project.id, "created_at": now, "updated_at": now}
+                for row_id in ids[start : start + 1000]
+            ],
+        )
+        pk_by_id.update({row_id: pk for row_id, pk in result.all()})
+    pks = [pk_by_id[row_id] for row_id in ids]
+    cell_rows = [
+        {"row_pk": pk, "column_id": column_id, "value": value, "status": INPUT_STATUS, "updated_at": now}
+        for pk, values in zip(pks, valued, strict=True)
+        for column_id, value in values.items()
+    ] + [
+        {"row_pk": pk, "column_id": column_id, "value": value, "status": SUCCESS, "updated_at": now}
+        for pk, given in zip(pks, outputs, strict=True)
+        for column_id, value in given.items()
+    ]
+    for start in range(0, len(cell_rows), 1000):
+        await session.execute(insert(Cell), cell_rows[start : start + 1000])
+    given_ids = {column_id for given in outputs for column_id in given}
+    by_id = {column.id: column for column in columns}
+    engine = tool_engine()
+    for column in columns:
+        if column.is_tool and column.id not in given_ids:
+            await engine.schedule_cells(session, column, pks, by_id, chunk_rows=chunk_rows)
+    return pks
 
 
 async def add_row(

@@ -1,0 +1,219 @@
+"""Registry search and facets through the API: every filter, sorting, cursor pages, counts and 422s."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dossier.lists import service
+from tests.lists.helpers import COMPANIES, seed_registry
+
+SEARCH = "/api/enterprise/registry/companies"
+FACETS = "/api/enterprise/registry/facets"
+
+
+@pytest.fixture
+async def registry(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    await seed_registry(sessionmaker)
+
+
+async def _ids(client: httpx.AsyncClient, headers: dict[str, str], params: Any) -> list[str]:
+    response = await client.get(
+        SEARCH,
+        params={**dict(params), "sort": "kernel_id"}
+        if isinstance(params, dict)
+        else [*params, ("sort", "kernel_id")],
+        headers=headers,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    ids = [company["kernel_id"] for company in body["companies"]]
+    assert body["total"] == len(ids)
+    return ids
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"country": "DE"}, ["1001", "1002", "1003", "1004", "1005", "1008"]),
+        (
+            [("country", "deu"), ("country", "Austria")],
+            ["1001", "1002", "1003", "1004", "1005", "1006", "1008"],
+        ),
+        (
+            {"industry": "software", "country": "DE", "employees_min": 500, "employees_max": 5000},
+            ["1001", "1002"],
+        ),
+        ({"sector": "Financials"}, ["1007", "1008"]),
+        ([("industry", "Banks"), ("industry", "Machinery")], ["1007", "1008", "1009", "1010", "1011"]),
+        ({"city": "BERLIN"}, ["1001", "1003", "1005"]),
+        ({"employees_max": 100}, ["1011"]),
+        ({"revenue_min": 1e9, "revenue_currency": "eur"}, ["1003", "1008"]),
+        ({"revenue_currency": "USD"}, ["1007"]),
+        ({"founded_min": 1900, "founded_max": 2000}, ["1001", "1003", "1009", "1010"]),
+        ({"company_type": "public", "country": "US"}, ["1007"]),
+        ({"has_website": "false"}, ["1004", "1010", "1011", "1012"]),
+        ({"name": "alpha soft"}, ["1001", "1006"]),
+        ({"name": "ÜBER daten"}, ["1005"]),
+        ({"name": "100%"}, ["1009"]),
+        ({"parent_kernel_id": "1001"}, ["1006"]),
+        ({"is_subsidiary": "true"}, ["1006"]),
+        ({"name": "nothing like it"}, []),
+    ],
+)
+async def test_each_filter_selects_the_companies_that_fit(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    registry: None,
+    params: Any,
+    expected: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert await _ids(client, headers, params) == expected
+    # The same companies when the page is read in the sort's index order (broad searches on SQLite).
+    monkeypatch.setattr(service, "WALK_SORT_INDEX_FROM", 0)
+    assert await _ids(client, headers, params) == expected
+
+
+async def test_a_result_carries_its_kernel_id_and_firmographics(
+    client: httpx.AsyncClient, headers: dict[str, str], registry: None
+) -> None:
+    response = await client.get(SEARCH, params={"name": "Beta Systems"}, headers=headers)
+    assert response.status_code == 200, response.text
+    (company,) = response.json()["companies"]
+    assert company == {
+        "kernel_id": "1002",
+        "name": "Beta Systems GmbH",
+        "domain": "beta.de",
+        "industry": "Software",
+        "sector": "Technology",
+        "employee_count": 4500,
+        "revenue": {"amount": 900000000, "currency": "EUR", "year": 2024},
+        "headquarters": {"city": "Munich", "country": "Germany"},
+        "country_code": "DE",
+        "country": "Germany",
+        "founded_year": 2005,
+        "company_type": "Private",
+        "identifiers": {"isin": []},
+        "aliases": [],
+        "parent_kernel_id": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("sort", "key"),
+    [
+        ("-employees", "employee_count"),
+        ("employees", "employee_count"),
+        ("name", "name"),
+        ("-founded", "founded_year"),
+    ],
+)
+@pytest.mark.parametrize("walk_sort_index", [False, True])
+async def test_cursor_pages_walk_every_company_once_in_order(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    registry: None,
+    sort: str,
+    key: str,
+    walk_sort_index: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Broad searches read in the sort's index order on SQLite: the same pages either way.
+    monkeypatch.setattr(service, "WALK_SORT_INDEX_FROM", 0 if walk_sort_index else 10**9)
+    seen: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"sort": sort, "page_size": 5}
+        if cursor:
+            params["cursor"] = cursor
+        response = await client.get(SEARCH, params=params, headers=headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["total"] == len(COMPANIES)
+        seen.extend(body["companies"])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(c["kernel_id"] for c in seen) == sorted(c["kernel_id"] for c in COMPANIES)
+    present = [c[key] for c in seen if c[key] is not None]
+    assert present == sorted(present, reverse=sort.startswith("-"))
+    # Companies without the value come last, whatever the direction.
+    assert all(c[key] is None for c in seen[len(present) :])
+
+
+async def test_a_cursor_only_continues_its_own_search(
+    client: httpx.AsyncClient, headers: dict[str, str], registry: None
+) -> None:
+    first = await client.get(SEARCH, params={"country": "DE", "page_size": 2}, headers=headers)
+    cursor = first.json()["next_cursor"]
+    assert cursor
+    other = await client.get(SEARCH, params={"country": "FR", "cursor": cursor}, headers=headers)
+    assert other.status_code == 422
+    assert other.json()["error_detail"]["filter"] == "cursor"
+    garbage = await client.get(SEARCH, params={"cursor": "not-a-cursor"}, headers=headers)
+    assert garbage.status_code == 422
+
+
+async def test_facets_count_the_registry_values_among_the_companies_that_fit(
+    client: httpx.AsyncClient, headers: dict[str, str], registry: None
+) -> None:
+    response = await client.get(FACETS, headers=headers)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["total"] == len(COMPANIES)
+    assert body["facets"]["industry"] == [
+        {"value": "Software", "count": 6},
+        {"value": "Machinery", "count": 3},
+        {"value": "Banks", "count": 2},
+    ]
+    assert {"value": "DE", "count": 6} in body["facets"]["country"]
+    narrowed = await client.get(FACETS, params={"country": "DE", "fields": "industry,city"}, headers=headers)
+    assert narrowed.status_code == 200, narrowed.text
+    facets = narrowed.json()["facets"]
+    assert set(facets) == {"industry", "city"}
+    assert facets["industry"] == [{"value": "Software", "count": 5}, {"value": "Banks", "count": 1}]
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "bad"),
+    [
+        (SEARCH, {"industry": "Basket weaving"}, "industry"),
+        (SEARCH, {"sector": "Nope"}, "sector"),
+        (SEARCH, {"company_type": "Cooperative"}, "company_type"),
+        (SEARCH, {"country": "XQ"}, "country"),
+        (SEARCH, {"employees_min": 5000, "employees_max": 500}, "employees_min"),
+        (SEARCH, {"founded_min": 2010, "founded_max": 1990}, "founded_min"),
+        (SEARCH, {"employees_min": "many"}, "employees_min"),
+        (SEARCH, {"revenue_min": 10}, "revenue_currency"),
+        (SEARCH, {"revenue_currency": "XYZ"}, "revenue_currency"),
+        (SEARCH, {"has_website": "maybe"}, "has_website"),
+        (SEARCH, {"parent_kernel_id": "abc"}, "parent_kernel_id"),
+        (SEARCH, {"industri": "Software"}, "industri"),
+        (SEARCH, {"sort": "size"}, "sort"),
+        (SEARCH, {"page_size": 1000}, "page_size"),
+        (FACETS, {"industry": "Basket weaving"}, "industry"),
+        (FACETS, {"fields": "colour"}, "fields"),
+    ],
+)
+async def test_a_bad_filter_is_a_422_naming_it(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    registry: None,
+    path: str,
+    params: dict[str, Any],
+    bad: str,
+) -> None:
+    response = await client.get(path, params=params, headers=headers)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["error_detail"]["filter"] == bad
+    assert bad in body["message"]
+
+
+async def test_search_needs_an_api_key(client: httpx.AsyncClient, registry: None) -> None:
+    assert (await client.get(SEARCH)).status_code == 401
+    assert (await client.get(FACETS)).status_code == 401
