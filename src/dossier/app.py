@@ -10,6 +10,8 @@ from fastapi import FastAPI
 from dossier import __version__
 from dossier.api.errors import install_error_handlers
 from dossier.api.limits import BodySizeLimit
+from dossier.api.methods import MethodsMiddleware
+from dossier.api.text import RequestText
 from dossier.db.engine import create_engine, create_sessionmaker
 from dossier.db.migrate import upgrade_to_head
 from dossier.enrichment.routes import router as tools_router
@@ -65,7 +67,10 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Fas
     )
     app.state.settings = settings
     app.state.run_worker = worker
+    # The last added runs first: the size limit counts the bytes before RequestText buffers and checks them.
+    app.add_middleware(RequestText)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MethodsMiddleware)
     install_error_handlers(app)
     app.include_router(projects_router)
     app.include_router(tools_router)

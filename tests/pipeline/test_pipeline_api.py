@@ -381,11 +381,11 @@ async def test_history_shows_success_and_both_error_kinds_with_pagination(
     assert by_event["pagination"]["total"] == 0
 
     for query, expected in (
-        ("limit=101", "limit must be between 1 and 100"),
-        ("limit=0", "limit must be between 1 and 100"),
-        ("offset=-1", "offset must be 0 or more"),
-        ("status=Failed", "valid statuses: Success, Error Request, Error Response"),
-        ("event=somethingElse", "valid events"),
+        ("limit=101", "limit: Input should be less than or equal to 100"),
+        ("limit=0", "limit: Input should be greater than or equal to 1"),
+        ("offset=-1", "offset: Input should be greater than or equal to 0"),
+        ("status=Failed", "'Success', 'Error Request' or 'Error Response'"),
+        ("event=somethingElse", "'analysisCompleted' or 'changedStatus'"),
         ("limit=ten", "limit"),
     ):
         bad = await wclient.get(f"{HOOK}/history?{query}", headers=auth)

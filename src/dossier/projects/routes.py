@@ -11,6 +11,8 @@ from dossier.db.session import SessionDep
 from dossier.projects import schemas, service
 
 router = ENTERPRISE.router(tags=["Project Workflow API"])
+# Far past any project, and small enough that (page - 1) * page_size fits a 64-bit OFFSET.
+MAX_PAGE = 10_000_000
 ERRORS = ENTERPRISE.responses({404: "Unknown project or row (or another account's)."})
 
 
@@ -167,8 +169,10 @@ async def list_rows(
     project_id: str,
     session: SessionDep,
     account: CurrentAccount,
-    page: int = Query(default=1, description="1-based page number."),
-    page_size: int = Query(default=50, description="Rows per page, 1 to 200."),
+    page: int = Query(default=1, ge=1, le=MAX_PAGE, description="1-based page number."),
+    page_size: int = Query(
+        default=50, ge=1, le=service.MAX_PAGE_SIZE, description="Rows per page, 1 to 200."
+    ),
 ) -> schemas.RowsPage:
     """Rows in insertion order, a page at a time."""
     return schemas.rows_page(await service.list_rows(session, account, project_id, page, page_size))

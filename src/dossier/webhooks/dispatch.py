@@ -32,14 +32,13 @@ from dossier.webhooks.models import (
     WebhookSecret,
 )
 from dossier.webhooks.profiles import SecretVersion, WebhookProfile, get_profile
+from dossier.webhooks.profiles.base import ENDPOINT_DISABLED_EVENT
 from dossier.webhooks.retry import DISABLE, RETRY, RetryDecision, RetrySchedule, decide
 from dossier.webhooks.service import emit_event, signing_secrets
 from dossier.webhooks.slack import NOTICE_ENDPOINT_DISABLED, NOTICE_ENDPOINT_FAILING, notify_slack
 from dossier.webhooks.sweeps import destination_key
 
 log = logging.getLogger("dossier.webhooks")
-
-ENDPOINT_DISABLED_EVENT = "webhook_endpoint.disabled"
 
 
 def profile_for(name: str, settings: Settings) -> WebhookProfile:
