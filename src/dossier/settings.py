@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(
         default=1000, ge=1, le=1000, description="Most companies in one rows/batch request (at most 1,000)."
     )
+    max_columns: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Most columns one project may have (creating or adding past it is a 422).",
+    )
     max_value_chars: int = Field(default=65_536, ge=1, description="Longest text value of one input cell.")
     log_level: str = Field(default="INFO", description="Root log level.")
     log_json: bool = Field(default=True, description="Structured JSON logs (false: plain text).")

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StrictBool
 
+from dossier.net import OutboundPolicy
 from dossier.projects.models import Cell, Column
 from dossier.projects.service import (
     LOADING_STATUSES,
@@ -79,7 +80,11 @@ class ProjectCreate(BaseModel):
     )
 
     name: str
-    columns: list[ColumnCreate] = Field(default_factory=list)
+    columns: list[ColumnCreate] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description="The columns, in order: at most DOSSIER_MAX_COLUMNS (default 500).",
+    )
 
 
 class ProjectSummary(BaseModel):
@@ -192,10 +197,13 @@ def columns_out(columns: list[Column]) -> list[ColumnOut]:
     return [column_out(column, names) for column in columns]
 
 
-def column_spec(body: ColumnCreate) -> ColumnSpec:
+def column_spec(body: ColumnCreate, outbound: OutboundPolicy | None = None) -> ColumnSpec:
+    """The service's column spec; ``outbound`` checks the URLs a tool config names when it is saved."""
     tool = None
     if body.tool is not None:
-        tool = ToolSpec(type=body.tool.type, inputs=body.tool.inputs, config=body.tool.config)
+        tool = ToolSpec(
+            type=body.tool.type, inputs=body.tool.inputs, config=body.tool.config, outbound=outbound
+        )
     return ColumnSpec(name=body.name, required=body.required, tool=tool)
 
 
