@@ -64,6 +64,9 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Fas
         description=DESCRIPTION,
         lifespan=lifespan,
         strict_content_type=False,
+        # A path with an empty id (".../columns/" when $COL_ID was never set) is a 404 that says so, not a
+        # silent 307 to another route.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.run_worker = worker

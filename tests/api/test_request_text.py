@@ -192,3 +192,13 @@ async def test_openapi_says_what_the_api_checks(client: httpx.AsyncClient) -> No
     history = paths["/api/integration/webhook/history"]["get"]["parameters"]
     outcome = next(p for p in history if p["name"] == "status")
     assert set(outcome["schema"]["anyOf"][0]["enum"]) == {"Success", "Error Request", "Error Response"}
+
+
+async def test_a_path_with_a_missing_id_is_a_clear_404(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    project = (await client.post("/api/enterprise/projects", json={"name": "p"}, headers=headers)).json()
+    for path in (f"/api/enterprise/projects/{project['id']}/columns/", "/api/enterprise/projects//rows"):
+        response = await client.delete(path, headers=headers)
+        assert response.status_code == 404, response.text
+        assert "id in it is empty" in response.json()["message"]
