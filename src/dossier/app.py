@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Fas
             await upgrade_to_head(engine)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.read_sessionmaker = create_sessionmaker(engine, read_only=True)
         # One outbound client per process: URL checks in requests and the in-process worker share its pool.
         http = OutboundClient.from_settings(settings)
         app.state.http = http
