@@ -287,17 +287,32 @@ def accounts_add_key(name: Annotated[str, typer.Argument(help="Account name.")])
 
 
 @accounts_app.command("rotate-secret")
-def accounts_rotate_secret(name: Annotated[str, typer.Argument(help="Account name.")]) -> None:
+def accounts_rotate_secret(
+    name: Annotated[str, typer.Argument(help="Account name.")],
+    grace_hours: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            max=24 * 365,
+            help="Hours the old secret keeps signing webhook-signature (DOSSIER_WEBHOOK_SECRET_GRACE_HOURS; "
+            "0 revokes it now).",
+        ),
+    ] = None,
+) -> None:
     """Replace the account's webhook signing secret and print the new one (shown only this once).
 
-    Job callbacks (X-Kernel-Signature) are signed with the new secret from the next attempt on.
+    Job callbacks (X-Kernel-Signature) are signed with the new secret from the next attempt on; the old one
+    keeps signing the Standard Webhooks header for the grace period.
     """
     settings = _settings()
+    hours = settings.webhook_secret_grace_hours if grace_hours is None else grace_hours
 
     async def run() -> str | None:
         async with open_database(settings, migrate=True) as maker, maker() as session, session.begin():
             account = await accounts.get_account_by_name(session, name)
-            return None if account is None else await accounts.rotate_webhook_secret(session, account)
+            if account is None:
+                return None
+            return await accounts.rotate_webhook_secret(session, account, grace_seconds=hours * 3600)
 
     secret = asyncio.run(run())
     if secret is None:
