@@ -10,6 +10,8 @@ from fastapi import FastAPI
 from dossier import __version__
 from dossier.api.errors import install_error_handlers
 from dossier.api.limits import BodySizeLimit
+from dossier.api.methods import MethodsMiddleware
+from dossier.api.text import RequestText
 from dossier.db.engine import create_engine, create_sessionmaker
 from dossier.db.migrate import upgrade_to_head
 from dossier.enrichment.routes import router as tools_router
@@ -45,6 +47,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Fas
             await upgrade_to_head(engine)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.read_sessionmaker = create_sessionmaker(engine, read_only=True)
         # One outbound client per process: URL checks in requests and the in-process worker share its pool.
         http = OutboundClient.from_settings(settings)
         app.state.http = http
@@ -63,10 +66,16 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Fas
         description=DESCRIPTION,
         lifespan=lifespan,
         strict_content_type=False,
+        # A path with an empty id (".../columns/" when $COL_ID was never set) is a 404 that says so, not a
+        # silent 307 to another route.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.run_worker = worker
+    # The last added runs first: the size limit counts the bytes before RequestText buffers and checks them.
+    app.add_middleware(RequestText)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MethodsMiddleware)
     install_error_handlers(app)
     app.include_router(projects_router)
     app.include_router(tools_router)

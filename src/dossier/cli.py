@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
 import os
-from typing import Annotated
+import signal
+import socket
+from collections.abc import Iterator
+from typing import Annotated, Any
 
 import typer
+import uvicorn
 from rich.console import Console
+from typer.core import TyperOption
 
 from dossier.accounts import service as accounts
 from dossier.db.lifecycle import open_database
@@ -18,6 +25,20 @@ from dossier.logs import configure_logging
 from dossier.projects.cli import export_rows, import_rows
 from dossier.settings import Settings, get_settings
 from dossier.webhooks.cli import webhooks_app
+
+
+def _flags_show_no_type() -> None:
+    """typer's help shows a type beside every option, `<bool>` beside flags (--json, --worker/--no-worker,
+    --help) too, which reads as if they took a value: a flag shows none."""
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_show_no_type()
 
 app = typer.Typer(help="Dossier: self-hosted company data enrichment.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts and API keys.", no_args_is_help=True)
@@ -46,18 +67,17 @@ async def _migrate(settings: Settings) -> None:
         pass
 
 
-async def _first_start(settings: Settings, *, default_account: bool) -> str | None:
+async def _first_start(settings: Settings, *, default_account: bool) -> accounts.NewAccount | None:
     """Build the default reference registry if it is not there yet (unless DOSSIER_REGISTRY_BUILTIN is false)
     and, with ``default_account``, create the `default` account on an empty database. Returns that account's
-    key (shown this once), or None."""
+    key and signing secret (shown this once), or None."""
     from dossier.enrichment.registry.service import ensure_default_registry
 
     async with open_database(settings) as maker, maker() as session, session.begin():
         await ensure_default_registry(session, settings)
         if not default_account or await accounts.count_accounts(session) > 0:
             return None
-        created = await accounts.create_account(session, DEFAULT_ACCOUNT)
-        return created.api_key
+        return await accounts.create_account(session, DEFAULT_ACCOUNT)
 
 
 @app.command()
@@ -70,35 +90,77 @@ def serve(
     ] = True,
 ) -> None:
     """Serve the API and, unless --no-worker, a queue worker in the same process."""
-    import uvicorn
-
     from dossier.app import create_app
 
     if port is None and "DOSSIER_PORT" not in os.environ and os.environ.get("PORT", "").isdigit():
         port = int(os.environ["PORT"])
     settings = _settings(host=host, port=port, auto_migrate=migrate)
+    # Bind first: a port in use is one plain line before anything starts (no migration, no worker).
+    listener = _bind(settings.host, settings.port)
     configure_logging(settings.log_level, settings.log_json)
     if settings.auto_migrate:
         asyncio.run(_migrate(settings))
-    key = asyncio.run(_first_start(settings, default_account=True))
+    created = asyncio.run(_first_start(settings, default_account=True))
     base = settings.base_url()
-    if key is not None:
+    if created is not None:
+        key = created.api_key
         console.rule("[bold]Dossier is ready")
         console.print("Created account [bold]default[/bold]. Its API key (shown only this once):")
         console.print(f"\n    [bold green]{key}[/bold green]\n", soft_wrap=True)
         console.print(f"API:  {base}/api/enterprise/projects")
         console.print(f"Docs: {base}/docs")
         console.print(f'Try:  curl -H "kur-api-key: {key}" {base}/api/enterprise/projects', soft_wrap=True)
+        console.print(
+            "Webhook signing secret (verifies job callbacks' X-Kernel-Signature; shown only this once):",
+            soft_wrap=True,
+        )
+        console.print(f"\n    [bold]{created.webhook_secret}[/bold]\n", soft_wrap=True)
+        console.print(
+            f"Lost it? `dossier accounts rotate-secret {DEFAULT_ACCOUNT}` prints a new one.", soft_wrap=True
+        )
+        console.print(
+            "Webhooks to http://127.0.0.1 or other private addresses: set DOSSIER_OUTBOUND_ALLOW=127.0.0.1",
+            soft_wrap=True,
+        )
         console.rule()
     else:
         console.print(f"Dossier serving on {base} (docs: {base}/docs)")
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings.model_copy(update={"auto_migrate": False}), worker=with_worker),
-        host=settings.host,
-        port=settings.port,
         log_config=None,
         proxy_headers=False,
     )
+    _Server(config).run(sockets=[listener])
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket of `serve`, or exit 1 with one line saying why it cannot be had."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be used: {exc.strerror}"
+        err_console.print(
+            f"Error: {host}:{port} {reason} (choose another with --port or DOSSIER_PORT)", soft_wrap=True
+        )
+        raise typer.Exit(1) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that SIGTERM after a clean shutdown exits 0 (uvicorn raises it again,
+    which makes the process look killed to supervisors)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
 
 
 @app.command()
@@ -227,17 +289,32 @@ def accounts_add_key(name: Annotated[str, typer.Argument(help="Account name.")])
 
 
 @accounts_app.command("rotate-secret")
-def accounts_rotate_secret(name: Annotated[str, typer.Argument(help="Account name.")]) -> None:
+def accounts_rotate_secret(
+    name: Annotated[str, typer.Argument(help="Account name.")],
+    grace_hours: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            max=24 * 365,
+            help="Hours the old secret keeps signing webhook-signature (DOSSIER_WEBHOOK_SECRET_GRACE_HOURS; "
+            "0 revokes it now).",
+        ),
+    ] = None,
+) -> None:
     """Replace the account's webhook signing secret and print the new one (shown only this once).
 
-    Job callbacks (X-Kernel-Signature) are signed with the new secret from the next attempt on.
+    Job callbacks (X-Kernel-Signature) are signed with the new secret from the next attempt on; the old one
+    keeps signing the Standard Webhooks header for the grace period.
     """
     settings = _settings()
+    hours = settings.webhook_secret_grace_hours if grace_hours is None else grace_hours
 
     async def run() -> str | None:
         async with open_database(settings, migrate=True) as maker, maker() as session, session.begin():
             account = await accounts.get_account_by_name(session, name)
-            return None if account is None else await accounts.rotate_webhook_secret(session, account)
+            if account is None:
+                return None
+            return await accounts.rotate_webhook_secret(session, account, grace_seconds=hours * 3600)
 
     secret = asyncio.run(run())
     if secret is None:

@@ -32,7 +32,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=5 * 1024 * 1024, ge=1024, description="Largest request body accepted; larger gets 413."
     )
-    max_batch_rows: int = Field(default=1000, ge=1, description="Most companies in one rows/batch request.")
+    max_batch_rows: int = Field(
+        default=1000, ge=1, le=1000, description="Most companies in one rows/batch request (at most 1,000)."
+    )
+    max_columns: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Most columns one project may have (creating or adding past it is a 422).",
+    )
     max_value_chars: int = Field(default=65_536, ge=1, description="Longest text value of one input cell.")
     log_level: str = Field(default="INFO", description="Root log level.")
     log_json: bool = Field(default=True, description="Structured JSON logs (false: plain text).")
@@ -182,7 +190,10 @@ class Settings(BaseSettings):
 
     # Jobs and pipeline (docs/configuration.md, "Jobs and pipeline").
     jobs_max_batch: int = Field(
-        default=1000, ge=1, description="Most inputs in one POST /rest/v1/entity-resolution/batch."
+        default=1000,
+        ge=1,
+        le=1000,
+        description="Most inputs in one POST /rest/v1/entity-resolution/batch (at most 1,000).",
     )
     jobs_chunk: int = Field(
         default=50, ge=1, le=1000, description="Jobs of one request run by one queued task."

@@ -286,7 +286,7 @@ async def test_batch_answers_one_job_per_input_in_order(
     too_many = await wclient.post(
         f"{ER}/batch", json={"inputs": [{"legal_name": f"C{i}"} for i in range(1001)]}, headers=key
     )
-    assert too_many.status_code == 422 and "1 to 1000" in too_many.json()["error"]["message"]
+    assert too_many.status_code == 422 and "at most 1000 items" in too_many.json()["error"]["message"]
     empty = await wclient.post(f"{ER}/batch", json={"inputs": []}, headers=key)
     assert empty.status_code == 422
     assert await _job_count(sessionmaker) == 3

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from tests.conftest import Receiver, ServerProcess, dossier_env, run_cli, start_server, stop_server
 from tests.helpers import eventually
@@ -79,6 +80,12 @@ async def test_jobs_against_a_running_server(
         assert not verify_signature(
             second.body, second.headers["x-kernel-signature"], account["webhook_secret"]
         )
+        # ... while the Standard Webhooks header carries both during the grace period (default 24 h), so a
+        # receiver that verifies it switches secrets without losing a callback.
+        standard = {k: second.headers[k] for k in ("webhook-id", "webhook-timestamp", "webhook-signature")}
+        assert len(standard["webhook-signature"].split()) == 2
+        for secret in (new_secret, account["webhook_secret"]):
+            StandardWebhook(secret).verify(second.body, standard)
 
         refused = await client.post(
             "/rest/v1/entity-resolution",

@@ -381,13 +381,60 @@ async def test_history_shows_success_and_both_error_kinds_with_pagination(
     assert by_event["pagination"]["total"] == 0
 
     for query, expected in (
-        ("limit=101", "limit must be between 1 and 100"),
-        ("limit=0", "limit must be between 1 and 100"),
-        ("offset=-1", "offset must be 0 or more"),
-        ("status=Failed", "valid statuses: Success, Error Request, Error Response"),
-        ("event=somethingElse", "valid events"),
+        ("limit=101", "limit: Input should be less than or equal to 100"),
+        ("limit=0", "limit: Input should be greater than or equal to 1"),
+        ("offset=-1", "offset: Input should be greater than or equal to 0"),
+        ("status=Failed", "'Success', 'Error Request' or 'Error Response'"),
+        ("event=somethingElse", "'analysisCompleted' or 'changedStatus'"),
         ("limit=ten", "limit"),
     ):
         bad = await wclient.get(f"{HOOK}/history?{query}", headers=auth)
         assert bad.status_code == 422, query
         assert bad.json()["success"] is False and expected in bad.json()["error"], bad.json()
+
+
+async def test_an_analysis_whose_attempts_are_exhausted_ends_failed_with_its_event(
+    wclient: httpx.AsyncClient,
+    auth: dict[str, str],
+    receiver: Receiver,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    http: OutboundClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dossier.pipeline import service as pipeline
+    from dossier.pipeline.tasks import MAX_ATTEMPTS, run_analysis
+    from dossier.queue.handlers import TaskRun, WorkerResources
+
+    await _configure(wclient, auth, url=receiver.url + "/webhooks/kruncher", analysisCompleted=True)
+    company = await _company(wclient, auth, name="Acme")
+    analysis = (await wclient.post("/api/analysis", json={"projectId": company["id"]}, headers=auth)).json()[
+        "data"
+    ]
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the registry is unreachable")
+
+    # Every attempt fails (a dependency is down): the tools are the part that can.
+    monkeypatch.setattr(pipeline, "run_analysis_tools", broken)
+    resources = WorkerResources(settings=settings, sessionmaker=sessionmaker, http=http)
+
+    def attempt(number: int) -> TaskRun:
+        return TaskRun(0, pipeline.RUN_ANALYSIS, {"analysis_id": analysis["id"]}, number, resources, "w")
+
+    async def status() -> str:
+        body = (await wclient.get(f"/api/analysis?analysisId={analysis['id']}", headers=auth)).json()
+        return str(body["data"]["status"])
+
+    with pytest.raises(RuntimeError):
+        await run_analysis(attempt(MAX_ATTEMPTS - 1))  # retried: still running
+    assert await status() == "running"
+    await run_analysis(attempt(MAX_ATTEMPTS))  # the last one: the analysis is over
+    assert await status() == "failed"
+    async with sessionmaker() as session:
+        events = list(
+            await session.scalars(
+                select(WebhookDelivery.event_type).where(WebhookDelivery.event_type == "analysisCompleted")
+            )
+        )
+    assert events == ["analysisCompleted"]

@@ -54,13 +54,13 @@ ROW_BODIES: list[tuple[str, bytes, int, Any]] = [
         "invalid_values",
     ),
     # Text PostgreSQL cannot store, or that cannot be encoded back out: refused on both stores alike.
-    ("NUL in text", b'{"company": {"company_name": "Ac\\u0000me", "website": "w"}}', 422, "invalid_values"),
-    ("lone surrogate", b'{"company": {"company_name": "\\ud800", "website": "w"}}', 422, "invalid_values"),
+    ("NUL in text", b'{"company": {"company_name": "Ac\\u0000me", "website": "w"}}', 422, None),
+    ("lone surrogate", b'{"company": {"company_name": "\\ud800", "website": "w"}}', 422, None),
     (
         "lone surrogate in a column name",
         b'{"company": {"company_name": "Acme", "website": "w", "\\ud800": 1}}',
         422,
-        "invalid_column_names",
+        None,
     ),
     ("company not an object", json.dumps({"company": "Acme"}).encode(), 422, None),
     ("company missing", json.dumps({"name": "Acme"}).encode(), 422, None),

@@ -322,9 +322,12 @@ async def test_preview_escapes_every_value(
     assert "Tools &lt;b&gt;&amp;&lt;/b&gt; dies" in page
     lyon = (await client.get(f"{URL}/preview", params={"id": LYON}, headers=key)).text
     assert "Quillfeather Analytics" in lyon and "120" in lyon and "Lyon, France" in lyon
-    for unknown in ("12345", "x\u0000y", "<b>"):
+    for unknown in ("12345", "<b>"):
         missing = await client.get(f"{URL}/preview", params={"id": unknown}, headers=key)
         assert missing.status_code == 404 and missing.json()["error"]["status"] == 404
+    # A NUL is refused like everywhere else (no store keeps it).
+    nul = await client.get(f"{URL}/preview", params={"id": "x\u0000y"}, headers=key)
+    assert nul.status_code == 422 and "NUL" in nul.json()["error"]["message"]
 
 
 async def test_property_proposals(client: httpx.AsyncClient, key: dict[str, str], validate: Validate) -> None:

@@ -230,8 +230,10 @@ async def test_retries_follow_the_schedule_until_success_with_a_stable_id(
         (503, {"Retry-After": "120"}, b""),
         (200, {}, b""),
     ]
-    endpoint = await _endpoint(wclient, headers, url=receiver.url, profile="standard", events=["order.paid"])
-    [delivery_id] = await _emit(sessionmaker, account.account.id, "order.paid", {"id": 7})
+    endpoint = await _endpoint(
+        wclient, headers, url=receiver.url, profile="standard", events=["changedStatus"]
+    )
+    [delivery_id] = await _emit(sessionmaker, account.account.id, "changedStatus", {"id": 7})
     async with running_worker(settings, sessionmaker, http):
         delivery = await eventually(lambda: _finished(sessionmaker, delivery_id), what="success")
     assert delivery.status == "succeeded" and delivery.attempts == 4
@@ -239,7 +241,7 @@ async def test_retries_follow_the_schedule_until_success_with_a_stable_id(
     assert len({r.body for r in receiver.requests}) == 1
     for request in receiver.requests:
         assert standard_verify(endpoint["secret"], request) == {
-            "type": "order.paid",
+            "type": "changedStatus",
             "timestamp": json.loads(request.body)["timestamp"],
             "data": {"id": 7},
         }
@@ -505,13 +507,17 @@ async def test_a_slow_endpoint_does_not_delay_the_others(
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         await _endpoint(
-            wclient, headers, url=f"http://127.0.0.1:{port}/", profile="standard", events=["slow"]
+            wclient, headers, url=f"http://127.0.0.1:{port}/", profile="standard", events=["changedStatus"]
         )
-        await _endpoint(wclient, headers, url=receiver.url, profile="standard", events=["fast"])
+        await _endpoint(wclient, headers, url=receiver.url, profile="standard", events=["analysisCompleted"])
         settings = settings.model_copy(update={"webhook_endpoint_concurrency": 2})
         async with sessionmaker() as session, session.begin():
-            await service.emit_events(session, account.account.id, "slow", [{"n": n} for n in range(20)])
-            await service.emit_events(session, account.account.id, "fast", [{"n": n} for n in range(10)])
+            await service.emit_events(
+                session, account.account.id, "changedStatus", [{"n": n} for n in range(20)]
+            )
+            await service.emit_events(
+                session, account.account.id, "analysisCompleted", [{"n": n} for n in range(10)]
+            )
         import time
 
         async with running_worker(settings, sessionmaker, http, concurrency=4):
@@ -581,7 +587,7 @@ async def test_a_failing_endpoint_s_retries_are_made_by_one_sweep(
     burst = 60
     receiver.answers = [(500, {}, b"down")] * burst + [(200, {}, b"ok")]
     settings = settings.model_copy(update={"webhook_time_scale": 1.0, "webhook_retry_schedule": "1s"})
-    endpoint = await _endpoint(wclient, headers, url=receiver.url, profile="standard", events=["burst"])
+    endpoint = await _endpoint(wclient, headers, url=receiver.url, profile="standard", events=["*"])
     async with sessionmaker() as session, session.begin():
         ids = await service.emit_events(
             session, account.account.id, "burst", [{"n": n} for n in range(burst)]
@@ -654,7 +660,7 @@ async def test_one_sweep_per_destination_sends_a_burst_within_the_endpoint_limit
     # the endpoint, and the endpoint never has more attempts in flight than its limit, in the whole cluster.
     settings = settings.model_copy(update={"webhook_endpoint_concurrency": 3})
     receiver.delay = 0.02
-    endpoint = await _endpoint(wclient, headers, url=receiver.url, profile="standard", events=["burst"])
+    endpoint = await _endpoint(wclient, headers, url=receiver.url, profile="standard", events=["*"])
     ids: list[str] = []
     for start in range(0, 120, 40):
         async with sessionmaker() as session, session.begin():

@@ -15,6 +15,9 @@ class Account(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     # HMAC signing secret for webhooks (`whsec_` + base64). Kept in clear because we sign with it.
     webhook_secret: Mapped[str] = mapped_column(String(100))
+    # After a rotation, the old secret keeps signing the Standard Webhooks header until the grace ends.
+    previous_webhook_secret: Mapped[str | None] = mapped_column(String(100), default=None)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -6,11 +6,13 @@ import base64
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier.accounts.models import Account, ApiKey
+from dossier.db.base import utcnow
 from dossier.errors import Conflict, InvalidInput
 
 API_KEY_PREFIX = "dsk_"
@@ -63,13 +65,23 @@ async def issue_api_key(session: AsyncSession, account: Account) -> str:
     return key
 
 
-async def rotate_webhook_secret(session: AsyncSession, account: Account) -> str:
+async def rotate_webhook_secret(session: AsyncSession, account: Account, *, grace_seconds: float = 0) -> str:
     """Replace the account's webhook signing secret (the key of job callbacks, e.g. ``X-Kernel-Signature``).
 
-    The new secret signs every attempt made from now on, retries of earlier deliveries included: a vendor
-    signature header holds one value, so there is no overlap period. Returns the new secret (shown once).
+    The new secret signs every attempt made from now on, retries of earlier deliveries included. Like an
+    endpoint's secret, the old one keeps signing the Standard Webhooks ``webhook-signature`` header for
+    ``grace_seconds`` (0: revoked now), so receivers can switch without losing a delivery; a vendor signature
+    header holds one value and switches at once. Returns the new secret (shown once).
     """
+    if grace_seconds < 0:
+        raise InvalidInput("grace must be zero or positive")
     secret = generate_webhook_secret()
+    if grace_seconds > 0:
+        account.previous_webhook_secret = account.webhook_secret
+        account.previous_secret_expires_at = utcnow() + timedelta(seconds=grace_seconds)
+    else:
+        account.previous_webhook_secret = None
+        account.previous_secret_expires_at = None
     account.webhook_secret = secret
     await session.flush()
     return secret

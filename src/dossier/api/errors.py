@@ -59,6 +59,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and message == "Not Found":
+            path = request.url.path
+            message = f"no such path: {path[:200]}"
+            if path.endswith("/") or "//" in path:
+                message += " (an id in it is empty: is a variable such as $COL_ID unset?)"
         response = error_response(request, exc.status_code, message)
         if exc.headers:
             response.headers.update(exc.headers)

@@ -84,6 +84,7 @@ ENTERPRISE = Surface(
     ("/api/enterprise",),
     enterprise_envelope,
     {
+        400: "The body is not valid JSON (or not in its declared charset).",
         401: "Missing or invalid API key.",
         404: "Unknown resource (or another account's).",
         422: "Invalid input; `message` says what, `error_detail` lists it.",
@@ -94,6 +95,7 @@ JOBS = Surface(
     ("/rest/v1",),
     jobs_envelope,
     {
+        400: "The body is not valid JSON (or not in its declared charset); `code` is `malformed_request`.",
         401: "Missing or invalid API key. Body: `{error: {code, message, detail}}`.",
         404: "Unknown job (or another account's).",
         422: "Invalid input, or a `webhook_url` the outbound policy refuses; nothing is created.",
@@ -104,6 +106,7 @@ PIPELINE = Surface(
     ("/api/integration", "/api/company", "/api/analysis"),
     pipeline_envelope,
     {
+        400: "The body is not valid JSON (or not in its declared charset).",
         401: "Missing or invalid API key. Body: `{success: false, error}`.",
         404: "Unknown project, analysis or webhook (or another account's).",
         422: "Invalid input (unknown status, refused URL, limit over 100); `error` says why.",

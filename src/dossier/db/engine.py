@@ -9,6 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dossier.settings import Settings
 
+# Execution option of the engine behind read-only sessions (see ``create_sessionmaker``).
+READ_ONLY = "dossier_read_only"
+
 
 def create_engine(settings: Settings) -> AsyncEngine:
     """Build the async engine; SQLite gets WAL, foreign keys and a busy timeout on every connection.
@@ -45,7 +48,11 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # A read-only session (GET requests) reads a WAL snapshot without the write lock, so reads never
+            # wait for (or hold up) a writer in another process.
+            conn.exec_driver_sql(
+                "BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
+            )
 
         return engine
     return create_async_engine(
@@ -57,5 +64,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+def create_sessionmaker(engine: AsyncEngine, *, read_only: bool = False) -> async_sessionmaker[AsyncSession]:
+    """Sessions of ``engine``; ``read_only`` ones (for requests that change nothing) start their SQLite
+    transactions deferred, without the write lock. On PostgreSQL both are the same."""
+    bind = engine.execution_options(**{READ_ONLY: True}) if read_only else engine
+    return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)

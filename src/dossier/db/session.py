@@ -8,9 +8,15 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+# Methods that change nothing: their sessions read without SQLite's write lock.
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+
 
 def sessionmaker_from(request: Request) -> async_sessionmaker[AsyncSession]:
-    maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    """The sessions of this request: read-only ones for GET and HEAD."""
+    state = request.app.state
+    read_only = request.method in SAFE_METHODS and hasattr(state, "read_sessionmaker")
+    maker: async_sessionmaker[AsyncSession] = state.read_sessionmaker if read_only else state.sessionmaker
     return maker
 
 

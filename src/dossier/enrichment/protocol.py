@@ -18,7 +18,7 @@ from dossier.errors import InvalidInput
 from dossier.settings import Settings
 
 if TYPE_CHECKING:
-    from dossier.net import OutboundClient
+    from dossier.net import OutboundClient, OutboundPolicy
 
 FinalStatus = Literal["success", "error", "skipped"]
 
@@ -76,6 +76,11 @@ class Tool(ABC):
     # True for tools whose inputs the column names freely (the http tool's templates refer to them by
     # name): the engine then accepts any input name, and ``inputs`` lists only the documented ones.
     accepts_any_inputs: ClassVar[bool] = False
+
+    def check_destinations(self, config: BaseModel, policy: OutboundPolicy) -> None:
+        """Refuse (InvalidInput) a config whose fixed destinations the outbound policy refuses; tools that
+        call no URL of the config have nothing to check."""
+        return None
 
     def parse_config(self, raw: Mapping[str, Any] | None) -> BaseModel:
         """Validate a column's config; InvalidInput says what is wrong."""

@@ -94,6 +94,8 @@ def resolve_tool_spec(
         raise InvalidInput("; ".join(problems), detail={"problems": problems})
     parsed = tool.parse_config(spec.config)
     tool.check_inputs(parsed, set(inputs))
+    if spec.outbound is not None:
+        tool.check_destinations(parsed, spec.outbound)
     return inputs, parsed.model_dump(mode="json")
 
 

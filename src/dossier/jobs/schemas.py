@@ -71,6 +71,10 @@ class ResolutionIn(BaseModel):
         )
 
 
+# The most inputs of one batch (the DOSSIER_JOBS_MAX_BATCH setting may lower it).
+MAX_BATCH = 1000
+
+
 class ResolutionBatchIn(BaseModel):
     """``POST /rest/v1/entity-resolution/batch``: up to 1,000 inputs, one job each."""
 
@@ -89,7 +93,12 @@ class ResolutionBatchIn(BaseModel):
         },
     )
 
-    inputs: list[ResolutionIn] = Field(description="The companies to resolve; the answer keeps this order.")
+    inputs: list[ResolutionIn] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        description="1 to 1,000 companies to resolve (DOSSIER_JOBS_MAX_BATCH may lower it); the answer keeps "
+        "this order.",
+    )
     webhook_url: str | None = Field(
         default=None, max_length=MAX_URL, description="Callback URL of every input that names none itself."
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import Query, status
 
 from dossier.accounts.auth import CurrentAccount
@@ -13,6 +15,8 @@ from dossier.pipeline import schemas, service
 # One router for the surface's three prefixes (/api/company, /api/analysis, /api/integration).
 router = PIPELINE.router(tags=["Pipeline and integration API"], prefix="/api")
 ERRORS = PIPELINE.responses()
+# Far beyond any history kept, and well inside a 64-bit OFFSET.
+MAX_OFFSET = 1_000_000_000
 
 
 @router.post(
@@ -124,10 +128,14 @@ async def configure_webhook(
 async def webhook_history(
     session: SessionDep,
     account: CurrentAccount,
-    limit: int = Query(default=50, description="Records per page, 1 to 100."),
-    offset: int = Query(default=0, description="Records to skip."),
-    event: str | None = Query(default=None, description="`analysisCompleted` or `changedStatus`."),
-    status: str | None = Query(default=None, description="`Success`, `Error Request` or `Error Response`."),
+    limit: int = Query(default=50, ge=1, le=100, description="Records per page, 1 to 100."),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET, description="Records to skip."),
+    event: Literal["analysisCompleted", "changedStatus"] | None = Query(
+        default=None, description="Only this event."
+    ),
+    status: Literal["Success", "Error Request", "Error Response"] | None = Query(
+        default=None, description="Only attempts with this outcome."
+    ),
 ) -> schemas.HistoryEnvelope:
     """Every delivery attempt to the webhook, newest first."""
     rows, total = await service.integration_history(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StrictBool
 
 from dossier.pipeline.models import Analysis, TrackedCompany
 from dossier.pipeline.service import Integration
@@ -84,8 +84,9 @@ class WebhookConfigIn(_In):
     )
 
     url: str = Field(min_length=1, max_length=2048)
-    analysisCompleted: bool = False
-    changedStatus: bool = False
+    # Strict: "yes" or 1 is a 422, not true.
+    analysisCompleted: StrictBool = False
+    changedStatus: StrictBool = False
 
 
 class Company(BaseModel):

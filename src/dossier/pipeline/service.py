@@ -20,7 +20,7 @@ from dossier.enrichment.protocol import ToolContext, ToolOutcome
 from dossier.enrichment.runner import run_tool
 from dossier.errors import InvalidInput, NotFound
 from dossier.net import OutboundClient
-from dossier.pipeline.models import COMPLETED, PENDING, RUNNING, Analysis, TrackedCompany
+from dossier.pipeline.models import COMPLETED, FAILED, PENDING, RUNNING, Analysis, TrackedCompany
 from dossier.queue.service import enqueue
 from dossier.webhooks import service as webhooks
 from dossier.webhooks.models import (
@@ -312,6 +312,33 @@ async def finish_analysis(
             kruncher_entity_company_id=kernel_id,
         ),
     )
+    return analysis
+
+
+async def fail_analysis(session: AsyncSession, analysis_id: str, error: str) -> Analysis | None:
+    """End an analysis whose task exhausted its retries: ``failed`` with the error, and
+    ``analysisCompleted`` (the analysis is over; GET /api/analysis tells how) in one transaction. None when
+    it already ended."""
+    analysis = await session.get(Analysis, analysis_id, with_for_update=True)
+    if analysis is None or analysis.status in (COMPLETED, FAILED):
+        return None
+    company = await session.get(TrackedCompany, analysis.company_id)
+    analysis.status = FAILED
+    analysis.error = error[:2000]
+    analysis.completed_at = utcnow()
+    await session.flush()
+    if company is not None:
+        await webhooks.emit_event(
+            session,
+            analysis.account_id,
+            ANALYSIS_COMPLETED,
+            analysis_completed_data(
+                project_id=company.id,
+                analysis_id=analysis.id,
+                project_name=company.name,
+                kruncher_entity_company_id=None,
+            ),
+        )
     return analysis
 
 

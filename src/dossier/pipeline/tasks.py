@@ -12,12 +12,25 @@ from dossier.enrichment.protocol import ToolContext
 from dossier.pipeline import service
 from dossier.queue.handlers import TaskRun, task_handler
 
+MAX_ATTEMPTS = 5
 
-@task_handler(service.RUN_ANALYSIS, max_attempts=5, backoff=(1.0, 5.0, 15.0, 60.0))
+
+@task_handler(service.RUN_ANALYSIS, max_attempts=MAX_ATTEMPTS, backoff=(1.0, 5.0, 15.0, 60.0))
 async def run_analysis(run: TaskRun) -> None:
-    """Run one analysis."""
-    resources = run.resources
+    """Run one analysis; when its last attempt fails too, the analysis ends ``failed`` with its event."""
     analysis_id = str(run.payload["analysis_id"])
+    try:
+        await _run_analysis(run, analysis_id)
+    except Exception as exc:
+        if run.attempt < MAX_ATTEMPTS:
+            raise  # the queue retries it
+        async with run.resources.sessionmaker() as session, session.begin():
+            await service.fail_analysis(session, analysis_id, f"{type(exc).__name__}: {exc}")
+            await run.complete_in(session)
+
+
+async def _run_analysis(run: TaskRun, analysis_id: str) -> None:
+    resources = run.resources
     async with resources.sessionmaker() as session, session.begin():
         work = await service.begin_analysis(session, analysis_id)
     if work is None:

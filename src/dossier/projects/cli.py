@@ -12,7 +12,14 @@ from typing import IO, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from dossier.db.lifecycle import open_database
 from dossier.errors import DossierError
@@ -42,15 +49,16 @@ class _CountingReader(io.RawIOBase):
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {message}", soft_wrap=True, markup=True, highlight=False)
     return typer.Exit(code=1)
 
 
-def _progress() -> Progress:
+def _progress(*, in_bytes: bool = False) -> Progress:
+    """A progress bar; ``in_bytes`` counts bytes (shown as sizes), otherwise items (shown as M/N)."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        DownloadColumn() if in_bytes else MofNCompleteColumn(),
         TextColumn("{task.fields[note]}"),
         TimeRemainingColumn(),
         console=err,
@@ -67,13 +75,16 @@ async def _import(
         async with open_database(settings, migrate=settings.auto_migrate) as maker:
             async with maker() as session:
                 account = await service.project_owner(session, project_id)
-            with path.open("rb") as raw_file, _progress() as progress:
+                project = await service.get_project(session, account, project_id)
+                columns = await service.list_columns(session, project)
+            with path.open("rb") as raw_file, _progress(in_bytes=True) as progress:
                 counter = _CountingReader(raw_file)
                 text = io.TextIOWrapper(io.BufferedReader(counter), encoding="utf-8-sig", newline="")
                 reader = csv.DictReader(text)
                 if not reader.fieldnames:
                     raise DossierError(f"{path} has no header row")
-                task = progress.add_task("rows", total=size, note="")
+                _check_header(path, list(reader.fieldnames), columns)
+                task = progress.add_task("reading", total=size, note="")
                 batch: list[tuple[int, dict[str, Any]]] = []
 
                 async def flush() -> None:
@@ -101,7 +112,9 @@ async def _import(
                         note=f"{written} written, {len(rejected)} rejected",
                     )
 
+                records = 0
                 for record in reader:
+                    records += 1
                     # Empty CSV fields mean "no value"; a short line leaves its missing fields as None.
                     company = {k: (v if v != "" else None) for k, v in record.items() if k is not None}
                     if None in record:
@@ -112,11 +125,51 @@ async def _import(
                         await flush()
                 await flush()
                 progress.update(task, completed=size)
+                if records == 0:
+                    raise DossierError(f"{path} has a header but no data rows: nothing to import")
     except UnicodeDecodeError as exc:
-        raise DossierError(f"{path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+        where = _first_bad_line(path)
+        raise DossierError(
+            f"{path} line {where[0] if where else '?'} is not UTF-8 text ({exc.reason}"
+            f"{f', byte {where[1]} of the line' if where else ''}); save the file as UTF-8. "
+            f"{written} rows before it were written."
+        ) from None
     except csv.Error as exc:
         raise DossierError(f"{path} is not valid CSV: {exc}") from None
     return written, rejected
+
+
+def _check_header(path: Path, header: list[str], columns: list[Any]) -> None:
+    """One clear error up front when the header does not fit the project's input columns."""
+    names = list(header)
+    inputs = {column.name for column in columns if not column.is_tool}
+    tools = {column.name for column in columns if column.is_tool}
+    problems = []
+    if duplicated := sorted({name for name in names if names.count(name) > 1}):
+        problems.append(f"named twice: {', '.join(duplicated)}")
+    if unknown := [name for name in names if name not in inputs and name not in tools]:
+        problems.append(f"not columns of the project: {', '.join(unknown)}")
+    if filled := [name for name in names if name in tools]:
+        problems.append(f"filled by a tool, cannot be imported: {', '.join(filled)}")
+    required = [column.name for column in columns if column.required and not column.is_tool]
+    if missing := [name for name in required if name not in names]:
+        problems.append(f"required columns missing: {', '.join(missing)}")
+    if problems:
+        raise DossierError(
+            f"{path}: the header does not match the project's columns ({'; '.join(problems)}). "
+            f"Its input columns are: {', '.join(sorted(inputs)) or 'none'}"
+        )
+
+
+def _first_bad_line(path: Path) -> tuple[int, int] | None:
+    """(line number, byte within it) of the first line that is not UTF-8, counting the header as line 1."""
+    with path.open("rb") as raw:
+        for number, line in enumerate(raw, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return number, exc.start + 1
+    return None
 
 
 def import_rows(
@@ -193,12 +246,28 @@ def export_rows(
         if file == "-":
             count = asyncio.run(_export(settings, project_id, sys.stdout, wait, poll))
         else:
-            target = Path(file)
-            partial = target.with_name(target.name + ".partial")
-            with partial.open("w", newline="", encoding="utf-8") as out:
-                count = asyncio.run(_export(settings, project_id, out, wait, poll))
-            # Written aside and renamed: an interrupted export never leaves a truncated file behind.
-            partial.replace(target)
+            count = _export_to_file(settings, project_id, Path(file), wait, poll)
     except DossierError as exc:
         raise _fail(exc.message) from None
     err.print(f"{count} rows exported")
+
+
+def _export_to_file(settings: Settings, project_id: str, target: Path, wait: bool, poll: float) -> int:
+    """Write aside and rename: an export that fails or is interrupted leaves neither a truncated file nor
+    its ``.partial``."""
+    if not target.parent.is_dir():
+        raise DossierError(f"cannot write {target}: the folder {target.parent} does not exist")
+    if target.is_dir():
+        raise DossierError(f"cannot write {target}: it is a folder; give a file name")
+    partial = target.with_name(target.name + ".partial")
+    try:
+        with partial.open("w", newline="", encoding="utf-8") as out:
+            count = asyncio.run(_export(settings, project_id, out, wait, poll))
+        partial.replace(target)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise DossierError(f"cannot write {target}: {exc.strerror or exc}") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return count

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Query, status
 
 from dossier.accounts.auth import CurrentAccount
-from dossier.api.deps import SettingsDep
+from dossier.api.deps import Outbound, SettingsDep
 from dossier.api.surfaces import ENTERPRISE
 from dossier.db.session import SessionDep
 from dossier.projects import schemas, service
@@ -24,11 +24,17 @@ async def list_projects(session: SessionDep, account: CurrentAccount) -> list[sc
     "/projects", status_code=status.HTTP_201_CREATED, response_model=schemas.ProjectDetail, responses=ERRORS
 )
 async def create_project(
-    body: schemas.ProjectCreate, session: SessionDep, account: CurrentAccount
+    body: schemas.ProjectCreate,
+    session: SessionDep,
+    account: CurrentAccount,
+    settings: SettingsDep,
+    http: Outbound,
 ) -> schemas.ProjectDetail:
-    """Create a project with its input columns."""
-    specs = [schemas.column_spec(c) for c in body.columns]
-    project = await service.create_project(session, account, body.name, specs)
+    """Create a project with its columns (at most DOSSIER_MAX_COLUMNS, default 500)."""
+    specs = [schemas.column_spec(c, http.policy) for c in body.columns]
+    project = await service.create_project(
+        session, account, body.name, specs, max_columns=settings.max_columns
+    )
     return schemas.project_detail(await service.describe_project(session, account, project.id))
 
 
@@ -61,10 +67,17 @@ async def list_columns(
     responses={**ERRORS, 409: {"description": "Name taken, or a required column on a project with rows."}},
 )
 async def add_column(
-    project_id: str, body: schemas.ColumnCreate, session: SessionDep, account: CurrentAccount
+    project_id: str,
+    body: schemas.ColumnCreate,
+    session: SessionDep,
+    account: CurrentAccount,
+    settings: SettingsDep,
+    http: Outbound,
 ) -> schemas.ColumnOut:
     """Add an input column, or a tool column (`tool`) that is then computed for every existing row."""
-    await service.add_column(session, account, project_id, schemas.column_spec(body))
+    await service.add_column(
+        session, account, project_id, schemas.column_spec(body, http.policy), max_columns=settings.max_columns
+    )
     project = await service.get_project(session, account, project_id)
     return schemas.columns_out(await service.list_columns(session, project))[-1]
 
@@ -167,8 +180,10 @@ async def list_rows(
     project_id: str,
     session: SessionDep,
     account: CurrentAccount,
-    page: int = Query(default=1, description="1-based page number."),
-    page_size: int = Query(default=50, description="Rows per page, 1 to 200."),
+    page: int = Query(default=1, ge=1, description="1-based page number (past the end: an empty page)."),
+    page_size: int = Query(
+        default=50, ge=1, le=service.MAX_PAGE_SIZE, description="Rows per page, 1 to 200."
+    ),
 ) -> schemas.RowsPage:
     """Rows in insertion order, a page at a time."""
     return schemas.rows_page(await service.list_rows(session, account, project_id, page, page_size))

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StrictBool
 
+from dossier.net import OutboundPolicy
 from dossier.projects.models import Cell, Column
 from dossier.projects.service import (
     LOADING_STATUSES,
@@ -23,6 +24,8 @@ from dossier.projects.tool_engine import ToolSpec
 IsoZ = Annotated[datetime, PlainSerializer(lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ"), return_type=str)]
 
 Scalar = str | int | float | bool | None
+# The most companies a batch may hold (the DOSSIER_MAX_BATCH_ROWS setting may lower it).
+MAX_BATCH = 1000
 
 
 class ToolIn(BaseModel):
@@ -45,7 +48,7 @@ class ColumnCreate(BaseModel):
     )
 
     name: str = Field(description="Column name; the key used in `company` objects.")
-    required: bool = Field(default=False, description="Rows must give a non-empty value for it.")
+    required: StrictBool = Field(default=False, description="Rows must give a non-empty value for it.")
     tool: ToolIn | None = Field(default=None, description="Makes this a tool column that fills itself in.")
 
 
@@ -77,7 +80,11 @@ class ProjectCreate(BaseModel):
     )
 
     name: str
-    columns: list[ColumnCreate] = Field(default_factory=list)
+    columns: list[ColumnCreate] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description="The columns, in order: at most DOSSIER_MAX_COLUMNS (default 500).",
+    )
 
 
 class ProjectSummary(BaseModel):
@@ -117,7 +124,11 @@ class RowCreated(BaseModel):
 
 class RowsBatchCreate(BaseModel):
     # list[Any], not list[dict]: a company that is not an object is that company's error, not the batch's.
-    companies: list[Any] = Field(description="Up to 1,000 companies, each like `company` above.")
+    companies: list[Any] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        description="1 to 1,000 companies, each like `company` above (DOSSIER_MAX_BATCH_ROWS may lower it).",
+    )
 
 
 class RowsBatchResult(BaseModel):
@@ -186,10 +197,13 @@ def columns_out(columns: list[Column]) -> list[ColumnOut]:
     return [column_out(column, names) for column in columns]
 
 
-def column_spec(body: ColumnCreate) -> ColumnSpec:
+def column_spec(body: ColumnCreate, outbound: OutboundPolicy | None = None) -> ColumnSpec:
+    """The service's column spec; ``outbound`` checks the URLs a tool config names when it is saved."""
     tool = None
     if body.tool is not None:
-        tool = ToolSpec(type=body.tool.type, inputs=body.tool.inputs, config=body.tool.config)
+        tool = ToolSpec(
+            type=body.tool.type, inputs=body.tool.inputs, config=body.tool.config, outbound=outbound
+        )
     return ColumnSpec(name=body.name, required=body.required, tool=tool)
 
 

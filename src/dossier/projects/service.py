@@ -23,6 +23,8 @@ ROW_ID_ALPHABET = string.ascii_letters + string.digits
 ROW_ID_LENGTH = 20
 MAX_NAME_CHARS = 200
 MAX_PAGE_SIZE = 200
+# Columns a project may have unless the DOSSIER_MAX_COLUMNS setting says otherwise.
+DEFAULT_MAX_COLUMNS = 500
 LOADING_STATUSES = frozenset({"pending", "running"})
 
 
@@ -102,17 +104,34 @@ def _clean_name(raw: str, what: str) -> str:
     return name
 
 
+def _check_column_count(count: int, max_columns: int) -> None:
+    if count > max_columns:
+        raise InvalidInput(
+            f"a project has at most {max_columns} columns (DOSSIER_MAX_COLUMNS), not {count}",
+            detail={"max_columns": max_columns},
+        )
+
+
 async def create_project(
-    session: AsyncSession, account: Account, name: str, columns: Sequence[ColumnSpec]
+    session: AsyncSession,
+    account: Account,
+    name: str,
+    columns: Sequence[ColumnSpec],
+    *,
+    max_columns: int = DEFAULT_MAX_COLUMNS,
 ) -> Project:
     """Create a project with its columns, in the order given. Tool columns may read any column of the
-    request, including other tool columns, as long as no cycle forms."""
+    request, including other tool columns, as long as no cycle forms. Linear in the number of columns,
+    which ``max_columns`` bounds."""
+    _check_column_count(len(columns), max_columns)
     project = Project(account_id=account.id, name=_clean_name(name, "project name"), creator_id=account.id)
     new_columns: list[Column] = []
+    seen: set[str] = set()
     for position, spec in enumerate(columns):
         col_name = _clean_name(spec.name, "column name")
-        if any(column.name == col_name for column in new_columns):
+        if col_name in seen:
             raise InvalidInput(f"column {col_name!r} is given twice")
+        seen.add(col_name)
         new_columns.append(Column(id=new_uuid(), name=col_name, required=spec.required, position=position))
     ids_by_name = {column.name: column.id for column in new_columns}
     for column, spec in zip(new_columns, columns, strict=True):
@@ -128,27 +147,36 @@ async def create_project(
 
 
 def check_acyclic(columns: Sequence[Column]) -> None:
-    """Refuse a set of columns whose tool inputs form a cycle (a column reading itself, directly or not)."""
-    reads = {column.id: set((column.tool_inputs or {}).values()) for column in columns}
+    """Refuse a set of columns whose tool inputs form a cycle (a column reading itself, directly or not).
+
+    An iterative depth-first search: linear in columns and inputs, and no recursion limit on long chains.
+    """
+    reads = {column.id: sorted(set((column.tool_inputs or {}).values())) for column in columns}
     names = {column.id: column.name for column in columns}
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-
-    def visit(column_id: str, path: list[str]) -> None:
-        if state.get(column_id) == 2:
-            return
-        if state.get(column_id) == 1:
-            cycle = [*path[path.index(column_id) :], column_id]
-            raise InvalidInput(
-                "tool columns form a cycle: " + " -> ".join(names.get(c, c) for c in cycle),
-                detail={"cycle": [names.get(c, c) for c in cycle]},
-            )
-        state[column_id] = 1
-        for upstream in reads.get(column_id, ()):
-            visit(upstream, [*path, column_id])
-        state[column_id] = 2
-
     for column in columns:
-        visit(column.id, [])
+        if column.id in state:
+            continue
+        path: list[str] = [column.id]
+        state[column.id] = 1
+        pending: list[list[str]] = [list(reads.get(column.id, ()))]
+        while path:
+            if not pending[-1]:
+                state[path.pop()] = 2
+                pending.pop()
+                continue
+            upstream = pending[-1].pop()
+            if state.get(upstream) == 2:
+                continue
+            if state.get(upstream) == 1:
+                cycle = [*path[path.index(upstream) :], upstream]
+                raise InvalidInput(
+                    "tool columns form a cycle: " + " -> ".join(names.get(c, c) for c in cycle),
+                    detail={"cycle": [names.get(c, c) for c in cycle]},
+                )
+            state[upstream] = 1
+            path.append(upstream)
+            pending.append(list(reads.get(upstream, ())))
 
 
 def _apply_tool(column: Column, spec: ColumnSpec, ids_by_name: dict[str, str]) -> None:
@@ -229,11 +257,19 @@ async def delete_project(session: AsyncSession, account: Account, project_id: st
 # --- columns --------------------------------------------------------------------------------------------
 
 
-async def add_column(session: AsyncSession, account: Account, project_id: str, spec: ColumnSpec) -> Column:
+async def add_column(
+    session: AsyncSession,
+    account: Account,
+    project_id: str,
+    spec: ColumnSpec,
+    *,
+    max_columns: int = DEFAULT_MAX_COLUMNS,
+) -> Column:
     """Add a column at the end. A required input column cannot be added once rows exist; a tool column
-    is computed for every existing row in the background."""
+    is computed for every existing row in the background. A project holds at most ``max_columns``."""
     project = await get_project(session, account, project_id)
     columns = await list_columns(session, project)
+    _check_column_count(len(columns) + 1, max_columns)
     name = _clean_name(spec.name, "column name")
     if any(column.name == name for column in columns):
         raise Conflict(f"project already has a column named {name!r}")

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dossier.net import OutboundPolicy
 from dossier.projects.models import Column
 
 
@@ -27,6 +28,9 @@ class ToolSpec:
     type: str
     inputs: Mapping[str, str]
     config: Mapping[str, Any]
+    # The process's outbound policy: URLs a config names are checked against it when the column is saved
+    # (a literal private or loopback host is refused then, not at the first row). None: syntax only.
+    outbound: OutboundPolicy | None = None
 
 
 class ToolEngine(Protocol):

@@ -17,7 +17,7 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier.accounts.models import Account
-from dossier.db.base import utcnow
+from dossier.db.base import as_utc, utcnow
 from dossier.settings import Settings
 from dossier.webhooks.models import (
     ERROR_REQUEST,
@@ -32,14 +32,13 @@ from dossier.webhooks.models import (
     WebhookSecret,
 )
 from dossier.webhooks.profiles import SecretVersion, WebhookProfile, get_profile
+from dossier.webhooks.profiles.base import ENDPOINT_DISABLED_EVENT
 from dossier.webhooks.retry import DISABLE, RETRY, RetryDecision, RetrySchedule, decide
 from dossier.webhooks.service import emit_event, signing_secrets
 from dossier.webhooks.slack import NOTICE_ENDPOINT_DISABLED, NOTICE_ENDPOINT_FAILING, notify_slack
 from dossier.webhooks.sweeps import destination_key
 
 log = logging.getLogger("dossier.webhooks")
-
-ENDPOINT_DISABLED_EVENT = "webhook_endpoint.disabled"
 
 
 def profile_for(name: str, settings: Settings) -> WebhookProfile:
@@ -107,7 +106,7 @@ async def plan_attempts(
     secrets = await _signing_by_endpoint(
         session, {row.endpoint_id for row in deliveries if row.endpoint_id is not None}
     )
-    account_secrets: dict[str, str | None] = {}
+    account_secrets: dict[str, list[SecretVersion]] = {}
     disabled: list[dict[str, Any]] = []
     plans: list[AttemptPlan] = []
     for row in deliveries:
@@ -125,11 +124,10 @@ async def plan_attempts(
             signing = secrets.get(row.endpoint_id, [])
             options = {k: str(v) for k, v in (row.options or {}).items()}
         else:
-            account_secret = await _account_secret(session, row.account_id, account_secrets)
-            if account_secret is None or row.target_url is None:
+            signing = await _account_secrets(session, row.account_id, account_secrets)
+            if row.target_url is None:
                 continue
             url = row.target_url
-            signing = [SecretVersion(account_secret)]
         if not signing:
             continue
         plans.append(
@@ -159,11 +157,20 @@ def _failed_as_disabled(delivery_id: str, disabled_reason: str | None) -> dict[s
     return {"id": delivery_id, "status": FAILED, "next_attempt_at": None, "last_error": reason}
 
 
-async def _account_secret(session: AsyncSession, account_id: str, known: dict[str, str | None]) -> str | None:
-    """The account's webhook secret (it signs a job's one-off URL), looked up once per account."""
+async def _account_secrets(
+    session: AsyncSession, account_id: str, known: dict[str, list[SecretVersion]]
+) -> list[SecretVersion]:
+    """The account's webhook secrets that sign now (they sign a job's one-off URL): the current one first,
+    then the rotated-out one while its grace lasts. Looked up once per account."""
     if account_id not in known:
         account = await session.get(Account, account_id)
-        known[account_id] = account.webhook_secret if account is not None else None
+        versions: list[SecretVersion] = []
+        if account is not None:
+            versions.append(SecretVersion(account.webhook_secret))
+            expires = account.previous_secret_expires_at
+            if account.previous_webhook_secret and expires is not None and as_utc(expires) > utcnow():
+                versions.append(SecretVersion(account.previous_webhook_secret, expires))
+        known[account_id] = versions
     return known[account_id]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Query, status
 
@@ -145,7 +145,8 @@ async def list_deliveries(
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Deliveries to skip.")] = 0,
     status_filter: Annotated[
-        str | None, Query(alias="status", description="pending, succeeded, failed")
+        Literal["pending", "succeeded", "failed"] | None,
+        Query(alias="status", description="Only this status."),
     ] = None,
     event: Annotated[str | None, Query(description="Only this event type.")] = None,
 ) -> schemas.DeliveryPage:

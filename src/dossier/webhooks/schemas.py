@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from dossier.webhooks.models import (
     SlackConnection,
@@ -64,7 +64,7 @@ class EndpointUpdate(BaseModel):
     url: str | None = Field(default=None, description="New URL (validated again).")
     events: list[str] | None = Field(default=None, description="New subscription list.")
     description: str | None = Field(default=None, max_length=500)
-    active: bool | None = Field(default=None, description="false pauses deliveries; true re-enables.")
+    active: StrictBool | None = Field(default=None, description="false pauses deliveries; true re-enables.")
     kruncher_api_key: str | None = Field(default=None, description="Set, or null to stop sending it.")
 
 

@@ -38,6 +38,7 @@ from dossier.webhooks.profiles import (
     WebhookProfile,
     endpoint_option,
     get_profile,
+    known_events,
     profile_for_url,
 )
 from dossier.webhooks.sweeps import destination_key, schedule_sweep
@@ -75,6 +76,11 @@ def _check_events(profile: WebhookProfile, events: Sequence[str] | None) -> list
                 raise InvalidInput(
                     f"profile {profile.name!r} carries only: {', '.join(sorted(profile.events))}"
                 )
+        elif profile.events is None and name not in (known := known_events()):
+            raise InvalidInput(
+                f"unknown event type {name!r}; Dossier sends: {', '.join(sorted(known))} ('*' for all)",
+                detail={"events": sorted(known)},
+            )
         elif not profile.carries(name):
             assert profile.events is not None
             raise InvalidInput(

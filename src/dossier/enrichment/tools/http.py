@@ -205,6 +205,15 @@ class HttpTool(Tool):
     accepts_any_inputs = True
     config_model = HttpConfig
 
+    def check_destinations(self, config: BaseModel, policy: OutboundPolicy) -> None:
+        """The URL's scheme and host are literal: a private, loopback or metadata address (or plain http)
+        the policy refuses is a 422 when the column is saved. Names are resolved when requests are sent."""
+        assert isinstance(config, HttpConfig)
+        try:
+            policy.check_url(PLACEHOLDER.sub("x", config.url))
+        except (BlockedURL, InvalidURL) as exc:
+            raise InvalidInput(f"invalid config for tool 'http': url: {exc.message}") from None
+
     def check_inputs(self, config: BaseModel, input_names: set[str]) -> None:
         """Every placeholder of the templates must be one of the column's inputs, checked when it is added."""
         assert isinstance(config, HttpConfig)

@@ -9,7 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from dossier.webhooks.profiles.base import EndpointOption, RenderedRequest, SecretVersion, WebhookProfile
+from dossier.webhooks.profiles.base import (
+    ENGINE_EVENTS,
+    EndpointOption,
+    RenderedRequest,
+    SecretVersion,
+    WebhookProfile,
+)
 from dossier.webhooks.profiles.kernel import KernelProfile
 from dossier.webhooks.profiles.kruncher import KruncherProfile
 from dossier.webhooks.profiles.kuration import KurationProfile
@@ -47,6 +53,13 @@ def profile_for_url(event_type: str) -> str:
     return ONE_OFF_DEFAULT
 
 
+def known_events() -> frozenset[str]:
+    """Every event type Dossier emits: what the profiles carry, and the engine's own events. An endpoint
+    of a profile that carries any event may subscribe only to these (or to every event, ``*``)."""
+    carried = (profile.events for profile in PROFILES.values() if profile.events is not None)
+    return ENGINE_EVENTS.union(*carried)
+
+
 def register_profile(profile: WebhookProfile) -> None:
     """Add a profile; its name must be new."""
     if profile.name in _REGISTERED:
@@ -78,6 +91,7 @@ __all__ = [
     "WebhookProfile",
     "endpoint_option",
     "get_profile",
+    "known_events",
     "next_delay",
     "profile_for_url",
     "register_profile",

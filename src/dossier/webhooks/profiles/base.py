@@ -41,6 +41,10 @@ USER_AGENT = "Dossier-Webhook/1.0"
 STANDARD_SIGNATURE_HEADER = "webhook-signature"
 #: The event of a test delivery, for profiles that carry any event.
 TEST_EVENT = "webhook.test"
+#: Sent by the engine when it disables an endpoint (see ``dispatch``).
+ENDPOINT_DISABLED_EVENT = "webhook_endpoint.disabled"
+#: The events the engine itself emits, whatever the profile.
+ENGINE_EVENTS = frozenset({TEST_EVENT, ENDPOINT_DISABLED_EVENT})
 REDACTED = "[redacted]"
 
 
