@@ -12,6 +12,7 @@ registers it on import): projects defines tool columns and adds rows through it 
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -100,8 +101,31 @@ def resolve_tool_spec(
 # --- scheduling -----------------------------------------------------------------------------------------
 
 
-def _upsert(session: AsyncSession) -> Any:
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+@functools.cache
+def _pending_upsert(dialect: str) -> Any:
+    """INSERT a pending tool cell, or make an existing one pending again, under the given run token."""
+    table = Cell.__table__
+    assert isinstance(table, Table)
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(table).values(
+        row_pk=bindparam("row_pk"),
+        column_id=bindparam("column_id"),
+        status=PENDING,
+        value=None,
+        error=None,
+        run_token=bindparam("run_token"),
+        updated_at=bindparam("updated_at"),
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.row_pk, table.c.column_id],
+        set_={
+            "status": stmt.excluded.status,
+            "value": None,
+            "error": None,
+            "run_token": stmt.excluded.run_token,
+            "updated_at": stmt.excluded.updated_at,
+        },
+    )
 
 
 async def schedule_cells(
@@ -120,27 +144,11 @@ async def schedule_cells(
         return 0
     token = secrets.token_hex(6)
     now = utcnow()
-    insert = _upsert(session)
-    for chunk in _chunks(row_pks, _IN_CLAUSE_MAX):
-        stmt = insert(Cell).values(
-            [
-                {
-                    "row_pk": pk,
-                    "column_id": column.id,
-                    "status": PENDING,
-                    "value": None,
-                    "error": None,
-                    "run_token": token,
-                    "updated_at": now,
-                }
-                for pk in chunk
-            ]
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[Cell.row_pk, Cell.column_id],
-            set_={"status": PENDING, "value": None, "error": None, "run_token": token, "updated_at": now},
-        )
-        await session.execute(stmt)
+    # One statement, built once per dialect, executed for the whole list (no compiling per call).
+    await session.execute(
+        _pending_upsert(session.get_bind().dialect.name),
+        [{"row_pk": pk, "column_id": column.id, "run_token": token, "updated_at": now} for pk in row_pks],
+    )
 
     tool_inputs = sorted({cid for cid in column.tool_inputs.values() if columns_by_id[cid].is_tool})
     ready: list[int] = list(row_pks)

@@ -45,6 +45,8 @@ from dossier.webhooks.sweeps import destination_key, schedule_sweep
 log = logging.getLogger("dossier.webhooks")
 
 ALL_EVENTS = "*"
+_EVENT_INSERT = insert(WebhookEvent.__table__)
+_DELIVERY_INSERT = insert(WebhookDelivery.__table__)
 MAX_EVENTS_PER_ENDPOINT = 100
 
 
@@ -408,9 +410,10 @@ async def emit_events(
                 }
             )
             keys.add(destination_key(endpoint_id, target))
-    # Multi-row INSERTs, events first (deliveries reference them): a burst of events costs a few statements.
-    await session.execute(insert(WebhookEvent), events)
-    await session.execute(insert(WebhookDelivery), deliveries)
+    # Two set-based INSERTs, events first (deliveries reference them): Core statements built once (no ORM
+    # bookkeeping per row), so a chunk of events costs two statements whatever its size.
+    await session.execute(_EVENT_INSERT, events)
+    await session.execute(_DELIVERY_INSERT, deliveries)
     # Last, and in a fixed order: each upsert locks its sweep's queue row until the commit.
     for key in sorted(keys):
         await schedule_sweep(session, key, now)
