@@ -19,7 +19,7 @@ Scenarios (each one run of this script; --runs 3 gives the median of 3):
     .venv/bin/python bench/e2e.py --rate 100 --rows 3000 --no-baselines        # latency at 100 rows/s
     .venv/bin/python bench/e2e.py --rate 100 --rows 3000 --dead-endpoints 2 --no-baselines
     .venv/bin/python bench/e2e.py --tools three --rows 100000 --read-probe --no-baselines --runs 1
-    .venv/bin/python bench/e2e.py --backend postgresql --workers 1   # then 2, 4: serve --no-worker + N workers
+    .venv/bin/python bench/e2e.py --backend postgresql --workers 2   # serve --no-worker + 2 workers
     .venv/bin/python bench/e2e.py --profile /tmp/serve.prof --runs 1 --no-baselines  # cProfile of the server
 
 Not a test: nothing here asserts a timing. Needs Redis on 127.0.0.1:6379 and a Python with celery, redis,
@@ -230,8 +230,8 @@ def project_body(three: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 # --- one Dossier run ------------------------------------------------------------------------------------
 
 
-async def wait_http(client: aiohttp.ClientSession, url: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_http(client: aiohttp.ClientSession, url: str, within: float = 180) -> None:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         try:
             async with client.get(url) as response:
@@ -240,7 +240,7 @@ async def wait_http(client: aiohttp.ClientSession, url: str, timeout: float = 18
         except aiohttp.ClientError:
             pass
         await asyncio.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer in {timeout:.0f} s")
+    raise RuntimeError(f"{url} did not answer in {within:.0f} s")
 
 
 async def dossier_run(args: argparse.Namespace, database_url: str, receiver: int, store: str) -> Result:
@@ -399,7 +399,7 @@ async def bare_aiohttp(n: int, receiver: int, in_flight: int = 64) -> float:
 
 async def celery_baseline(args: argparse.Namespace, n: int, receiver: int) -> float | None:
     script = SHARED_BENCH / "baseline_celery.py"
-    if not script.exists() or not Path(args.celery_python).exists():
+    if args.celery_missing:
         print(f"   celery baseline skipped: need {script} and {args.celery_python}")
         return None
     with tempfile.TemporaryDirectory() as tmp:
@@ -429,7 +429,9 @@ async def with_store(args: argparse.Namespace, store: str, receiver: int) -> Res
 
     url = make_url(args.pg)
     name = f"dossier_e2e_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username, database=url.database)
+    admin = await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, database=url.database
+    )
     await admin.execute(f'CREATE DATABASE "{name}"')
     try:
         target = url.set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
@@ -443,17 +445,17 @@ def describe(result: Result) -> str:
     ms = [x * 1000 for x in result.latencies]
     cpu = ", ".join(f"{k} {v:.1f}" for k, v in result.cpu.items())
     mem = ", ".join(f"{k} {v:.0f} MB" for k, v in result.memory.items())
+    cpu_ms = 1000 * sum(result.cpu.values()) / result.rows
     line = (
         f"{result.store}: {result.delivered}/{result.rows} rows delivered in {result.seconds:.2f} s = "
-        f"{result.rate:.0f} rows/s; latency p50 {percentile(ms, 0.5):.0f} / p95 {percentile(ms, 0.95):.0f} / "
-        f"p99 {percentile(ms, 0.99):.0f} ms; CPU s: {cpu}; peak RSS: {mem}; "
+        f"{result.rate:.0f} rows/s ({cpu_ms:.2f} CPU ms/row); latency p50 {percentile(ms, 0.5):.0f} / "
+        f"p95 {percentile(ms, 0.95):.0f} / p99 {percentile(ms, 0.99):.0f} ms; CPU s: {cpu}; peak RSS: {mem}; "
         f"bad signatures {result.bad}, duplicates {result.dups}"
     )
     if result.reads:
         reads = [x * 1000 for x in result.reads]
-        line += (
-            f"; GET /rows ({len(reads)}) p50 {percentile(reads, 0.5):.0f} / p99 {percentile(reads, 0.99):.0f} ms"
-        )
+        p50, p99 = percentile(reads, 0.5), percentile(reads, 0.99)
+        line += f"; GET /rows ({len(reads)}) p50 {p50:.0f} / p99 {p99:.0f} ms"
     return line
 
 
@@ -490,7 +492,9 @@ async def main_async(args: argparse.Namespace) -> None:
     for store, runs in results.items():
         rate = statistics.median(r.rate for r in runs)
         p99 = statistics.median(percentile(r.latencies, 0.99) * 1000 for r in runs)
-        line = f"  {store}: {rate:.0f} rows/s (runs {', '.join(f'{r.rate:.0f}' for r in runs)}), p99 {p99:.0f} ms"
+        each = ", ".join(f"{r.rate:.0f}" for r in runs)
+        cpu = statistics.median(1000 * sum(r.cpu.values()) / r.rows for r in runs)
+        line = f"  {store}: {rate:.0f} rows/s (runs {each}), p99 {p99:.0f} ms, Dossier CPU {cpu:.2f} ms/row"
         if c:
             line += f"; {rate / c:.1f}x Celery ({c:.0f}/s)"
         if b:
@@ -500,21 +504,32 @@ async def main_async(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="sqlite")
     parser.add_argument(
-        "--pg", default=os.environ.get("DOSSIER_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+        "--pg",
+        default=os.environ.get("DOSSIER_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"),
     )
     parser.add_argument("--rows", type=int, default=5000)
     parser.add_argument("--batch", type=int, default=1000, help="rows per POST /rows/batch")
-    parser.add_argument("--tools", choices=["one", "three"], default="one", help="domain; or the three chained")
+    parser.add_argument(
+        "--tools", choices=["one", "three"], default="one", help="domain; or the three chained"
+    )
     parser.add_argument("--rate", type=int, default=0, help="rows/s, in batches of rate/10 (0: all at once)")
-    parser.add_argument("--workers", type=int, default=0, help="0: `dossier serve`; N: --no-worker + N workers")
-    parser.add_argument("--dead-endpoints", type=int, default=0, help="kuration endpoints refusing connections")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="0: `dossier serve`; N: --no-worker + N workers"
+    )
+    parser.add_argument(
+        "--dead-endpoints", type=int, default=0, help="kuration endpoints refusing connections"
+    )
     parser.add_argument("--read-probe", action="store_true", help="GET /rows every 0.2 s meanwhile")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--celery-python", default=os.environ.get("CELERY_PYTHON", "/tmp/perf-celery-venv/bin/python"))
+    parser.add_argument(
+        "--celery-python", default=os.environ.get("CELERY_PYTHON", "/tmp/perf-celery-venv/bin/python")
+    )
     parser.add_argument("--profile", help="run the server under cProfile, writing its stats here")
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--receiver", action="store_true", help=argparse.SUPPRESS)
@@ -526,6 +541,9 @@ def main() -> None:
     print(
         f"{platform.node()} {platform.machine()} nproc={os.cpu_count()} "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
+    )
+    args.celery_missing = (
+        not (SHARED_BENCH / "baseline_celery.py").exists() or not Path(args.celery_python).exists()
     )
     asyncio.run(main_async(args))
 

@@ -406,7 +406,10 @@ async def _insert_rows(
     now = utcnow()
     result = await session.execute(
         _ROW_INSERT.returning(_ROWS.c.pk, _ROWS.c.id, sort_by_parameter_order=True),
-        [{"id": new_row_id(), "project_id": project.id, "created_at": now, "updated_at": now} for _ in valued],
+        [
+            {"id": new_row_id(), "project_id": project.id, "created_at": now, "updated_at": now}
+            for _ in valued
+        ],
     )
     rows = [NewRow(pk, row_id) for pk, row_id in result.all()]
     cell_rows = [

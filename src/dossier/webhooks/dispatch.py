@@ -281,7 +281,9 @@ def _delivery_change(
     return change
 
 
-_ATTEMPT_INSERT = insert(WebhookAttempt.__table__)
+_ATTEMPTS = WebhookAttempt.__table__
+assert isinstance(_ATTEMPTS, Table)
+_ATTEMPT_INSERT = insert(_ATTEMPTS)
 _DELIVERY_FIELDS = (
     "attempts",
     "last_attempt_at",
@@ -295,7 +297,7 @@ _DELIVERY_FIELDS = (
 
 @functools.cache
 def _delivery_update(*, delivered: bool) -> Any:
-    """UPDATE of one delivery by id after an attempt (the keys of ``_delivery_change``), executed for a list."""
+    """UPDATE of a delivery by id after an attempt (the keys of ``_delivery_change``), run for a list."""
     table = WebhookDelivery.__table__
     assert isinstance(table, Table)
     fields = _DELIVERY_FIELDS + (("delivered_at",) if delivered else ())
@@ -359,7 +361,9 @@ async def record_attempts(
         await session.execute(_ATTEMPT_INSERT, attempts)
         # Set-based: one UPDATE statement per shape of change (with or without delivered_at), built once.
         for delivered in (True, False):
-            same = [{"b_" + k: v for k, v in c.items()} for c in changes if ("delivered_at" in c) is delivered]
+            same = [
+                {"b_" + k: v for k, v in c.items()} for c in changes if ("delivered_at" in c) is delivered
+            ]
             if same:
                 await session.execute(_delivery_update(delivered=delivered), same)
     await _record_endpoint_health(session, by_endpoint, now, settings)

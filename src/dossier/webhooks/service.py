@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier.accounts.service import generate_webhook_secret
@@ -45,8 +45,11 @@ from dossier.webhooks.sweeps import destination_key, schedule_sweep
 log = logging.getLogger("dossier.webhooks")
 
 ALL_EVENTS = "*"
-_EVENT_INSERT = insert(WebhookEvent.__table__)
-_DELIVERY_INSERT = insert(WebhookDelivery.__table__)
+_EVENTS, _DELIVERIES = WebhookEvent.__table__, WebhookDelivery.__table__
+assert isinstance(_EVENTS, Table) and isinstance(_DELIVERIES, Table)
+# Core INSERTs built once, executed for a whole list of events or deliveries.
+_EVENT_INSERT = insert(_EVENTS)
+_DELIVERY_INSERT = insert(_DELIVERIES)
 MAX_EVENTS_PER_ENDPOINT = 100
 
 
