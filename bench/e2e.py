@@ -417,6 +417,28 @@ async def celery_baseline(args: argparse.Namespace, n: int, receiver: int) -> fl
     return float(match.group(1))
 
 
+async def engine_alone(args: argparse.Namespace, store: str) -> float | None:
+    """bench/webhooks.py (events committed in-process, delivered by the real dispatcher): deliveries/s."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "bench" / "webhooks.py"),
+        "--events",
+        str(args.engine_events),
+        "--backend",
+        store,
+        "--pg",
+        args.pg,
+        stdout=-1,
+        stderr=-3,
+    )
+    out, _ = await process.communicate()
+    match = re.search(rb"in [\d.]+ s = (\d+)/s", out)
+    if match is None:
+        print(f"   bench/webhooks.py failed: {out.decode()[-500:]}")
+        return None
+    return float(match.group(1))
+
+
 # --- stores ---------------------------------------------------------------------------------------------
 
 
@@ -467,6 +489,7 @@ async def main_async(args: argparse.Namespace) -> None:
     port = int(await receiver.stdout.readline())
     stores = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     results: dict[str, list[Result]] = {s: [] for s in stores}
+    engine: dict[str, list[float]] = {s: [] for s in stores}
     celery: list[float] = []
     bare: list[float] = []
     try:
@@ -476,6 +499,11 @@ async def main_async(args: argparse.Namespace) -> None:
                 result = await with_store(args, store, port)
                 results[store].append(result)
                 print("  " + describe(result), flush=True)
+                if args.engine:
+                    figure = await engine_alone(args, store)
+                    if figure is not None:
+                        engine[store].append(figure)
+                        print(f"  {store} engine alone (bench/webhooks.py): {figure:.0f}/s", flush=True)
             if args.baselines:
                 figure = await celery_baseline(args, args.rows, port)
                 if figure is not None:
@@ -500,6 +528,15 @@ async def main_async(args: argparse.Namespace) -> None:
         if b:
             line += f"; {100 * rate / b:.0f}% of bare aiohttp ({b:.0f}/s)"
         print(line)
+        if engine[store]:
+            alone = statistics.median(engine[store])
+            each = ", ".join(f"{x:.0f}" for x in engine[store])
+            line = f"  {store} engine alone: {alone:.0f}/s (runs {each})"
+            if c:
+                line += f"; {alone / c:.1f}x Celery"
+            if b:
+                line += f"; {100 * alone / b:.0f}% of bare aiohttp"
+            print(line)
     print(f"  load average {os.getloadavg()[0]:.1f} {os.getloadavg()[1]:.1f} {os.getloadavg()[2]:.1f}")
 
 
@@ -530,6 +567,8 @@ def main() -> None:
     parser.add_argument(
         "--celery-python", default=os.environ.get("CELERY_PYTHON", "/tmp/perf-celery-venv/bin/python")
     )
+    parser.add_argument("--engine", action="store_true", help="also run bench/webhooks.py (engine alone)")
+    parser.add_argument("--engine-events", type=int, default=10000)
     parser.add_argument("--profile", help="run the server under cProfile, writing its stats here")
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--receiver", action="store_true", help=argparse.SUPPRESS)
