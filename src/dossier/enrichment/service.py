@@ -220,27 +220,32 @@ async def backfill_batch(
 async def claim_cells(
     session: AsyncSession, column_id: str, row_pks: Sequence[int], token: str
 ) -> tuple[Column | None, list[CellWork]]:
-    """Mark this task's cells running and gather what each needs. Stale or vanished cells are left out."""
-    column = await session.get(Column, column_id)
+    """Mark this task's cells running and gather what each needs. Stale or vanished cells are left out.
+
+    Three statements for the whole chunk: the project's columns (this one included), the UPDATE that marks
+    the cells this run still owns (returning them), and one read of every tool input of those rows."""
+    same_project = select(Column.project_id).where(Column.id == column_id).scalar_subquery()
+    columns = {
+        c.id: c for c in await session.scalars(select(Column).where(Column.project_id == same_project))
+    }
+    column = columns.get(column_id)
     if column is None or column.tool_inputs is None:
         return None, []
-    owned = list(
-        await session.scalars(
-            select(Cell.row_pk).where(
-                Cell.column_id == column_id,
-                Cell.row_pk.in_(row_pks),
-                Cell.run_token == token,
-                Cell.status.in_([PENDING, RUNNING]),
-            )
+    marked = await session.execute(
+        update(Cell)
+        .where(
+            Cell.column_id == column_id,
+            Cell.row_pk.in_(row_pks),
+            Cell.run_token == token,
+            Cell.status.in_([PENDING, RUNNING]),
         )
+        .values(status=RUNNING, updated_at=utcnow())
+        .returning(Cell.row_pk)
+        .execution_options(synchronize_session=False)
     )
+    owned = list(marked.scalars())
     if not owned:
         return column, []
-    await session.execute(
-        update(Cell)
-        .where(Cell.column_id == column_id, Cell.row_pk.in_(owned), Cell.run_token == token)
-        .values(status=RUNNING, updated_at=utcnow())
-    )
     input_ids = set(column.tool_inputs.values())
     cells = await session.execute(
         select(Cell.row_pk, Cell.column_id, Cell.value, Cell.status).where(
@@ -250,7 +255,7 @@ async def claim_cells(
     by_row: dict[int, dict[str, tuple[Any, str]]] = {}
     for row_pk, input_column_id, value, status in cells.all():
         by_row.setdefault(row_pk, {})[input_column_id] = (value, status)
-    names = {c.id: c.name for c in (await project_columns_by_id(session, column.project_id)).values()}
+    names = {c.id: c.name for c in columns.values()}
     work = []
     for row_pk in sorted(owned):
         found = by_row.get(row_pk, {})
