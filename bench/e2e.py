@@ -6,7 +6,7 @@ process) that verifies every `X-Kuration-Signature` and counts distinct `webhook
 only speaks HTTP to them. The account comes from `dossier accounts create --json`; the project, its columns
 and the kuration endpoint from the API; rows are POSTed to `/rows/batch`. The clock runs from the first batch
 sent to the last delivery received. Latency is from the answer to a row's batch (its commit) to the receipt of
-its delivery.
+its delivery (with --tools three, of the last of its three: a row is done when every tool column's arrived).
 
 In the same run, interleaved with Dossier's runs: the Celery baseline of ../shared/bench/baseline_celery.py
 (one Celery task per delivery, Redis, `requests`) and a bare aiohttp client (64 in flight, no database), both
@@ -245,6 +245,7 @@ async def wait_http(client: aiohttp.ClientSession, url: str, within: float = 180
 
 async def dossier_run(args: argparse.Namespace, database_url: str, receiver: int, store: str) -> Result:
     three = args.tools == "three"
+    per_row = 3 if three else 1  # tool_output_ready deliveries per row: one per tool column
     env = server_env(database_url, free_port(), {"DOSSIER_REGISTRY_BUILTIN": "true" if three else "false"})
     created = await asyncio.create_subprocess_exec(
         str(BIN), "accounts", "create", f"e2e-{uuid.uuid4().hex[:6]}", "--json", env=env, stdout=-1
@@ -329,7 +330,7 @@ async def dossier_run(args: argparse.Namespace, database_url: str, receiver: int
             while time.monotonic() - started < args.timeout:
                 async with client.get(f"http://127.0.0.1:{receiver}/count") as response:
                     counts = await response.json()
-                if counts["dossier"] >= len(rows):
+                if counts["dossier"] >= len(rows) * per_row:
                     break
                 await asyncio.sleep(0.05)
             elapsed = time.monotonic() - started
@@ -345,13 +346,14 @@ async def dossier_run(args: argparse.Namespace, database_url: str, receiver: int
                     process.send_signal(signal.SIGINT if args.profile else signal.SIGTERM)
             for process in processes.values():
                 await asyncio.wait_for(process.wait(), 60)
-    latencies = [min(receipts[r]) - t for r, t in sent_at.items() if r in receipts]
+    # A row is done when the delivery of its last tool column arrived.
+    latencies = [max(receipts[r]) - t for r, t in sent_at.items() if len(receipts.get(r, ())) >= per_row]
     print(f"   ({store}: all rows sent after {sent:.2f} s)", flush=True)
     return Result(
         store=store,
         rows=len(rows),
         seconds=elapsed,
-        delivered=counts.get("dossier", 0),
+        delivered=counts.get("dossier", 0) // per_row,
         latencies=latencies,
         cpu={name: usage[name][0] - cpu_start[name] for name in processes},
         memory={name: usage[name][1] for name in processes},
