@@ -12,6 +12,7 @@ registers it on import): projects defines tool columns and adds rows through it 
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -102,8 +103,31 @@ def resolve_tool_spec(
 # --- scheduling -----------------------------------------------------------------------------------------
 
 
-def _upsert(session: AsyncSession) -> Any:
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+@functools.cache
+def _pending_upsert(dialect: str) -> Any:
+    """INSERT a pending tool cell, or make an existing one pending again, under the given run token."""
+    table = Cell.__table__
+    assert isinstance(table, Table)
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(table).values(
+        row_pk=bindparam("row_pk"),
+        column_id=bindparam("column_id"),
+        status=PENDING,
+        value=None,
+        error=None,
+        run_token=bindparam("run_token"),
+        updated_at=bindparam("updated_at"),
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.row_pk, table.c.column_id],
+        set_={
+            "status": stmt.excluded.status,
+            "value": None,
+            "error": None,
+            "run_token": stmt.excluded.run_token,
+            "updated_at": stmt.excluded.updated_at,
+        },
+    )
 
 
 async def schedule_cells(
@@ -122,27 +146,11 @@ async def schedule_cells(
         return 0
     token = secrets.token_hex(6)
     now = utcnow()
-    insert = _upsert(session)
-    for chunk in _chunks(row_pks, _IN_CLAUSE_MAX):
-        stmt = insert(Cell).values(
-            [
-                {
-                    "row_pk": pk,
-                    "column_id": column.id,
-                    "status": PENDING,
-                    "value": None,
-                    "error": None,
-                    "run_token": token,
-                    "updated_at": now,
-                }
-                for pk in chunk
-            ]
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[Cell.row_pk, Cell.column_id],
-            set_={"status": PENDING, "value": None, "error": None, "run_token": token, "updated_at": now},
-        )
-        await session.execute(stmt)
+    # One statement, built once per dialect, executed for the whole list (no compiling per call).
+    await session.execute(
+        _pending_upsert(session.get_bind().dialect.name),
+        [{"row_pk": pk, "column_id": column.id, "run_token": token, "updated_at": now} for pk in row_pks],
+    )
 
     tool_inputs = sorted({cid for cid in column.tool_inputs.values() if columns_by_id[cid].is_tool})
     ready: list[int] = list(row_pks)
@@ -214,27 +222,32 @@ async def backfill_batch(
 async def claim_cells(
     session: AsyncSession, column_id: str, row_pks: Sequence[int], token: str
 ) -> tuple[Column | None, list[CellWork]]:
-    """Mark this task's cells running and gather what each needs. Stale or vanished cells are left out."""
-    column = await session.get(Column, column_id)
+    """Mark this task's cells running and gather what each needs. Stale or vanished cells are left out.
+
+    Three statements for the whole chunk: the project's columns (this one included), the UPDATE that marks
+    the cells this run still owns (returning them), and one read of every tool input of those rows."""
+    same_project = select(Column.project_id).where(Column.id == column_id).scalar_subquery()
+    columns = {
+        c.id: c for c in await session.scalars(select(Column).where(Column.project_id == same_project))
+    }
+    column = columns.get(column_id)
     if column is None or column.tool_inputs is None:
         return None, []
-    owned = list(
-        await session.scalars(
-            select(Cell.row_pk).where(
-                Cell.column_id == column_id,
-                Cell.row_pk.in_(row_pks),
-                Cell.run_token == token,
-                Cell.status.in_([PENDING, RUNNING]),
-            )
+    marked = await session.execute(
+        update(Cell)
+        .where(
+            Cell.column_id == column_id,
+            Cell.row_pk.in_(row_pks),
+            Cell.run_token == token,
+            Cell.status.in_([PENDING, RUNNING]),
         )
+        .values(status=RUNNING, updated_at=utcnow())
+        .returning(Cell.row_pk)
+        .execution_options(synchronize_session=False)
     )
+    owned = list(marked.scalars())
     if not owned:
         return column, []
-    await session.execute(
-        update(Cell)
-        .where(Cell.column_id == column_id, Cell.row_pk.in_(owned), Cell.run_token == token)
-        .values(status=RUNNING, updated_at=utcnow())
-    )
     input_ids = set(column.tool_inputs.values())
     cells = await session.execute(
         select(Cell.row_pk, Cell.column_id, Cell.value, Cell.status).where(
@@ -244,7 +257,7 @@ async def claim_cells(
     by_row: dict[int, dict[str, tuple[Any, str]]] = {}
     for row_pk, input_column_id, value, status in cells.all():
         by_row.setdefault(row_pk, {})[input_column_id] = (value, status)
-    names = {c.id: c.name for c in (await project_columns_by_id(session, column.project_id)).values()}
+    names = {c.id: c.name for c in columns.values()}
     work = []
     for row_pk in sorted(owned):
         found = by_row.get(row_pk, {})

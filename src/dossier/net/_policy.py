@@ -88,9 +88,16 @@ _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
 
 
+_IPV4_CHARS = "0123456789."
+
+
 def parse_ip(host: str) -> IPAddress | None:
     """The address if ``host`` is an IP literal (brackets and an IPv6 zone are tolerated), else None."""
     candidate = host.strip("[]").split("%", 1)[0]
+    if ":" not in candidate and candidate.strip(_IPV4_CHARS):
+        # Neither IPv6 (it has a colon) nor IPv4 (digits and dots only): a name. Decided without the
+        # ValueError that ip_address raises for it, which costs more than the rest of a domain lookup.
+        return None
     try:
         return ipaddress.ip_address(candidate)
     except ValueError:

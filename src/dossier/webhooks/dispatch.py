@@ -7,13 +7,14 @@ lease expired) is recognised and left out, which makes at-least-once execution s
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import Table, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier.accounts.models import Account
@@ -287,6 +288,33 @@ def _delivery_change(
     return change
 
 
+_ATTEMPTS = WebhookAttempt.__table__
+assert isinstance(_ATTEMPTS, Table)
+_ATTEMPT_INSERT = insert(_ATTEMPTS)
+_DELIVERY_FIELDS = (
+    "attempts",
+    "last_attempt_at",
+    "last_status_code",
+    "last_error",
+    "status",
+    "next_attempt_at",
+    "redelivered",
+)
+
+
+@functools.cache
+def _delivery_update(*, delivered: bool) -> Any:
+    """UPDATE of a delivery by id after an attempt (the keys of ``_delivery_change``), run for a list."""
+    table = WebhookDelivery.__table__
+    assert isinstance(table, Table)
+    fields = _DELIVERY_FIELDS + (("delivered_at",) if delivered else ())
+    return (
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values({name: bindparam("b_" + name, type_=table.c[name].type) for name in fields})
+    )
+
+
 # An attempt as recorded: its plan, what happened, what follows, and the change made to its delivery.
 _Recorded = tuple[AttemptPlan, AttemptResult, RetryDecision | None, dict[str, Any]]
 
@@ -337,8 +365,14 @@ async def record_attempts(
         if plan.endpoint_id is not None:
             by_endpoint.setdefault(plan.endpoint_id, []).append((plan, result, decision, change))
     if attempts:
-        await session.execute(insert(WebhookAttempt), attempts)
-        await session.execute(update(WebhookDelivery), changes)
+        await session.execute(_ATTEMPT_INSERT, attempts)
+        # Set-based: one UPDATE statement per shape of change (with or without delivered_at), built once.
+        for delivered in (True, False):
+            same = [
+                {"b_" + k: v for k, v in c.items()} for c in changes if ("delivered_at" in c) is delivered
+            ]
+            if same:
+                await session.execute(_delivery_update(delivered=delivered), same)
     await _record_endpoint_health(session, by_endpoint, now, settings)
     await session.flush()
     return recorded

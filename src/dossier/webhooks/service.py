@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier.accounts.service import generate_webhook_secret
@@ -46,6 +46,11 @@ from dossier.webhooks.sweeps import destination_key, schedule_sweep
 log = logging.getLogger("dossier.webhooks")
 
 ALL_EVENTS = "*"
+_EVENTS, _DELIVERIES = WebhookEvent.__table__, WebhookDelivery.__table__
+assert isinstance(_EVENTS, Table) and isinstance(_DELIVERIES, Table)
+# Core INSERTs built once, executed for a whole list of events or deliveries.
+_EVENT_INSERT = insert(_EVENTS)
+_DELIVERY_INSERT = insert(_DELIVERIES)
 MAX_EVENTS_PER_ENDPOINT = 100
 
 
@@ -414,9 +419,10 @@ async def emit_events(
                 }
             )
             keys.add(destination_key(endpoint_id, target))
-    # Multi-row INSERTs, events first (deliveries reference them): a burst of events costs a few statements.
-    await session.execute(insert(WebhookEvent), events)
-    await session.execute(insert(WebhookDelivery), deliveries)
+    # Two set-based INSERTs, events first (deliveries reference them): Core statements built once (no ORM
+    # bookkeeping per row), so a chunk of events costs two statements whatever its size.
+    await session.execute(_EVENT_INSERT, events)
+    await session.execute(_DELIVERY_INSERT, deliveries)
     # Last, and in a fixed order: each upsert locks its sweep's queue row until the commit.
     for key in sorted(keys):
         await schedule_sweep(session, key, now)
