@@ -38,6 +38,10 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 DOSSIER_BIN = str(Path(sys.executable).with_name("dossier"))
 # Loopback only: tests never send traffic anywhere else.
 TEST_OUTBOUND_ALLOW = ["127.0.0.1", "::1", "localhost"]
+# The key that encrypts secrets at rest in every test database (PostgreSQL requires one); tests of the
+# key file and of rotation run the CLI with their own.
+TEST_SECRET_KEY = "x6Lx7b0pN1uWm0Hk2nJ9c0m1gQvYyq1vRr6n8m5V0aE="
+os.environ["DOSSIER_SECRET_KEY"] = TEST_SECRET_KEY
 
 
 def _pg_url() -> URL | None:
@@ -186,6 +190,7 @@ def dossier_env(database_url: str, **extra: str) -> dict[str, str]:
         DOSSIER_DATABASE_URL=database_url,
         DOSSIER_OUTBOUND_ALLOW=",".join(TEST_OUTBOUND_ALLOW),
         DOSSIER_LOG_JSON="true",
+        DOSSIER_SECRET_KEY=TEST_SECRET_KEY,
     )
     env.update(extra)
     return env

@@ -105,8 +105,16 @@ def worker(
         int | None, typer.Option(min=1, help="Tasks run at once (DOSSIER_WORKER_CONCURRENCY).")
     ] = None,
     migrate: Annotated[bool, typer.Option(help="Apply pending migrations first.")] = True,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Serve /metrics, /healthz and /readyz on this port."),
+    ] = None,
+    metrics_host: Annotated[
+        str | None, typer.Option(help="Interface of the metrics port (DOSSIER_HOST).")
+    ] = None,
 ) -> None:
     """Run a queue worker (no API) until SIGTERM or Ctrl-C; run as many as needed against one PostgreSQL."""
+    from dossier.operations.server import metrics_server
     from dossier.queue.runner import run_worker_until_signalled
 
     settings = _settings(auto_migrate=migrate)
@@ -114,7 +122,15 @@ def worker(
     if settings.auto_migrate:
         asyncio.run(_migrate(settings))
     asyncio.run(_first_start(settings, default_account=False))
-    asyncio.run(run_worker_until_signalled(settings, concurrency=concurrency))
+
+    async def run() -> None:
+        if metrics_port is None:
+            await run_worker_until_signalled(settings, concurrency=concurrency)
+            return
+        async with metrics_server(settings, host=metrics_host or settings.host, port=metrics_port):
+            await run_worker_until_signalled(settings, concurrency=concurrency)
+
+    asyncio.run(run())
 
 
 @queue_app.command("stats")

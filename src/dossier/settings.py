@@ -6,7 +6,7 @@ import re
 from functools import lru_cache
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -34,7 +34,11 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(default=1000, ge=1, description="Most companies in one rows/batch request.")
     max_value_chars: int = Field(default=65_536, ge=1, description="Longest text value of one input cell.")
     log_level: str = Field(default="INFO", description="Root log level.")
-    log_json: bool = Field(default=True, description="Structured JSON logs (false: plain text).")
+    log_json: bool = Field(
+        default=False,
+        description="One JSON object per log line (for log collectors); false: readable lines with the "
+        "same fields as key=value.",
+    )
     tool_chunk_rows: int = Field(
         default=100, ge=1, le=1000, description="Rows per queued tool-cell task (one task per column chunk)."
     )
@@ -104,6 +108,27 @@ class Settings(BaseSettings):
     task_modules: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Extra Python modules workers import to register task handlers (comma-separated).",
+    )
+
+    # Secrets at rest (docs/operations.md, "Secrets at rest").
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Key that encrypts webhook secrets and endpoint credentials at rest (`dossier secrets "
+        "generate-key`); comma-separated during a rotation: the first encrypts, all decrypt. Required "
+        "with PostgreSQL; on SQLite a key file beside the database is made when unset.",
+    )
+
+    # Operations (docs/operations.md): probes.
+    readyz_worker_max_age: float = Field(
+        default=60.0,
+        gt=0,
+        description="/readyz needs a worker heartbeat seen within this many seconds (workers beat every "
+        "DOSSIER_WORKER_HEARTBEAT_INTERVAL).",
+    )
+    readyz_require_worker: bool = Field(
+        default=True,
+        description="Whether /readyz fails when no worker is alive (false for an API tier whose readiness "
+        "should not depend on the workers).",
     )
 
     # Registry and matching (docs/configuration.md, "Registry and matching").
