@@ -49,8 +49,10 @@ async def _first_start(settings: Settings, *, default_account: bool) -> str | No
     and, with ``default_account``, create the `default` account on an empty database. Returns that account's
     key (shown this once), or None."""
     from dossier.enrichment.registry.service import ensure_default_registry
+    from dossier.operations.tasks import ensure_retention_task
 
     async with open_database(settings) as maker, maker() as session, session.begin():
+        await ensure_retention_task(session)
         await ensure_default_registry(session, settings)
         if not default_account or await accounts.count_accounts(session) > 0:
             return None

@@ -110,6 +110,44 @@ class Settings(BaseSettings):
         description="Extra Python modules workers import to register task handlers (comma-separated).",
     )
 
+    # Retention (docs/operations.md, "Retention"): days each kind of finished data is kept; 0 keeps it.
+    retention_delivered_days: float = Field(
+        default=30.0, ge=0, description="Days succeeded webhook deliveries (and their attempts) are kept."
+    )
+    retention_failed_days: float = Field(
+        default=90.0, ge=0, description="Days failed webhook deliveries (and their attempts) are kept."
+    )
+    retention_events_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="Days a webhook event is kept once it has no delivery left (none subscribed, or its "
+        "deliveries were pruned). Events with deliveries stay as long as those do.",
+    )
+    retention_jobs_days: float = Field(
+        default=30.0, ge=0, description="Days finished (completed or failed) /rest/v1 jobs are kept."
+    )
+    retention_analyses_days: float = Field(
+        default=90.0, ge=0, description="Days finished (completed or failed) pipeline analyses are kept."
+    )
+    retention_failed_tasks_days: float = Field(
+        default=30.0, ge=0, description="Days failed queue tasks (kept for `dossier queue retry`) are kept."
+    )
+    retention_interval: float = Field(
+        default=3600.0, gt=0, description="Seconds between two runs of the cluster's one retention task."
+    )
+    retention_batch_size: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Rows (deliveries with their attempts, events, jobs, ...) deleted per transaction.",
+    )
+    retention_batch_pause: float = Field(
+        default=0.05,
+        ge=0,
+        description="Seconds the retention task waits between two batches, so live traffic is never queued "
+        "behind it (SQLite has one writer).",
+    )
+
     # Secrets at rest (docs/operations.md, "Secrets at rest").
     secret_key: SecretStr | None = Field(
         default=None,

@@ -20,6 +20,7 @@ TASK_MODULES: tuple[str, ...] = (
     "dossier.webhooks.tasks",
     "dossier.jobs.tasks",
     "dossier.pipeline.tasks",
+    "dossier.operations.tasks",
 )
 
 

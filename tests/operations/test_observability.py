@@ -199,7 +199,7 @@ async def test_queue_depth_and_backlog_age_are_read_from_the_database(api: Any) 
     scrape = samples((await scrape_of(api)).text)
     assert value(scrape, "dossier_queue_tasks", kind="ops.test-kind", state="waiting") == 3
     assert 119 <= value(scrape, "dossier_queue_oldest_due_task_age_seconds") < 200
-    [claimed] = await store.claim_batch(maker, worker_id="w", limit=1, lease_seconds=60)
+    [_claimed] = await store.claim_batch(maker, worker_id="w", limit=1, lease_seconds=60)
     scrape = samples((await scrape_of(api)).text)
     assert value(scrape, "dossier_queue_tasks", kind="ops.test-kind", state="running") == 1
     assert value(scrape, "dossier_queue_tasks", kind="ops.test-kind", state="waiting") == 2
