@@ -14,6 +14,7 @@ from dossier.accounts import service as accounts
 from dossier.db.lifecycle import open_database
 from dossier.enrichment.registry.cli import registry_app
 from dossier.logs import configure_logging
+from dossier.operations.cli import secrets_app
 from dossier.projects.cli import export_rows, import_rows
 from dossier.settings import Settings, get_settings
 from dossier.webhooks.cli import webhooks_app
@@ -25,6 +26,7 @@ queue_app = typer.Typer(help="The work queue: inspect and requeue tasks.", no_ar
 app.add_typer(queue_app, name="queue")
 app.add_typer(registry_app, name="registry")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(secrets_app, name="secrets")
 app.command("import")(import_rows)
 app.command("export")(export_rows)
 
@@ -37,6 +39,18 @@ DEFAULT_ACCOUNT = "default"
 def _settings(**overrides: object) -> Settings:
     base = get_settings()
     return base.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+
+
+def _require_secret_key(settings: Settings) -> None:
+    """Stop with one clear line when the key that encrypts secrets at rest is missing or malformed (on
+    SQLite without DOSSIER_SECRET_KEY this creates the key file beside the database, and says so)."""
+    from dossier.db.secrets import SecretKeyError, keyring_for
+
+    try:
+        keyring_for(settings)
+    except SecretKeyError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(code=1) from None
 
 
 async def _migrate(settings: Settings) -> None:
@@ -78,6 +92,7 @@ def serve(
         port = int(os.environ["PORT"])
     settings = _settings(host=host, port=port, auto_migrate=migrate)
     configure_logging(settings.log_level, settings.log_json)
+    _require_secret_key(settings)
     if settings.auto_migrate:
         asyncio.run(_migrate(settings))
     key = asyncio.run(_first_start(settings, default_account=True))
@@ -121,6 +136,7 @@ def worker(
 
     settings = _settings(auto_migrate=migrate)
     configure_logging(settings.log_level, settings.log_json)
+    _require_secret_key(settings)
     if settings.auto_migrate:
         asyncio.run(_migrate(settings))
     asyncio.run(_first_start(settings, default_account=False))
@@ -186,6 +202,7 @@ def queue_retry_cmd(
 def migrate_cmd() -> None:
     """Apply pending database migrations."""
     settings = _settings()
+    _require_secret_key(settings)
     asyncio.run(_migrate(settings))
     err_console.print("database is up to date")
 

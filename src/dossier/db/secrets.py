@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,3 +225,58 @@ class EncryptedJSON(TypeDecorator[dict[str, Any]]):
             return None
         keyring = keyring_of(dialect)
         return {k: keyring.decrypt(v) if isinstance(v, str) else v for k, v in dict(value).items()}
+
+
+# --- re-encrypting stored values (the migration that encrypts clear values, and key rotation) -------------
+
+# (table, primary key column, secret column, "text" | "json")
+SecretColumn = tuple[str, str, str, str]
+
+
+def secret_columns(metadata: Any) -> list[SecretColumn]:
+    """Every column of ``metadata`` stored with an encrypted type (so a new secret column is rotated too)."""
+    found: list[SecretColumn] = []
+    for table in metadata.sorted_tables:
+        encrypted = [c for c in table.columns if isinstance(c.type, EncryptedText | EncryptedJSON)]
+        if not encrypted:
+            continue
+        [key] = list(table.primary_key.columns)  # secret tables have a one-column primary key
+        for column in encrypted:
+            kind = "json" if isinstance(column.type, EncryptedJSON) else "text"
+            found.append((table.name, key.name, column.name, kind))
+    return found
+
+
+def reencrypt(connection: Any, columns: Iterable[SecretColumn], convert: Callable[[str], str]) -> int:
+    """Apply ``convert`` to every stored string of ``columns`` (raw, as stored) on a synchronous connection
+    inside the caller's transaction; returns how many values changed."""
+    import json
+
+    from sqlalchemy import text
+
+    changed = 0
+    for table, key, column, kind in columns:
+        rows = connection.execute(text(f"SELECT {key}, {column} FROM {table}")).all()
+        for row_key, value in rows:
+            if value is None:
+                continue
+            if kind == "json":
+                data = json.loads(value) if isinstance(value, str) else dict(value)
+                new = {k: convert(v) if isinstance(v, str) else v for k, v in data.items()}
+                if new == data:
+                    continue
+                cast = "CAST(:value AS JSONB)" if connection.dialect.name == "postgresql" else ":value"
+                connection.execute(
+                    text(f"UPDATE {table} SET {column} = {cast} WHERE {key} = :key"),
+                    {"value": json.dumps(new), "key": row_key},
+                )
+                changed += sum(1 for k in data if data[k] != new[k])
+            else:
+                converted = convert(value)
+                if converted != value:
+                    connection.execute(
+                        text(f"UPDATE {table} SET {column} = :value WHERE {key} = :key"),
+                        {"value": converted, "key": row_key},
+                    )
+                    changed += 1
+    return changed

@@ -11,8 +11,6 @@ Create Date: 2026-12-01
   (webhook signing secrets of accounts and endpoints, endpoint option values, Slack incoming-webhook URLs).
 """
 
-from typing import Any
-
 import sqlalchemy as sa
 from alembic import op
 
@@ -31,47 +29,18 @@ SECRET_COLUMNS = (
 )
 
 
-def _keyring() -> Any:
-    from dossier.db.secrets import keyring_of
-
-    return keyring_of(op.get_bind().dialect)
-
-
 def _encrypt_existing(decrypt: bool = False) -> None:
-    import json
-
-    from dossier.db.secrets import PREFIX
+    from dossier.db.secrets import PREFIX, keyring_of, reencrypt
 
     bind = op.get_bind()
-    keyring = _keyring()
+    keyring = keyring_of(bind.dialect)
 
     def convert(value: str) -> str:
         if decrypt:
             return str(keyring.decrypt(value))
-        return value if value.startswith(PREFIX) else keyring.encrypt(value)
+        return value if value.startswith(PREFIX) else str(keyring.encrypt(value))
 
-    for table, key, column, kind in SECRET_COLUMNS:
-        rows = bind.execute(sa.text(f"SELECT {key}, {column} FROM {table}")).all()
-        for row_key, value in rows:
-            if value is None:
-                continue
-            if kind == "json":
-                data = json.loads(value) if isinstance(value, str) else dict(value)
-                new: Any = {k: convert(v) if isinstance(v, str) else v for k, v in data.items()}
-                if new == data:
-                    continue
-                cast = "CAST(:value AS JSONB)" if bind.dialect.name == "postgresql" else ":value"
-                bind.execute(
-                    sa.text(f"UPDATE {table} SET {column} = {cast} WHERE {key} = :key"),
-                    {"value": json.dumps(new), "key": row_key},
-                )
-            else:
-                converted = convert(value)
-                if converted != value:
-                    bind.execute(
-                        sa.text(f"UPDATE {table} SET {column} = :value WHERE {key} = :key"),
-                        {"value": converted, "key": row_key},
-                    )
+    reencrypt(bind, SECRET_COLUMNS, convert)
 
 
 def upgrade() -> None:
