@@ -41,6 +41,20 @@ def _settings(**overrides: object) -> Settings:
     return base.model_copy(update={k: v for k, v in overrides.items() if v is not None})
 
 
+def _start_tracing(settings: Settings) -> None:
+    """Traces when DOSSIER_OTEL_ENABLED (docs/operations.md, "Traces"); one clear line when the extra is
+    missing."""
+    if not settings.otel_enabled:
+        return
+    from dossier.tracing import configure_tracing
+
+    try:
+        configure_tracing()
+    except RuntimeError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(code=1) from None
+
+
 def _require_secret_key(settings: Settings) -> None:
     """Stop with one clear line when the key that encrypts secrets at rest is missing or malformed (on
     SQLite without DOSSIER_SECRET_KEY this creates the key file beside the database, and says so)."""
@@ -93,6 +107,7 @@ def serve(
     settings = _settings(host=host, port=port, auto_migrate=migrate)
     configure_logging(settings.log_level, settings.log_json)
     _require_secret_key(settings)
+    _start_tracing(settings)
     if settings.auto_migrate:
         asyncio.run(_migrate(settings))
     key = asyncio.run(_first_start(settings, default_account=True))
@@ -137,6 +152,7 @@ def worker(
     settings = _settings(auto_migrate=migrate)
     configure_logging(settings.log_level, settings.log_json)
     _require_secret_key(settings)
+    _start_tracing(settings)
     if settings.auto_migrate:
         asyncio.run(_migrate(settings))
     asyncio.run(_first_start(settings, default_account=False))

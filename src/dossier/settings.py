@@ -163,6 +163,11 @@ class Settings(BaseSettings):
         description="/readyz needs a worker heartbeat seen within this many seconds (workers beat every "
         "DOSSIER_WORKER_HEARTBEAT_INTERVAL).",
     )
+    otel_enabled: bool = Field(
+        default=False,
+        description="Export OpenTelemetry traces (needs `pip install 'dossier[otel]'`; the exporter is "
+        "configured by the standard OTEL_* variables, e.g. OTEL_EXPORTER_OTLP_ENDPOINT).",
+    )
     readyz_require_worker: bool = Field(
         default=True,
         description="Whether /readyz fails when no worker is alive (false for an API tier whose readiness "

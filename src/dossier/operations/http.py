@@ -7,14 +7,15 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dossier import metrics
+from dossier import metrics, tracing
 
 UNMATCHED = "unmatched"
 
 
 class RequestMetrics:
     """Pure ASGI middleware: one count and one duration per HTTP request, labelled with the template of the
-    route that served it (``/api/enterprise/projects/{project_id}``), ``unmatched`` when none did."""
+    route that served it (``/api/enterprise/projects/{project_id}``), ``unmatched`` when none did; and its
+    span when tracing is on."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -32,9 +33,14 @@ class RequestMetrics:
                 status = int(message["status"])
             await send(message)
 
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            route: Any = scope.get("route")
-            template = getattr(route, "path", None) or UNMATCHED
-            metrics.http_request(scope.get("method", "GET"), template, status, time.perf_counter() - started)
+        method = scope.get("method", "GET")
+        with tracing.span(f"{method} request", kind="server", **{"http.request.method": method}) as span:
+            try:
+                await self.app(scope, receive, sending)
+            finally:
+                route: Any = scope.get("route")
+                template = getattr(route, "path", None) or UNMATCHED
+                metrics.http_request(method, template, status, time.perf_counter() - started)
+                span.update_name(f"{method} {template}")
+                span.set_attribute("http.route", template)
+                span.set_attribute("http.response.status_code", status)

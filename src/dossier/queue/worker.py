@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dossier import metrics
+from dossier import metrics, tracing
 from dossier.db.base import utcnow
 from dossier.queue.handlers import PermanentFailure, RetryLater, Snooze, TaskRun, WorkerResources, get_kind
 from dossier.queue.store import (
@@ -226,7 +226,9 @@ class Worker:
     async def _execute(self, claim: Claimed) -> None:
         try:
             started = time.perf_counter()
-            outcome = await self._run_handler(claim)
+            with tracing.span(f"task {claim.kind}", **_span_attributes(claim)) as span:
+                outcome = await self._run_handler(claim)
+                span.set_attribute("dossier.task.outcome", outcome)
             metrics.task_finished(claim.kind, outcome, time.perf_counter() - started)
         except asyncio.CancelledError:
             # Only the shutdown drain cancels handlers: the task goes back to the queue unrun.
@@ -353,6 +355,14 @@ class Worker:
                 log.info("released tasks in hand", extra={"worker_id": self.worker_id, "released": released})
             except Exception:
                 log.exception("releasing tasks failed; their leases will expire instead")
+
+
+def _span_attributes(claim: Claimed) -> dict[str, Any]:
+    return {
+        "dossier.task.id": claim.id,
+        "dossier.task.kind": claim.kind,
+        "dossier.task.attempt": claim.attempts,
+    }
 
 
 def _with_error(claim: Claimed, error: str, message: str) -> list[dict[str, Any]]:
