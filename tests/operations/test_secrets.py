@@ -219,3 +219,21 @@ async def test_rotating_the_key_given_in_the_setting(database_url: str) -> None:
     assert opens(values[0], new_key) == secret
     with pytest.raises(InvalidToken):
         opens(values[0], TEST_SECRET_KEY)
+
+
+def test_a_process_picks_up_a_key_file_rotated_by_another(tmp_path: Path) -> None:
+    from dossier.db.secrets import Keyring, SecretKeyError, write_key_file
+
+    old, new = Fernet.generate_key(), Fernet.generate_key()
+    path = tmp_path / "x.db.key"
+    write_key_file(path, [old])
+    running = Keyring([old], path=path)  # what a running `dossier serve` holds
+    # `dossier secrets rotate-key` in another process: new key first, values re-encrypted with it.
+    write_key_file(path, [new])
+    rotated = Keyring([new]).encrypt("whsec_x")
+    assert running.decrypt(rotated) == "whsec_x"
+    assert running.keys == [new]
+    # A value written before encryption existed reads as it is; a value no key opens is a clear error.
+    assert running.decrypt("whsec_clear") == "whsec_clear"
+    with pytest.raises(SecretKeyError, match="does not open"):
+        Keyring([old]).decrypt(rotated)
