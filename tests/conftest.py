@@ -42,6 +42,10 @@ TEST_OUTBOUND_ALLOW = ["127.0.0.1", "::1", "localhost"]
 REGISTRY_INDEX_DIR = Path(
     os.environ.setdefault("DOSSIER_REGISTRY_INDEX_DIR", f"/tmp/dossier-test-index-{os.getpid()}")
 )
+# The key that encrypts secrets at rest in every test database (PostgreSQL requires one); tests of the
+# key file and of rotation run the CLI with their own.
+TEST_SECRET_KEY = "x6Lx7b0pN1uWm0Hk2nJ9c0m1gQvYyq1vRr6n8m5V0aE="
+os.environ["DOSSIER_SECRET_KEY"] = TEST_SECRET_KEY
 
 
 def _pg_url() -> URL | None:
@@ -191,6 +195,7 @@ def dossier_env(database_url: str, **extra: str) -> dict[str, str]:
         DOSSIER_OUTBOUND_ALLOW=",".join(TEST_OUTBOUND_ALLOW),
         DOSSIER_LOG_JSON="true",
         DOSSIER_REGISTRY_INDEX_DIR=str(REGISTRY_INDEX_DIR),
+        DOSSIER_SECRET_KEY=TEST_SECRET_KEY,
     )
     env.update(extra)
     return env

@@ -18,6 +18,8 @@ from dossier.enrichment.routes import router as tools_router
 from dossier.jobs.routes import router as jobs_router
 from dossier.lists.routes import router as lists_router
 from dossier.net import OutboundClient
+from dossier.operations.http import RequestMetrics
+from dossier.operations.routes import router as operations_router
 from dossier.pipeline.routes import router as pipeline_router
 from dossier.projects.routes import router as projects_router
 from dossier.queue.runner import worker_in_background
@@ -76,6 +78,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Fas
     app.add_middleware(RequestText)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MethodsMiddleware)
+    app.add_middleware(RequestMetrics)
     install_error_handlers(app)
     app.include_router(projects_router)
     app.include_router(tools_router)
@@ -84,10 +87,5 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Fas
     app.include_router(pipeline_router)
     app.include_router(reconciliation_router)
     app.include_router(lists_router)
-
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> dict[str, str]:
-        """Liveness: the process answers."""
-        return {"status": "ok"}
-
+    app.include_router(operations_router)
     return app

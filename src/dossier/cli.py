@@ -22,6 +22,7 @@ from dossier.db.lifecycle import open_database
 from dossier.enrichment.registry.cli import registry_app
 from dossier.lists.cli import list_app
 from dossier.logs import configure_logging
+from dossier.operations.cli import secrets_app
 from dossier.projects.cli import export_rows, import_rows
 from dossier.settings import Settings, get_settings
 from dossier.webhooks.cli import webhooks_app
@@ -48,6 +49,7 @@ app.add_typer(queue_app, name="queue")
 app.add_typer(registry_app, name="registry")
 app.add_typer(list_app, name="list")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(secrets_app, name="secrets")
 app.command("import")(import_rows)
 app.command("export")(export_rows)
 
@@ -62,6 +64,32 @@ def _settings(**overrides: object) -> Settings:
     return base.model_copy(update={k: v for k, v in overrides.items() if v is not None})
 
 
+def _start_tracing(settings: Settings) -> None:
+    """Traces when DOSSIER_OTEL_ENABLED (docs/operations.md, "Traces"); one clear line when the extra is
+    missing."""
+    if not settings.otel_enabled:
+        return
+    from dossier.tracing import configure_tracing
+
+    try:
+        configure_tracing()
+    except RuntimeError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(code=1) from None
+
+
+def _require_secret_key(settings: Settings) -> None:
+    """Stop with one clear line when the key that encrypts secrets at rest is missing or malformed (on
+    SQLite without DOSSIER_SECRET_KEY this creates the key file beside the database, and says so)."""
+    from dossier.db.secrets import SecretKeyError, keyring_for
+
+    try:
+        keyring_for(settings)
+    except SecretKeyError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(code=1) from None
+
+
 async def _migrate(settings: Settings) -> None:
     async with open_database(settings, migrate=True):
         pass
@@ -72,8 +100,10 @@ async def _first_start(settings: Settings, *, default_account: bool) -> accounts
     and, with ``default_account``, create the `default` account on an empty database. Returns that account's
     key and signing secret (shown this once), or None."""
     from dossier.enrichment.registry.service import ensure_default_registry
+    from dossier.operations.tasks import ensure_retention_task
 
     async with open_database(settings) as maker, maker() as session, session.begin():
+        await ensure_retention_task(session)
         await ensure_default_registry(session, settings)
         if not default_account or await accounts.count_accounts(session) > 0:
             return None
@@ -98,6 +128,8 @@ def serve(
     # Bind first: a port in use is one plain line before anything starts (no migration, no worker).
     listener = _bind(settings.host, settings.port)
     configure_logging(settings.log_level, settings.log_json)
+    _require_secret_key(settings)
+    _start_tracing(settings)
     if settings.auto_migrate:
         asyncio.run(_migrate(settings))
     created = asyncio.run(_first_start(settings, default_account=True))
@@ -169,16 +201,34 @@ def worker(
         int | None, typer.Option(min=1, help="Tasks run at once (DOSSIER_WORKER_CONCURRENCY).")
     ] = None,
     migrate: Annotated[bool, typer.Option(help="Apply pending migrations first.")] = True,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Serve /metrics, /healthz and /readyz on this port."),
+    ] = None,
+    metrics_host: Annotated[
+        str | None, typer.Option(help="Interface of the metrics port (DOSSIER_HOST).")
+    ] = None,
 ) -> None:
     """Run a queue worker (no API) until SIGTERM or Ctrl-C; run as many as needed against one PostgreSQL."""
+    from dossier.operations.server import metrics_server
     from dossier.queue.runner import run_worker_until_signalled
 
     settings = _settings(auto_migrate=migrate)
     configure_logging(settings.log_level, settings.log_json)
+    _require_secret_key(settings)
+    _start_tracing(settings)
     if settings.auto_migrate:
         asyncio.run(_migrate(settings))
     asyncio.run(_first_start(settings, default_account=False))
-    asyncio.run(run_worker_until_signalled(settings, concurrency=concurrency))
+
+    async def run() -> None:
+        if metrics_port is None:
+            await run_worker_until_signalled(settings, concurrency=concurrency)
+            return
+        async with metrics_server(settings, host=metrics_host or settings.host, port=metrics_port):
+            await run_worker_until_signalled(settings, concurrency=concurrency)
+
+    asyncio.run(run())
 
 
 @queue_app.command("stats")
@@ -232,6 +282,7 @@ def queue_retry_cmd(
 def migrate_cmd() -> None:
     """Apply pending database migrations."""
     settings = _settings()
+    _require_secret_key(settings)
     asyncio.run(_migrate(settings))
     err_console.print("database is up to date")
 

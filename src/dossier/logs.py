@@ -1,4 +1,8 @@
-"""Structured logging: one JSON object per line. Never log API keys or secrets."""
+"""Logging: readable lines (the default) or one JSON object per line. Never log API keys or secrets.
+
+Fields bound with :func:`bound_log_context` (a delivery's id while it is attempted) are added to every line
+logged inside that block, by any logger, in either format.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,9 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +44,52 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+_CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar("dossier_log_context", default=None)
+
+
+@contextmanager
+def bound_log_context(**fields: Any) -> Iterator[None]:
+    """Add ``fields`` to every log record made in this block (this task and what it awaits)."""
+    current = _CONTEXT.get()
+    token = _CONTEXT.set({**current, **fields} if current else fields)
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+class AddContext(logging.Filter):
+    """Copies the bound context fields (see :func:`bound_log_context`) onto each record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = _CONTEXT.get()
+        if fields:
+            for key, value in fields.items():
+                if not hasattr(record, key):
+                    setattr(record, key, value)
+        return True
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS and not k.startswith("_")}
+
+
+class TextFormatter(logging.Formatter):
+    """The readable default: ``time level logger: message key=value ...``."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extras = _extras(record)
+        if not extras:
+            return line
+        fields = " ".join(f"{key}={value}" for key, value in extras.items())
+        head, newline, rest = line.partition("\n")  # a traceback stays below the first line
+        return f"{head} {fields}{newline}{rest}"
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -45,21 +98,19 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                entry[key] = value
+        entry.update(_extras(record))
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str = "INFO", as_json: bool = True) -> None:
-    """Route every logger (ours, uvicorn's, SQLAlchemy's) to stderr in one format."""
+def configure_logging(level: str = "INFO", as_json: bool = False) -> None:
+    """Route every logger (ours, uvicorn's, SQLAlchemy's) to stderr in one format: readable lines, or one
+    JSON object per line with ``as_json``."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(AddContext())
     handler.addFilter(RedactSecrets())
-    handler.setFormatter(
-        JsonFormatter() if as_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
+    handler.setFormatter(JsonFormatter() if as_json else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -43,7 +43,11 @@ class Settings(BaseSettings):
     )
     max_value_chars: int = Field(default=65_536, ge=1, description="Longest text value of one input cell.")
     log_level: str = Field(default="INFO", description="Root log level.")
-    log_json: bool = Field(default=True, description="Structured JSON logs (false: plain text).")
+    log_json: bool = Field(
+        default=False,
+        description="One JSON object per log line (for log collectors); false: readable lines with the "
+        "same fields as key=value.",
+    )
     tool_chunk_rows: int = Field(
         default=100, ge=1, le=1000, description="Rows per queued tool-cell task (one task per column chunk)."
     )
@@ -125,6 +129,70 @@ class Settings(BaseSettings):
     task_modules: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Extra Python modules workers import to register task handlers (comma-separated).",
+    )
+
+    # Retention (docs/operations.md, "Retention"): days each kind of finished data is kept; 0 keeps it.
+    retention_delivered_days: float = Field(
+        default=30.0, ge=0, description="Days succeeded webhook deliveries (and their attempts) are kept."
+    )
+    retention_failed_days: float = Field(
+        default=90.0, ge=0, description="Days failed webhook deliveries (and their attempts) are kept."
+    )
+    retention_events_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="Days a webhook event is kept once it has no delivery left (none subscribed, or its "
+        "deliveries were pruned). Events with deliveries stay as long as those do.",
+    )
+    retention_jobs_days: float = Field(
+        default=30.0, ge=0, description="Days finished (completed or failed) /rest/v1 jobs are kept."
+    )
+    retention_analyses_days: float = Field(
+        default=90.0, ge=0, description="Days finished (completed or failed) pipeline analyses are kept."
+    )
+    retention_failed_tasks_days: float = Field(
+        default=30.0, ge=0, description="Days failed queue tasks (kept for `dossier queue retry`) are kept."
+    )
+    retention_interval: float = Field(
+        default=3600.0, gt=0, description="Seconds between two runs of the cluster's one retention task."
+    )
+    retention_batch_size: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Rows (deliveries with their attempts, events, jobs, ...) deleted per transaction.",
+    )
+    retention_batch_pause: float = Field(
+        default=0.05,
+        ge=0,
+        description="Seconds the retention task waits between two batches, so live traffic is never queued "
+        "behind it (SQLite has one writer).",
+    )
+
+    # Secrets at rest (docs/operations.md, "Secrets at rest").
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Key that encrypts webhook secrets and endpoint credentials at rest (`dossier secrets "
+        "generate-key`); comma-separated during a rotation: the first encrypts, all decrypt. Required "
+        "with PostgreSQL; on SQLite a key file beside the database is made when unset.",
+    )
+
+    # Operations (docs/operations.md): probes.
+    readyz_worker_max_age: float = Field(
+        default=60.0,
+        gt=0,
+        description="/readyz needs a worker heartbeat seen within this many seconds (workers beat every "
+        "DOSSIER_WORKER_HEARTBEAT_INTERVAL).",
+    )
+    otel_enabled: bool = Field(
+        default=False,
+        description="Export OpenTelemetry traces (needs `pip install 'dossier[otel]'`; the exporter is "
+        "configured by the standard OTEL_* variables, e.g. OTEL_EXPORTER_OTLP_ENDPOINT).",
+    )
+    readyz_require_worker: bool = Field(
+        default=True,
+        description="Whether /readyz fails when no worker is alive (false for an API tier whose readiness "
+        "should not depend on the workers).",
     )
 
     # Registry and matching (docs/configuration.md, "Registry and matching").

@@ -21,6 +21,7 @@ TASK_MODULES: tuple[str, ...] = (
     "dossier.jobs.tasks",
     "dossier.pipeline.tasks",
     "dossier.lists.tasks",
+    "dossier.operations.tasks",
 )
 
 

@@ -27,9 +27,12 @@ async def running_worker(
 
 
 async def all_tasks(maker: async_sessionmaker[AsyncSession]) -> list[Task]:
-    """Every row of the tasks table."""
+    """Every row of the tasks table but the cluster's periodic retention task (`dossier worker` queues it at
+    start, for an hour later)."""
     async with maker() as session:
-        return list(await session.scalars(select(Task).order_by(Task.id)))
+        return list(
+            await session.scalars(select(Task).where(Task.kind != "operations.retention").order_by(Task.id))
+        )
 
 
 async def get_task(maker: async_sessionmaker[AsyncSession], task_id: int) -> Task | None:

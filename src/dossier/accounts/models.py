@@ -6,6 +6,7 @@ from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dossier.db.base import Base, new_uuid, utcnow
+from dossier.db.secrets import EncryptedText
 
 
 class Account(Base):
@@ -13,10 +14,11 @@ class Account(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    # HMAC signing secret for webhooks (`whsec_` + base64). Kept in clear because we sign with it.
-    webhook_secret: Mapped[str] = mapped_column(String(100))
+    # HMAC signing secret for webhooks (`whsec_` + base64): encrypted at rest (we sign with it, so it is not
+    # hashed).
+    webhook_secret: Mapped[str] = mapped_column(EncryptedText())
     # After a rotation, the old secret keeps signing the Standard Webhooks header until the grace ends.
-    previous_webhook_secret: Mapped[str | None] = mapped_column(String(100), default=None)
+    previous_webhook_secret: Mapped[str | None] = mapped_column(EncryptedText(), default=None)
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

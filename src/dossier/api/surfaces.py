@@ -126,7 +126,11 @@ RECONCILIATION = Surface(
         422: "JSON that is not a query batch or data extension query; unknown ids, properties or type.",
     },
 )
-OPERATIONS = Surface("operations: probes", ("/healthz",), generic_envelope)
+OPERATIONS = Surface(
+    "operations: probes and metrics (docs/operations.md)",
+    ("/healthz", "/readyz", "/metrics"),
+    generic_envelope,
+)
 
 SURFACES: tuple[Surface, ...] = (ENTERPRISE, JOBS, PIPELINE, RECONCILIATION, OPERATIONS)
 

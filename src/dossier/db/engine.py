@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from dossier.db.secrets import KEYRING_ATTRIBUTE, keyring_for
 from dossier.settings import Settings
 
 # Execution option of the engine behind read-only sessions (see ``create_sessionmaker``).
@@ -19,6 +20,14 @@ def create_engine(settings: Settings) -> AsyncEngine:
     Statement parameters carry secrets and keys (hashes, webhook secrets): they are hidden from SQLAlchemy's
     logs and error messages at every log level.
     """
+    # Fails here, at start, when PostgreSQL is given no DOSSIER_SECRET_KEY (see db.secrets).
+    keyring = keyring_for(settings)
+    engine = _create_engine(settings)
+    setattr(engine.dialect, KEYRING_ATTRIBUTE, keyring)
+    return engine
+
+
+def _create_engine(settings: Settings) -> AsyncEngine:
     url = settings.database_url
     if url.startswith("sqlite"):
         # One connection per process: SQLite has one writer and every transaction here takes the write lock

@@ -16,10 +16,12 @@ from typing import Any
 from dossier.enrichment.protocol import ToolContext, ToolOutcome
 from dossier.enrichment.tools import get_tool
 from dossier.errors import DossierError
+from dossier.metrics import observe_tool_runs
 
 log = logging.getLogger("dossier.enrichment")
 
 
+@observe_tool_runs
 async def run_tool(
     tool_name: str,
     values: Mapping[str, Any],

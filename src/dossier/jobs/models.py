@@ -26,7 +26,11 @@ class Job(Base):
     """A job of an account: its input, where it is, and its result (``record``) or why it failed."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_account_created", "account_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_jobs_account_created", "account_id", "created_at"),
+        # Retention walks finished jobs by completion.
+        Index("ix_jobs_status_completed", "status", "completed_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))

@@ -37,6 +37,8 @@ class Analysis(Base):
     """One run of entity resolution, firmographics and the website tool for a tracked company."""
 
     __tablename__ = "analyses"
+    # Retention walks finished analyses by completion.
+    __table_args__ = (Index("ix_analyses_status_completed", "status", "completed_at"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))

@@ -66,3 +66,16 @@ class Task(Base):
     errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class WorkerPresence(Base):
+    """A running worker process and when it last said so: `/readyz` and `dossier_workers_alive` read it.
+
+    A worker writes its row at start and on every heartbeat, and deletes it when it stops cleanly; a row
+    not refreshed for a day (its process died) is deleted by the next heartbeat of any worker."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

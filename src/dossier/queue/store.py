@@ -32,7 +32,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from dossier.db.base import as_utc, utcnow
-from dossier.queue.models import FAILED, QUEUED, RUNNING, UNFINISHED, UNFINISHED_SQL, Task, owned_by
+from dossier.queue.models import (
+    FAILED,
+    QUEUED,
+    RUNNING,
+    UNFINISHED,
+    UNFINISHED_SQL,
+    Task,
+    WorkerPresence,
+    owned_by,
+)
 from dossier.queue.wakeups import mark_enqueued
 
 tasks_table = cast(Table, Task.__table__)
@@ -319,3 +328,60 @@ async def retry_failed(session: AsyncSession, *, kind: str | None = None, task_i
     if result.rowcount:
         mark_enqueued(session)
     return result.rowcount
+
+
+# --- worker presence ------------------------------------------------------------------------------------
+
+# A presence row not refreshed for this long belongs to a process that died without saying goodbye.
+PRESENCE_FORGOTTEN_AFTER = timedelta(days=1)
+
+
+async def beat(maker: Maker, worker_id: str, *, started_at: datetime) -> None:
+    """Say that ``worker_id`` is alive now (insert or refresh its row); forget long-dead workers."""
+    now = utcnow()
+    async with maker() as session, session.begin():
+        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        stmt = insert(WorkerPresence).values(id=worker_id, started_at=started_at, last_seen_at=now)
+        await session.execute(
+            stmt.on_conflict_do_update(index_elements=[WorkerPresence.id], set_={"last_seen_at": now})
+        )
+        await session.execute(
+            delete(WorkerPresence).where(WorkerPresence.last_seen_at < now - PRESENCE_FORGOTTEN_AFTER)
+        )
+
+
+async def forget(maker: Maker, worker_id: str) -> None:
+    """Remove a stopping worker's presence row."""
+    async with maker() as session, session.begin():
+        await session.execute(delete(WorkerPresence).where(WorkerPresence.id == worker_id))
+
+
+async def workers_seen_since(session: AsyncSession, since: datetime) -> int:
+    """How many workers' heartbeats were seen at or after ``since``."""
+    count = await session.scalar(
+        select(func.count()).select_from(WorkerPresence).where(WorkerPresence.last_seen_at >= since)
+    )
+    return int(count or 0)
+
+
+@dataclass(frozen=True)
+class QueueSnapshot:
+    """What the metrics read of the queue at scrape time."""
+
+    counts: list[tuple[str, str, int]]  # (kind, state, count); state waiting | running | failed
+    oldest_due_age: float
+
+
+async def queue_snapshot(session: AsyncSession, *, now: datetime | None = None) -> QueueSnapshot:
+    """Tasks by kind and state, and the age of the oldest due unclaimed task (seconds)."""
+    now = now or utcnow()
+    names = {QUEUED: "waiting", RUNNING: "running", FAILED: "failed"}
+    rows = await session.execute(
+        select(Task.kind, Task.status, func.count()).group_by(Task.kind, Task.status)
+    )
+    counts = [(kind, names.get(status, status), int(count)) for kind, status, count in rows]
+    oldest = await session.scalar(
+        select(func.min(Task.run_at)).where(Task.status == QUEUED, Task.run_at <= now)
+    )
+    age = max(0.0, (now - as_utc(oldest)).total_seconds()) if oldest is not None else 0.0
+    return QueueSnapshot(counts=counts, oldest_due_age=age)

@@ -24,15 +24,18 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dossier import metrics, tracing
 from dossier.db.base import utcnow
 from dossier.queue.handlers import PermanentFailure, RetryLater, Snooze, TaskRun, WorkerResources, get_kind
 from dossier.queue.store import (
     Claimed,
     Maker,
+    beat,
     claim_batch,
     complete,
     extend_leases,
     fail,
+    forget,
     next_wakeup_at,
     release,
     reschedule,
@@ -134,6 +137,7 @@ class Worker:
         helpers = [
             asyncio.create_task(self._relay_stop(stop), name="worker-stop"),
             asyncio.create_task(self._heartbeats(), name="worker-heartbeat"),
+            asyncio.create_task(self._presence(), name="worker-presence"),
         ]
         engine: AsyncEngine | None = self.maker.kw.get("bind")
         if engine is not None and engine.dialect.name == "postgresql":
@@ -159,6 +163,10 @@ class Worker:
                 for helper in helpers:
                     helper.cancel()
                 await asyncio.gather(*helpers, return_exceptions=True)
+                try:
+                    await forget(self.maker, self.worker_id)
+                except Exception:
+                    log.warning("removing the worker's presence failed", extra={"worker_id": self.worker_id})
                 log.info("worker stopped", extra={"worker_id": self.worker_id})
 
     async def _loop(self, stop: asyncio.Event) -> None:
@@ -217,7 +225,11 @@ class Worker:
 
     async def _execute(self, claim: Claimed) -> None:
         try:
-            await self._run_handler(claim)
+            started = time.perf_counter()
+            with tracing.span(f"task {claim.kind}", **_span_attributes(claim)) as span:
+                outcome = await self._run_handler(claim)
+                span.set_attribute("dossier.task.outcome", outcome)
+            metrics.task_finished(claim.kind, outcome, time.perf_counter() - started)
         except asyncio.CancelledError:
             # Only the shutdown drain cancels handlers: the task goes back to the queue unrun.
             self._interrupted.append(claim)
@@ -228,7 +240,8 @@ class Worker:
                 "recording a task's outcome failed", extra={"task_id": claim.id, "kind": claim.kind}
             )
 
-    async def _run_handler(self, claim: Claimed) -> None:
+    async def _run_handler(self, claim: Claimed) -> str:
+        """Run the claim's handler and record its outcome: succeeded, retried, failed or snoozed."""
         spec = get_kind(claim.kind)
         context = {
             "task_id": claim.id,
@@ -240,7 +253,7 @@ class Worker:
             message = f"no handler is registered for task kind {claim.kind!r} in this worker"
             log.error("unknown task kind", extra=context)
             await self._fail(claim, "UnknownTaskKind", message)
-            return
+            return "failed"
         if claim.attempts > claim.max_attempts:
             # Reclaimed after its worker stopped renewing the lease on the last allowed attempt: a handler
             # that kills its worker (out of memory, a hard crash) must not be retried forever.
@@ -249,35 +262,38 @@ class Worker:
                 "LeaseExpired",
                 f"attempt {claim.attempts - 1} lost its worker (lease expired) and no attempts remain",
             )
-            return
+            return "failed"
         run = TaskRun(claim.id, claim.kind, claim.payload, claim.attempts, self.resources, self.worker_id)
         try:
             await spec.handler(run)
         except PermanentFailure as exc:
             log.warning("task failed permanently", extra={**context, "error": str(exc)})
             await self._fail(claim, type(exc).__name__, str(exc))
+            return "failed"
         except Snooze as exc:
             run_at = utcnow() + timedelta(seconds=max(exc.delay, 0.0))
             await _persist(partial(snooze, self.maker, claim, self.worker_id, run_at=run_at))
+            return "snoozed"
         except RetryLater as exc:
             delay = exc.delay if exc.delay is not None else spec.delay_after(claim.attempts)
-            await self._retry_or_fail(claim, exc, delay)
+            return await self._retry_or_fail(claim, exc, delay)
         except Exception as exc:
             log.warning("task raised", extra=context, exc_info=True)
-            await self._retry_or_fail(claim, exc, spec.delay_after(claim.attempts))
-        else:
-            if run.completed:
-                return  # the handler deleted its task in its own transaction
-            if not await _persist(partial(complete, self.maker, claim, self.worker_id)):
-                log.warning("task finished after losing its lease; its new owner decides", extra=context)
+            return await self._retry_or_fail(claim, exc, spec.delay_after(claim.attempts))
+        if run.completed:
+            return "succeeded"  # the handler deleted its task in its own transaction
+        if not await _persist(partial(complete, self.maker, claim, self.worker_id)):
+            log.warning("task finished after losing its lease; its new owner decides", extra=context)
+        return "succeeded"
 
-    async def _retry_or_fail(self, claim: Claimed, exc: BaseException, delay: float) -> None:
+    async def _retry_or_fail(self, claim: Claimed, exc: BaseException, delay: float) -> str:
         if claim.attempts >= claim.max_attempts:
             await self._fail(claim, type(exc).__name__, str(exc))
-            return
+            return "failed"
         errors = _with_error(claim, type(exc).__name__, str(exc))
         run_at = utcnow() + timedelta(seconds=max(delay, 0.0))
         await _persist(partial(reschedule, self.maker, claim, self.worker_id, errors=errors, run_at=run_at))
+        return "retried"
 
     async def _fail(self, claim: Claimed, error: str, message: str) -> None:
         errors = _with_error(claim, error, message)
@@ -301,6 +317,16 @@ class Worker:
             if lost:
                 # Another worker reclaimed them (we stalled past the lease); our outcome writes are no-ops.
                 log.warning("leases lost", extra={"worker_id": self.worker_id, "task_ids": lost})
+
+    async def _presence(self) -> None:
+        # The cluster's view of live workers (/readyz, dossier_workers_alive): refreshed every heartbeat.
+        started = utcnow()
+        while True:
+            try:
+                await beat(self.maker, self.worker_id, started_at=started)
+            except Exception:
+                log.warning("recording the worker's heartbeat failed", extra={"worker_id": self.worker_id})
+            await asyncio.sleep(self.heartbeat_interval)
 
     async def _relay_stop(self, stop: asyncio.Event) -> None:
         await stop.wait()
@@ -329,6 +355,14 @@ class Worker:
                 log.info("released tasks in hand", extra={"worker_id": self.worker_id, "released": released})
             except Exception:
                 log.exception("releasing tasks failed; their leases will expire instead")
+
+
+def _span_attributes(claim: Claimed) -> dict[str, Any]:
+    return {
+        "dossier.task.id": claim.id,
+        "dossier.task.kind": claim.kind,
+        "dossier.task.attempt": claim.attempts,
+    }
 
 
 def _with_error(claim: Claimed, error: str, message: str) -> list[dict[str, Any]]:

@@ -66,6 +66,8 @@ class AttemptPlan:
     seq: int
     base: int
     trigger: str
+    # When the delivery was written (its event's commit): the delivery-latency metric counts from here.
+    created_at: datetime | None = None
 
     @property
     def destination(self) -> str:
@@ -94,6 +96,7 @@ async def plan_attempts(
                 d.payload,
                 d.status,
                 d.attempts,
+                d.created_at,
                 e.id.label("found_endpoint"),
                 e.url,
                 e.active,
@@ -145,6 +148,7 @@ async def plan_attempts(
                 seq=seq,
                 base=base,
                 trigger=trigger,
+                created_at=row.created_at,
             )
         )
     if disabled:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier.db.base import utcnow
@@ -133,29 +135,39 @@ class Pruned:
 
     deliveries: int
     events: int
+    attempts: int = 0
 
 
 PRUNE_BATCH = 2000
 
 
-async def prune_history(session: AsyncSession, *, before: datetime, limit: int = PRUNE_BATCH) -> Pruned:
-    """Delete up to ``limit`` finished deliveries (succeeded or failed) created before ``before``, with their
-    attempts, then the events older than that left without deliveries. Pending deliveries are never
-    deleted, whatever their age. Call it until it deletes nothing (each call is meant to be one short
-    transaction)."""
+async def prune_deliveries(
+    session: AsyncSession, *, statuses: Sequence[str], before: datetime, limit: int
+) -> tuple[int, int]:
+    """Delete up to ``limit`` deliveries in ``statuses`` (finished ones only) created before ``before``,
+    with their attempts; returns (deliveries, attempts) deleted. One short transaction's worth."""
     if before.tzinfo is None:
         raise InvalidInput("before must include a time zone")
+    kept = [status for status in statuses if status in (SUCCEEDED, FAILED)]  # pending is never pruned
     d = WebhookDelivery
     ids = list(
-        await session.scalars(
-            select(d.id).where(d.status.in_([SUCCEEDED, FAILED]), d.created_at < before).limit(limit)
-        )
+        await session.scalars(select(d.id).where(d.status.in_(kept), d.created_at < before).limit(limit))
     )
-    if ids:
-        # Attempts first: not every store enforces ON DELETE CASCADE the same way.
-        await session.execute(delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(ids)))
-        await session.execute(delete(d).where(d.id.in_(ids)).execution_options(synchronize_session=False))
-    e = WebhookEvent
+    if not ids:
+        return 0, 0
+    # Attempts first: not every store enforces ON DELETE CASCADE the same way.
+    attempts = cast(
+        CursorResult[Any],
+        await session.execute(delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(ids))),
+    )
+    await session.execute(delete(d).where(d.id.in_(ids)).execution_options(synchronize_session=False))
+    return len(ids), attempts.rowcount
+
+
+async def prune_orphan_events(session: AsyncSession, *, before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` events created before ``before`` that have no delivery left (never had one, or
+    theirs were pruned); returns how many."""
+    d, e = WebhookDelivery, WebhookEvent
     orphans = list(
         await session.scalars(
             select(e.id)
@@ -165,4 +177,16 @@ async def prune_history(session: AsyncSession, *, before: datetime, limit: int =
     )
     if orphans:
         await session.execute(delete(e).where(e.id.in_(orphans)).execution_options(synchronize_session=False))
-    return Pruned(deliveries=len(ids), events=len(orphans))
+    return len(orphans)
+
+
+async def prune_history(session: AsyncSession, *, before: datetime, limit: int = PRUNE_BATCH) -> Pruned:
+    """Delete up to ``limit`` finished deliveries (succeeded or failed) created before ``before``, with their
+    attempts, then the events older than that left without deliveries. Pending deliveries are never
+    deleted, whatever their age. Call it until it deletes nothing (each call is meant to be one short
+    transaction)."""
+    deliveries, attempts = await prune_deliveries(
+        session, statuses=(SUCCEEDED, FAILED), before=before, limit=limit
+    )
+    events = await prune_orphan_events(session, before=before, limit=limit)
+    return Pruned(deliveries=deliveries, events=events, attempts=attempts)

@@ -15,6 +15,7 @@ from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, 
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dossier.db.base import Base, BigIntPK, JSONType, new_uuid, utcnow
+from dossier.db.secrets import EncryptedJSON, EncryptedText
 
 PENDING = "pending"
 SUCCEEDED = "succeeded"
@@ -49,8 +50,9 @@ class WebhookEndpoint(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     disabled_reason: Mapped[str | None] = mapped_column(Text, default=None)
     disabled_at: Mapped[datetime | None] = mapped_column(default=None)
-    # Profile options (kruncher's opted-in API key). Never returned in full by the API.
-    options: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # Profile options (kruncher's opted-in API key): credentials, so each value is encrypted at rest. Never
+    # returned in full by the API.
+    options: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON(), default=dict)
     # Start of the current run of failed attempts (None while healthy): drives auto-disable.
     failing_since: Mapped[datetime | None] = mapped_column(default=None)
     # When the account was told this endpoint is failing, once per failing run (so Slack is not flooded).
@@ -70,8 +72,8 @@ class WebhookSecret(Base):
         ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True
     )
     version: Mapped[int] = mapped_column(Integer)
-    # Kept in clear: we sign with it (like accounts.webhook_secret).
-    value: Mapped[str] = mapped_column(String(100))
+    # Encrypted at rest (we sign with it, so it is not hashed; like accounts.webhook_secret).
+    value: Mapped[str] = mapped_column(EncryptedText())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
 
@@ -80,7 +82,11 @@ class WebhookEvent(Base):
     """Something that happened to an account, with its data (the profile builds the envelope from it)."""
 
     __tablename__ = "webhook_events"
-    __table_args__ = (Index("ix_webhook_events_account_created", "account_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_webhook_events_account_created", "account_id", "created_at"),
+        # Retention walks events by age.
+        Index("ix_webhook_events_created", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
@@ -97,6 +103,8 @@ class WebhookDelivery(Base):
         Index("ix_webhook_deliveries_endpoint_created", "endpoint_id", "created_at"),
         Index("ix_webhook_deliveries_endpoint_status", "endpoint_id", "status", "created_at"),
         Index("ix_webhook_deliveries_account_created", "account_id", "created_at"),
+        # Retention walks finished deliveries by age.
+        Index("ix_webhook_deliveries_status_created", "status", "created_at"),
         # The retry sweep of a destination: its pending deliveries by due time.
         Index(
             "ix_webhook_deliveries_retry_due",
@@ -166,8 +174,9 @@ class SlackConnection(Base):
     __tablename__ = "slack_connections"
 
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
-    # The incoming-webhook URL is itself a credential (anyone holding it can post): never returned in full.
-    url: Mapped[str] = mapped_column(Text)
+    # The incoming-webhook URL is itself a credential (anyone holding it can post): never returned in full,
+    # encrypted at rest.
+    url: Mapped[str] = mapped_column(EncryptedText())
     notices: Mapped[list[str]] = mapped_column(JSONType, default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

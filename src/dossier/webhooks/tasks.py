@@ -27,7 +27,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dossier import metrics, tracing
 from dossier.db.base import utcnow
+from dossier.logs import bound_log_context
 from dossier.net import BlockedURL, OutboundClient, OutboundError, RequestTimeout
 from dossier.queue.handlers import Snooze, TaskRun, task_handler
 from dossier.settings import Settings
@@ -175,6 +177,46 @@ async def attempt(
     )
 
 
+def _span_of(plan: dispatch.AttemptPlan) -> dict[str, Any]:
+    return {
+        "name": "webhook attempt",
+        "kind": "client",
+        "dossier.delivery.id": plan.delivery_id,
+        "dossier.webhook.profile": plan.profile,
+        "dossier.webhook.event_type": plan.event_type,
+        "dossier.webhook.attempt": plan.seq + 1,
+        "dossier.webhook.trigger": plan.trigger,
+    }
+
+
+def log_attempt(plan: dispatch.AttemptPlan, result: dispatch.AttemptResult, span: Any) -> None:
+    """Count the attempt (metrics), log it (its delivery id comes from the log context), and note its
+    outcome on its span."""
+    span.set_attribute("dossier.webhook.outcome", result.outcome)
+    if result.status is not None:
+        span.set_attribute("http.response.status_code", result.status)
+    delivered = utcnow() if result.succeeded and plan.base == 0 else None
+    metrics.webhook_attempt(
+        plan.profile,
+        result.outcome,
+        result.duration_ms / 1000,
+        created_at=plan.created_at,
+        delivered_at=delivered,
+    )
+    log.log(
+        logging.DEBUG if result.succeeded else logging.INFO,
+        "webhook attempt",
+        extra={
+            "profile": plan.profile,
+            "attempt": plan.seq + 1,
+            "outcome": result.outcome,
+            "status": result.status,
+            "error": result.error_class,
+            "duration_ms": result.duration_ms,
+        },
+    )
+
+
 def _bounded_headers(headers: Any) -> dict[str, str]:
     # A receiver controls its answer's headers; the history keeps a bounded copy, not whatever it sends.
     kept: dict[str, str] = {}
@@ -265,8 +307,10 @@ async def _attempt_all(
     endpoint = asyncio.Semaphore(settings.webhook_endpoint_concurrency)
 
     async def one(plan: dispatch.AttemptPlan) -> Outcome:
-        async with endpoint, limits.total:
-            result = await attempt(http, plan, settings)
+        with bound_log_context(delivery_id=plan.delivery_id), tracing.span(**_span_of(plan)) as span:
+            async with endpoint, limits.total:
+                result = await attempt(http, plan, settings)
+            log_attempt(plan, result, span)
         limits.observe(plan.destination, result.duration_ms / 1000)
         return plan, result, dispatch.retry_decision(plan, result, settings)
 

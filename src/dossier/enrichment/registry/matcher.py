@@ -46,6 +46,7 @@ from dossier.enrichment.registry.similarity import (
     unmatched,
 )
 from dossier.enrichment.registry.vocabulary import DESCRIPTORS
+from dossier.metrics import observe_resolutions
 
 DEFAULT_THRESHOLD = 0.86
 DEFAULT_MARGIN = 0.05
@@ -573,6 +574,7 @@ class EntityIndex:
         row = self.entities[scored.entity]
         return Candidate(row.kernel_id, row.name, round(scored.confidence, 4), self._features(domain, scored))
 
+    @observe_resolutions
     def resolve(
         self,
         name: str | None = None,
