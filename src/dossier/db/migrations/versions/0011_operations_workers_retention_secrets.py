@@ -1,7 +1,7 @@
 """operations: worker heartbeats, retention indexes, secrets encrypted at rest
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 Create Date: 2026-12-01
 
 - ``workers``: one row per live worker process (its heartbeat), read by /readyz and the metrics.
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0008"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
@@ -23,6 +23,7 @@ depends_on = None
 # are each encrypted.
 SECRET_COLUMNS = (
     ("accounts", "id", "webhook_secret", "text"),
+    ("accounts", "id", "previous_webhook_secret", "text"),
     ("webhook_secrets", "id", "value", "text"),
     ("slack_connections", "account_id", "url", "text"),
     ("webhook_endpoints", "id", "options", "json"),
@@ -61,6 +62,9 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         # SQLite does not enforce VARCHAR lengths; an encrypted secret is longer than the clear one was.
         op.alter_column("accounts", "webhook_secret", type_=sa.Text(), existing_type=sa.String(length=100))
+        op.alter_column(
+            "accounts", "previous_webhook_secret", type_=sa.Text(), existing_type=sa.String(length=100)
+        )
         op.alter_column("webhook_secrets", "value", type_=sa.Text(), existing_type=sa.String(length=100))
     _encrypt_existing()
 
