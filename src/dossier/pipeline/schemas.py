@@ -12,7 +12,7 @@ from dossier.pipeline.models import Analysis, TrackedCompany
 from dossier.pipeline.service import Integration
 from dossier.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from dossier.webhooks.profiles.base import iso_z
-from dossier.webhooks.profiles.kruncher import ANALYSIS_COMPLETED, CHANGED_STATUS
+from dossier.webhooks.profiles.kruncher import ANALYSIS_COMPLETED, API_KEY_OPTION, CHANGED_STATUS
 
 IsoZ = Annotated[datetime, PlainSerializer(lambda d: iso_z(d), return_type=str)]
 
@@ -86,6 +86,12 @@ class WebhookConfigIn(_In):
     url: str = Field(min_length=1, max_length=2048)
     analysisCompleted: bool = False
     changedStatus: bool = False
+    sendApiKey: bool | None = Field(
+        default=None,
+        description="Opt in to `x-kruncher-api-key` (001's verification example): deliveries then carry the "
+        "API key this request was made with. Off by default (a key sent to a URL is a credential leak; "
+        "deliveries are HMAC-signed either way). false stops it; omitted keeps the current choice.",
+    )
 
 
 class Company(BaseModel):
@@ -120,6 +126,7 @@ class WebhookConfig(BaseModel):
     createdAt: IsoZ
     updatedAt: IsoZ
     lastDelivery: IsoZ | None
+    sendsApiKey: bool = Field(description="Whether deliveries carry `x-kruncher-api-key`.")
 
 
 class WebhookConfigCreated(WebhookConfig):
@@ -217,6 +224,7 @@ def webhook(endpoint: WebhookEndpoint, secret: str | None = None) -> WebhookEnve
             createdAt=endpoint.created_at,
             updatedAt=endpoint.updated_at,
             lastDelivery=endpoint.last_delivery_at,
+            sendsApiKey=bool((endpoint.options or {}).get(API_KEY_OPTION)),
             signingSecret=secret,
         )
     )

@@ -64,6 +64,8 @@ async def create_endpoint(
         http=http,
         description=body.description,
         options=schemas.options_in(body),
+        headers=body.headers,
+        rate_limit=body.rate_limit,
     )
     return schemas.endpoint_with_secret(created.endpoint, created.secret)
 

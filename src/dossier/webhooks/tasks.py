@@ -123,8 +123,9 @@ async def attempt(
         timestamp=started,
         secrets=plan.secrets,
         options=options,
+        custom_headers=plan.headers,
     )
-    recorded = profile.redact(rendered.headers)
+    recorded = profile.redact(rendered.headers, custom=plan.headers)
     clock = time.monotonic()
     try:
         # The policy is enforced by the client on this very request: the URL, every address DNS returns
@@ -215,6 +216,9 @@ async def _sweep(run: TaskRun, key: str, limits: _Limits) -> None:
             if time.monotonic() < deadline:
                 due = await sweeps.due_deliveries(session, key, now=utcnow())
             plans = await _plans(session, due)
+            if not plans and due:
+                # Deliveries a rate limit moved to later are no longer due: only the others make it idle.
+                due = await sweeps.due_deliveries(session, key, now=utcnow())
             if not plans:
                 # Due deliveries none of which can be sent (their endpoint cannot sign): do not spin.
                 await _end(run, session, key, wait=IDLE_SWEEP_DELAY if due else 0.0)

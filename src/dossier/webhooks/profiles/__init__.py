@@ -9,7 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from dossier.webhooks.profiles.base import EndpointOption, RenderedRequest, SecretVersion, WebhookProfile
+from dossier.webhooks.profiles.base import (
+    RESERVED_HEADERS,
+    EndpointOption,
+    RenderedRequest,
+    SecretVersion,
+    WebhookProfile,
+)
 from dossier.webhooks.profiles.kernel import KernelProfile
 from dossier.webhooks.profiles.kruncher import KruncherProfile
 from dossier.webhooks.profiles.kuration import KurationProfile
@@ -70,6 +76,7 @@ def endpoint_option(field: str) -> tuple[WebhookProfile, EndpointOption] | None:
 
 __all__ = [
     "PROFILES",
+    "RESERVED_HEADERS",
     "EndpointOption",
     "RenderedRequest",
     "RetrySchedule",

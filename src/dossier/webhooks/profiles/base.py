@@ -42,6 +42,27 @@ STANDARD_SIGNATURE_HEADER = "webhook-signature"
 #: The event of a test delivery, for profiles that carry any event.
 TEST_EVENT = "webhook.test"
 REDACTED = "[redacted]"
+#: Headers an endpoint's static headers may never set: the Standard Webhooks ones and those of HTTP itself.
+RESERVED_HEADERS = frozenset(
+    {
+        "webhook-id",
+        "webhook-timestamp",
+        STANDARD_SIGNATURE_HEADER,
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "transfer-encoding",
+        "host",
+        "connection",
+        "user-agent",
+        "te",
+        "upgrade",
+        "trailer",
+        "keep-alive",
+        "proxy-authorization",
+        "expect",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -52,13 +73,17 @@ class EndpointOption:
 
     field: str
     key: str
+    #: The value is a credential: never shown back by the API, only whether it is set.
+    secret: bool = False
 
-    def check(self, value: str) -> str:
+    def check(self, value: Any) -> str:
         """The value to store; by default a non-empty single line, surrounding spaces removed."""
-        value = value.strip()
-        if not value or any(ch in value for ch in "\r\n\0"):
+        if not isinstance(value, str):
+            raise ValueError(f"{self.field} must be a string")
+        text: str = value.strip()
+        if not text or any(ch in text for ch in "\r\n\0"):
             raise ValueError(f"{self.field} must be a non-empty single-line value")
-        return value
+        return text
 
 
 @dataclass(frozen=True)
@@ -178,10 +203,25 @@ class WebhookProfile(ABC):
         """Keys ``render(options=...)`` understands; anything else is a caller bug and raises."""
         return frozenset(option.key for option in self.endpoint_options)
 
-    def redact(self, headers: Mapping[str, str]) -> dict[str, str]:
-        """Headers as recorded in the history: those that carry secrets replaced, the rest as sent."""
-        hidden = self.secret_headers | {STANDARD_SIGNATURE_HEADER}
+    def redact(
+        self, headers: Mapping[str, str], *, custom: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """Headers as recorded in the history: those that carry secrets replaced, the rest as sent. The
+        endpoint's ``custom`` static headers are redacted too (they often carry a token)."""
+        hidden = self.secret_headers | {STANDARD_SIGNATURE_HEADER} | {k.lower() for k in custom or {}}
         return {k: (REDACTED if k.lower() in hidden else v) for k, v in headers.items()}
+
+    def accepts(self, event_type: str, data: Mapping[str, Any], options: Mapping[str, str]) -> bool:
+        """Whether an endpoint with these options wants this event (a filter option); by default, yes."""
+        return True
+
+    def option_out(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The endpoint's options of this profile as the API shows them (secret ones as a bool)."""
+        shown: dict[str, Any] = {}
+        for option in self.endpoint_options:
+            value = options.get(option.key)
+            shown[option.field] = bool(value) if option.secret else value
+        return shown
 
     def test_event(self, now: datetime) -> tuple[str, dict[str, Any]]:
         """The event type and data of a test delivery (what an account sends to try its endpoint)."""
@@ -227,6 +267,7 @@ class WebhookProfile(ABC):
         timestamp: datetime,
         secrets: Sequence[SecretVersion],
         options: Mapping[str, str] | None = None,
+        custom_headers: Mapping[str, str] | None = None,
     ) -> RenderedRequest:
         """The exact body and headers of one attempt.
 
@@ -270,4 +311,13 @@ class WebhookProfile(ABC):
         headers[STANDARD_SIGNATURE_HEADER] = " ".join(
             standard_signature(secret, delivery_id, seconds, body) for secret in signing
         )
+        if custom_headers:
+            # The endpoint's static headers never replace what the profile sends (signatures included).
+            taken = {name.lower() for name in headers}
+            extra = {}
+            for name, value in custom_headers.items():
+                if name.lower() in taken or name.lower() in RESERVED_HEADERS:
+                    continue
+                extra[name] = _check_header_value(f"header {name}", value)
+            headers = {**headers, **extra}
         return RenderedRequest(body=body, headers=headers)

@@ -60,7 +60,7 @@ class KruncherProfile(WebhookProfile):
     events: ClassVar[frozenset[str] | None] = frozenset({ANALYSIS_COMPLETED, CHANGED_STATUS})
     timeout: ClassVar[float] = 30.0
     endpoint_options: ClassVar[tuple[EndpointOption, ...]] = (
-        EndpointOption(field="kruncher_api_key", key=API_KEY_OPTION),
+        EndpointOption(field="kruncher_api_key", key=API_KEY_OPTION, secret=True),
     )
     secret_headers: ClassVar[frozenset[str]] = frozenset({"x-kruncher-signature", "x-kruncher-api-key"})
 
