@@ -17,6 +17,7 @@ from dossier.logs import configure_logging
 from dossier.projects.cli import export_rows, import_rows
 from dossier.settings import Settings, get_settings
 from dossier.webhooks.cli import webhooks_app
+from dossier.webhooks.listen_cli import listen_cmd
 
 app = typer.Typer(help="Dossier: self-hosted company data enrichment.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts and API keys.", no_args_is_help=True)
@@ -25,6 +26,7 @@ queue_app = typer.Typer(help="The work queue: inspect and requeue tasks.", no_ar
 app.add_typer(queue_app, name="queue")
 app.add_typer(registry_app, name="registry")
 app.add_typer(webhooks_app, name="webhooks")
+app.command("listen")(listen_cmd)
 app.command("import")(import_rows)
 app.command("export")(export_rows)
 

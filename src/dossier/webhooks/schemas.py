@@ -348,3 +348,57 @@ def slack_out(connection: SlackConnection) -> SlackOut:
 
 class Deleted(BaseModel):
     message: str = "deleted"
+
+
+# --- dossier listen -------------------------------------------------------------------------------------
+
+
+class ListenIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "laptop:3000", "profile": "standard"}]},
+    )
+
+    name: str = Field(
+        min_length=1,
+        max_length=100,
+        description="The listener's name: a CLI started again under the same name resumes its endpoint.",
+    )
+    profile: str = Field(default="standard", description="Wire profile of the deliveries.")
+    events: list[str] | None = Field(
+        default=None, description="Event types; default all the profile carries."
+    )
+
+
+class ListenOut(EndpointWithSecret):
+    created: bool = Field(description="false when an existing listener of that name was resumed.")
+    stream: str = Field(description="Path of the Server-Sent Events stream of deliveries.")
+    answers: str = Field(description="Path the listener posts the local answers to.")
+
+
+def listen_out(endpoint: WebhookEndpoint, secret: str, *, created: bool) -> ListenOut:
+    base = f"/api/enterprise/webhooks/listen/{endpoint.id}"
+    return ListenOut(
+        **_endpoint_fields(endpoint),
+        secret=secret,
+        created=created,
+        stream=base + "/stream",
+        answers=base + "/answers",
+    )
+
+
+class ListenAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attempt_id: str = Field(min_length=1, max_length=40)
+    status: int | None = Field(default=None, ge=100, le=599, description="The local URL's status code.")
+    headers: dict[str, str] | None = Field(default=None, description="Its response headers.")
+    body: str | None = Field(default=None, max_length=65536, description="Its response body (kept: 2 KiB).")
+    duration_ms: int | None = Field(default=None, ge=0, le=86_400_000)
+    error: str | None = Field(
+        default=None, max_length=2000, description="Why there is no status (the local URL was unreachable)."
+    )
+
+
+class Recorded(BaseModel):
+    message: str = "recorded"
