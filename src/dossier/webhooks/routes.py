@@ -18,7 +18,7 @@ from dossier.accounts.auth import CurrentAccount
 from dossier.api.deps import Outbound, SettingsDep
 from dossier.api.surfaces import ENTERPRISE
 from dossier.db.session import SessionDep, sessionmaker_from
-from dossier.webhooks import history, listen, schemas, service, slack
+from dossier.webhooks import catalogue, history, listen, schemas, service, slack
 
 router = ENTERPRISE.router(tags=["Webhooks"])
 ERRORS = ENTERPRISE.responses(
@@ -30,6 +30,13 @@ ERRORS = ENTERPRISE.responses(
 CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"description": "The endpoint is disabled; enable it first."}
 }
+
+
+@router.get("/webhooks/event-types", response_model=list[schemas.EventTypeOut], responses=ERRORS)
+async def event_types(account: CurrentAccount) -> list[schemas.EventTypeOut]:
+    """Every event type: the profiles that carry it, the JSON Schema of its payload as each renders it (made
+    from the models that render it) and an example. docs/webhooks.md shows the same catalogue."""
+    return [schemas.EventTypeOut.model_validate(entry) for entry in catalogue.catalogue()]
 
 
 # --- dossier listen (docs/receiving-webhooks.md) ----------------------------------------------------------

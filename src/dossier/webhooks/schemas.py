@@ -402,3 +402,25 @@ class ListenAnswer(BaseModel):
 
 class Recorded(BaseModel):
     message: str = "recorded"
+
+
+# --- the event catalogue --------------------------------------------------------------------------------
+
+
+class RenderedEvent(BaseModel):
+    profile: str
+    schema_: dict[str, Any] = Field(
+        alias="schema", description="JSON Schema of the body this profile sends for the event."
+    )
+    example: dict[str, Any] = Field(description="An example body.")
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class EventTypeOut(BaseModel):
+    type: str
+    description: str
+    data_schema: dict[str, Any] = Field(
+        description="JSON Schema of the event's data (the `standard` `data`)."
+    )
+    profiles: list[RenderedEvent] = Field(description="Each profile an endpoint can receive it in.")

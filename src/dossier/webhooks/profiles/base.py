@@ -26,11 +26,14 @@ import hashlib
 import hmac
 import json
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from dossier.db.base import as_utc
 from dossier.webhooks.retry import DEFAULT_SCHEDULE, RetrySchedule
@@ -87,6 +90,63 @@ class EndpointOption:
 
 
 @dataclass(frozen=True)
+class EventType:
+    """An event type a profile defines, for the catalogue (``GET /webhooks/event-types``).
+
+    ``data`` is the model of the event's data (what is emitted, and what the ``standard`` profile wraps in
+    its envelope); ``example`` is example data for it. The payload each profile renders is described by
+    :meth:`WebhookProfile.payload_model`.
+    """
+
+    name: str
+    description: str
+    data: type[BaseModel]
+    example: Mapping[str, Any]
+
+
+class TestEventData(BaseModel):
+    """``webhook.test``: a test delivery sent from the API or the dashboard."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: str
+
+
+class EndpointDisabledData(BaseModel):
+    """``webhook_endpoint.disabled``: one of the account's endpoints was disabled."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint_id: str
+    url: str
+    reason: str
+    disabled_at: str = Field(description="ISO 8601 time, with zone.")
+
+
+#: Events of the engine itself, carried by profiles that carry any event.
+ENGINE_EVENTS = (
+    EventType(
+        name=TEST_EVENT,
+        description="A test delivery (POST /webhooks/{id}/test) to a standard-profile endpoint.",
+        data=TestEventData,
+        example={"message": "a test event from Dossier"},
+    ),
+    EventType(
+        name="webhook_endpoint.disabled",
+        description="An endpoint of the account was disabled (it answered 410, or failed for days); sent "
+        "to the account's other endpoints.",
+        data=EndpointDisabledData,
+        example={
+            "endpoint_id": "00000000-0000-4000-8000-000000000000",
+            "url": "https://example.com/webhooks",
+            "reason": "the endpoint answered 410 Gone",
+            "disabled_at": "2026-06-08T15:30:00+00:00",
+        },
+    ),
+)
+
+
+@dataclass(frozen=True)
 class SecretVersion:
     """One signing secret of an endpoint.
 
@@ -108,6 +168,17 @@ class RenderedRequest:
 
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+
+
+def literal(value: str) -> Any:
+    """``Literal[value]`` for a value known at run time (a JSON Schema ``const``)."""
+    return Literal[value]
+
+
+def _model_name(profile: str, event: str) -> str:
+    """``KurationToolOutputReady``-style names for generated payload models."""
+    words = re.split(r"[^A-Za-z0-9]+", f"{profile} {event}")
+    return "".join(word[:1].upper() + word[1:] for word in words if word)
 
 
 def iso_z(when: datetime, *, micro: bool = False) -> str:
@@ -181,6 +252,8 @@ class WebhookProfile(ABC):
     #: Whether the ``webhook_retry_schedule`` setting replaces :attr:`default_schedule` (False when the
     #: profile's document fixes its schedule).
     schedule_configurable: ClassVar[bool] = True
+    #: The event types this profile's document defines (the catalogue; see :class:`EventType`).
+    event_types: ClassVar[tuple[EventType, ...]] = ()
 
     def __init__(self, schedule: RetrySchedule | None = None) -> None:
         self._schedule = schedule or self.default_schedule
@@ -226,6 +299,18 @@ class WebhookProfile(ABC):
     def test_event(self, now: datetime) -> tuple[str, dict[str, Any]]:
         """The event type and data of a test delivery (what an account sends to try its endpoint)."""
         return TEST_EVENT, {"message": "a test event from Dossier"}
+
+    def payload_model(self, event: EventType) -> type[BaseModel]:
+        """The model of the body this profile renders for ``event`` (its JSON Schema is the catalogue's).
+
+        By default ``{"event": <name>, "data": <event data>}``; profiles with another envelope override it.
+        """
+        return create_model(
+            _model_name(self.name, event.name),
+            __config__=ConfigDict(extra="forbid"),
+            event=(literal(event.name), ...),
+            data=(event.data, ...),
+        )
 
     def carries(self, event_type: str) -> bool:
         """Whether an endpoint of this profile can subscribe to ``event_type``."""
