@@ -98,6 +98,8 @@ def serve(
         port=settings.port,
         log_config=None,
         proxy_headers=False,
+        # Open `dossier listen` streams never end by themselves: a stopping server waits this long for them.
+        timeout_graceful_shutdown=5,
     )
 
 

@@ -166,3 +166,38 @@ async def test_against_a_running_server(database_url: str, tmp_path: Path, accou
     assert first.status_code == 202, first.text
     assert second.json() == first.json() and second.headers["idempotent-replayed"] == "true"
     assert changed.status_code == 422
+
+
+async def test_a_reservation_left_by_a_dead_request_is_freed(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    account: NewAccount,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    from datetime import timedelta
+
+    from dossier.api.idempotency import _fingerprint
+    from dossier.api.models import IdempotencyKey
+    from dossier.db.base import utcnow
+
+    key = _key()
+    body = b'{"name": "Late", "columns": []}'
+    path = f"{API}/projects"
+    sent = {**headers, **key, "Content-Type": "application/json"}
+    async with sessionmaker() as session, session.begin():
+        session.add(
+            IdempotencyKey(
+                account_id=account.account.id,
+                key=key["Idempotency-Key"],
+                fingerprint=_fingerprint({"method": "POST", "path": path, "query_string": b""}, body),
+                created_at=utcnow() - timedelta(minutes=1),
+            )
+        )
+    running = await client.post(path, content=body, headers=sent)
+    assert running.status_code == 409
+    async with sessionmaker() as session, session.begin():
+        row = await session.get(IdempotencyKey, (account.account.id, key["Idempotency-Key"]))
+        assert row is not None
+        row.created_at = utcnow() - timedelta(minutes=11)
+    freed = await client.post(path, content=body, headers=sent)
+    assert freed.status_code == 201

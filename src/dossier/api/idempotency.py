@@ -6,7 +6,8 @@ batches, jobs, job batches, test events, redeliveries, endpoints...), with one t
 - Keys are per account (the account of the request's API key). A key is 1 to 255 printable ASCII characters.
 - The first request with a key reserves it (a row, committed before the route runs). When it answers 2xx,
   the answer (status, body, content type, location) is stored with the key; any other answer frees the key,
-  so a failed request can be retried with it.
+  so a failed request can be retried with it. A reservation left by a process that died is freed after 10
+  minutes.
 - A repeat with the same method, path, query and body within ``idempotency_key_hours`` gets the stored
   answer (with ``Idempotent-Replayed: true``) and the route does not run. The same key with another request
   is a 422; while the first is still running, a 409.
@@ -41,6 +42,8 @@ log = logging.getLogger("dossier.api")
 HEADER = "idempotency-key"
 REPLAYED = "Idempotent-Replayed"
 MAX_KEY = 255
+# A reservation without an answer after this long belongs to a request that died (no request runs this long).
+ABANDONED = timedelta(minutes=10)
 # Response headers stored and replayed with the body.
 _KEPT_HEADERS = frozenset({b"content-type", b"location"})
 
@@ -131,6 +134,11 @@ class IdempotencyKeys:
                         IdempotencyKey.account_id == account_id, IdempotencyKey.key == key
                     )
                 )
+                if found is not None and found.status is None and found.created_at < now - ABANDONED:
+                    # Reserved by a request whose process died before it answered: the key is free again.
+                    await session.delete(found)
+                    await session.flush()
+                    found = None
                 if found is None:
                     session.add(
                         IdempotencyKey(

@@ -122,7 +122,13 @@ async def connect(session: AsyncSession, endpoint_id: str) -> str:
         delete(WebhookListenerSession).where(WebhookListenerSession.endpoint_id == endpoint_id)
     )
     session.add(WebhookListenerSession(endpoint_id=endpoint_id, connection_id=connection_id, seen_at=now))
-    # Requests handed to a stream that is gone will never be answered: their attempts time out and retry.
+    # Requests handed to a stream that is gone and not answered yet go to this one (their attempts are still
+    # waiting for an answer, within their timeout).
+    await session.execute(
+        update(WebhookListenExchange)
+        .where(WebhookListenExchange.endpoint_id == endpoint_id, WebhookListenExchange.answered_at.is_(None))
+        .values(sent_at=None)
+    )
     await session.execute(
         update(WebhookDelivery)
         .where(

@@ -117,6 +117,8 @@ class Listen:
                 self.forward_to,
                 data=body,
                 headers=headers,
+                # Only the delivery's own headers (and Host, Content-Length): none of aiohttp's defaults.
+                skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=60),
             ) as response:
