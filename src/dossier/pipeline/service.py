@@ -321,9 +321,10 @@ async def finish_analysis(
 
 
 async def find_integration(session: AsyncSession, account_id: str) -> WebhookEndpoint | None:
-    """The account's integration webhook: its oldest ``kruncher`` endpoint, if any."""
+    """The account's integration webhook: its oldest ``kruncher`` endpoint, if any (not a `dossier listen`
+    one)."""
     for endpoint in await webhooks.list_endpoints(session, account_id):
-        if endpoint.profile == KRUNCHER:
+        if endpoint.profile == KRUNCHER and endpoint.listener is None:
             return endpoint
     return None
 
