@@ -327,3 +327,57 @@ def shared_data(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent: the shared data directory is not beside this checkout")
     return path
+
+
+# --- every payload delivered in the suite matches the event catalogue ------------------------------------
+
+# The packages whose tests make deliveries (their tests are checked; the others would only cost time).
+_DELIVERING = ("tests/webhooks/", "tests/pipeline/", "tests/jobs/", "tests/projects/", "tests/enrichment/")
+
+
+async def _catalogue_mismatches(database_url: str) -> list[str]:
+    import jsonschema
+    from sqlalchemy import select
+
+    from dossier.webhooks.catalogue import schema_for
+    from dossier.webhooks.models import WebhookDelivery
+
+    engine = create_engine(Settings(database_url=database_url))
+    try:
+        async with engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(WebhookDelivery.profile, WebhookDelivery.event_type, WebhookDelivery.payload)
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    problems = []
+    for profile, event_type, payload in rows:
+        schema = schema_for(profile, event_type)
+        if schema is None:
+            continue
+        try:
+            jsonschema.validate(payload, schema)
+        except jsonschema.ValidationError as exc:
+            problems.append(f"{profile} {event_type}: {exc.message} in {payload}")
+    return problems
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """After each test that delivered webhooks, every stored payload of a catalogued event validates against
+    the JSON Schema the catalogue publishes for its profile (docs/webhooks.md, "Event catalogue")."""
+    outcome = yield
+    funcargs = getattr(item, "funcargs", {})
+    database_url = funcargs.get("database_url")
+    if outcome.excinfo is not None or database_url is None or not item.nodeid.startswith(_DELIVERING):
+        return
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        problems = asyncio.run(_catalogue_mismatches(database_url))
+    else:  # pragma: no cover - never inside a running loop
+        return
+    if problems:
+        raise AssertionError("payloads that do not match the event catalogue:\n" + "\n".join(problems[:5]))

@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier import __version__
+from dossier.accounts import service as accounts_service
+from dossier.accounts.auth import api_key_from_request
 from dossier.api.errors import install_error_handlers
+from dossier.api.idempotency import IdempotencyKeys
 from dossier.api.limits import BodySizeLimit
 from dossier.api.methods import MethodsMiddleware
 from dossier.api.text import RequestText
@@ -32,6 +36,15 @@ Dossier: self-hosted company data enrichment.
 
 Authenticate with your API key in `kur-api-key`, `x-api-key`, or `Authorization` (bare or `Bearer`).
 """
+
+
+async def _idempotency_account(session: AsyncSession, request: Request) -> str | None:
+    """The account of the request's API key, for ``Idempotency-Key`` (None: the route will answer 401)."""
+    key = api_key_from_request(request)
+    if key is None:
+        return None
+    account = await accounts_service.authenticate(session, key)
+    return account.id if account is not None else None
 
 
 def create_app(settings: Settings | None = None, *, worker: bool = False) -> FastAPI:
@@ -74,6 +87,9 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Fas
     )
     app.state.settings = settings
     app.state.run_worker = worker
+    # Idempotency-Key inside the body-size limit (add_middleware wraps: the last added is the outermost).
+    app.state.idempotency_account = _idempotency_account
+    app.add_middleware(IdempotencyKeys)
     # The last added runs first: the size limit counts the bytes before RequestText buffers and checks them.
     app.add_middleware(RequestText)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

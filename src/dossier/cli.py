@@ -26,6 +26,7 @@ from dossier.operations.cli import secrets_app
 from dossier.projects.cli import export_rows, import_rows
 from dossier.settings import Settings, get_settings
 from dossier.webhooks.cli import webhooks_app
+from dossier.webhooks.listen_cli import listen_cmd
 
 
 def _flags_show_no_type() -> None:
@@ -50,6 +51,7 @@ app.add_typer(registry_app, name="registry")
 app.add_typer(list_app, name="list")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(secrets_app, name="secrets")
+app.command("listen")(listen_cmd)
 app.command("import")(import_rows)
 app.command("export")(export_rows)
 
@@ -161,6 +163,8 @@ def serve(
         create_app(settings.model_copy(update={"auto_migrate": False}), worker=with_worker),
         log_config=None,
         proxy_headers=False,
+        # Open `dossier listen` streams never end by themselves: a stopping server waits this long for them.
+        timeout_graceful_shutdown=5,
     )
     _Server(config).run(sockets=[listener])
 

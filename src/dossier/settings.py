@@ -255,6 +255,27 @@ class Settings(BaseSettings):
         gt=0,
         description="An endpoint whose attempts have failed continuously for this many days is disabled.",
     )
+    webhook_listen_poll_interval: float = Field(
+        default=0.05,
+        gt=0,
+        le=5,
+        description="Seconds between the looks a `dossier listen` stream, and an attempt waiting for the "
+        "listener's answer, take at the database.",
+    )
+    webhook_listen_stale_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="A `dossier listen` stream not seen for this long is gone: attempts to its endpoint fail "
+        "at once (Error Request) and retry on the schedule until it is back.",
+    )
+
+    # Idempotency-Key (docs/configuration.md, "API").
+    idempotency_key_hours: float = Field(
+        default=24.0,
+        gt=0,
+        le=24 * 30,
+        description="Hours an Idempotency-Key is remembered: a repeat within them gets the first answer.",
+    )
 
     # Jobs and pipeline (docs/configuration.md, "Jobs and pipeline").
     jobs_max_batch: int = Field(

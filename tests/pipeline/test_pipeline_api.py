@@ -180,6 +180,7 @@ async def test_webhook_configuration_get_post_put(
         "createdAt",
         "updatedAt",
         "lastDelivery",
+        "sendsApiKey",
         "signingSecret",
     }
     assert data["analysisCompleted"] is True and data["changedStatus"] is True and data["isActive"] is True

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import Query, status
+from fastapi import Query, Request, status
 
-from dossier.accounts.auth import CurrentAccount
+from dossier.accounts.auth import CurrentAccount, api_key_from_request
 from dossier.api.deps import Outbound, SettingsDep
 from dossier.api.surfaces import PIPELINE
 from dossier.db.session import SessionDep
@@ -110,9 +110,17 @@ async def get_webhook(session: SessionDep, account: CurrentAccount) -> schemas.W
 @router.post("/integration/webhook", response_model=schemas.WebhookEnvelope, responses=ERRORS)
 @router.put("/integration/webhook", response_model=schemas.WebhookEnvelope, responses=ERRORS)
 async def configure_webhook(
-    body: schemas.WebhookConfigIn, session: SessionDep, account: CurrentAccount, http: Outbound
+    body: schemas.WebhookConfigIn,
+    request: Request,
+    session: SessionDep,
+    account: CurrentAccount,
+    http: Outbound,
 ) -> schemas.WebhookEnvelope:
-    """Create the webhook or update it (POST and PUT alike). `signingSecret` is shown only on creation."""
+    """Create the webhook or update it (POST and PUT alike). `signingSecret` is shown only on creation.
+    `sendApiKey: true` opts in to the `x-kruncher-api-key` header (the key of this request)."""
+    api_key: str | bool | None = None
+    if body.sendApiKey is not None:
+        api_key = api_key_from_request(request) if body.sendApiKey else False
     result = await service.configure_integration(
         session,
         account.id,
@@ -120,6 +128,7 @@ async def configure_webhook(
         analysis_completed=body.analysisCompleted,
         changed_status=body.changedStatus,
         http=http,
+        api_key=api_key,
     )
     return schemas.integration(result)
 

@@ -12,7 +12,7 @@ from dossier.pipeline.models import Analysis, TrackedCompany
 from dossier.pipeline.service import Integration
 from dossier.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from dossier.webhooks.profiles.base import iso_z
-from dossier.webhooks.profiles.kruncher import ANALYSIS_COMPLETED, CHANGED_STATUS
+from dossier.webhooks.profiles.kruncher import ANALYSIS_COMPLETED, API_KEY_OPTION, CHANGED_STATUS
 
 IsoZ = Annotated[datetime, PlainSerializer(lambda d: iso_z(d), return_type=str)]
 
@@ -87,6 +87,12 @@ class WebhookConfigIn(_In):
     # Strict: "yes" or 1 is a 422, not true.
     analysisCompleted: StrictBool = False
     changedStatus: StrictBool = False
+    sendApiKey: StrictBool | None = Field(
+        default=None,
+        description="Opt in to `x-kruncher-api-key` (001's verification example): deliveries then carry the "
+        "API key this request was made with. Off by default (a key sent to a URL is a credential leak; "
+        "deliveries are HMAC-signed either way). false stops it; omitted keeps the current choice.",
+    )
 
 
 class Company(BaseModel):
@@ -121,6 +127,7 @@ class WebhookConfig(BaseModel):
     createdAt: IsoZ
     updatedAt: IsoZ
     lastDelivery: IsoZ | None
+    sendsApiKey: bool = Field(description="Whether deliveries carry `x-kruncher-api-key`.")
 
 
 class WebhookConfigCreated(WebhookConfig):
@@ -218,6 +225,7 @@ def webhook(endpoint: WebhookEndpoint, secret: str | None = None) -> WebhookEnve
             createdAt=endpoint.created_at,
             updatedAt=endpoint.updated_at,
             lastDelivery=endpoint.last_delivery_at,
+            sendsApiKey=bool((endpoint.options or {}).get(API_KEY_OPTION)),
             signingSecret=secret,
         )
     )

@@ -40,6 +40,8 @@ from dossier.webhooks.profiles.kruncher import (
 
 RUN_ANALYSIS = "analysis.run"
 KRUNCHER = "kruncher"
+# The kruncher profile's endpoint option carrying the opted-in API key (its name in the webhooks API).
+API_KEY_FIELD = "kruncher_api_key"
 HISTORY_STATUSES = (SUCCESS, ERROR_REQUEST, ERROR_RESPONSE)
 INTEGRATION_EVENTS = (ANALYSIS_COMPLETED, CHANGED_STATUS)
 MAX_HISTORY_LIMIT = 100
@@ -346,9 +348,10 @@ async def fail_analysis(session: AsyncSession, analysis_id: str, error: str) -> 
 
 
 async def find_integration(session: AsyncSession, account_id: str) -> WebhookEndpoint | None:
-    """The account's integration webhook: its oldest ``kruncher`` endpoint, if any."""
+    """The account's integration webhook: its oldest ``kruncher`` endpoint, if any (not a `dossier listen`
+    one)."""
     for endpoint in await webhooks.list_endpoints(session, account_id):
-        if endpoint.profile == KRUNCHER:
+        if endpoint.profile == KRUNCHER and endpoint.listener is None:
             return endpoint
     return None
 
@@ -382,22 +385,42 @@ async def configure_integration(
     analysis_completed: bool,
     changed_status: bool,
     http: OutboundClient,
+    api_key: str | bool | None = None,
 ) -> Integration:
     """Create the integration webhook, or update it (URL validated again, events, re-enabled if disabled).
 
-    001 treats POST and PUT alike ("create a new webhook or update existing configuration").
+    001 treats POST and PUT alike ("create a new webhook or update existing configuration"). ``api_key``:
+    a key to send in ``x-kruncher-api-key`` (the opt-in), False to stop sending one, None to keep as is.
     """
     events = _wanted(analysis_completed, changed_status)
     endpoint = await find_integration(session, account_id)
     secret = None
+    options: dict[str, str | None] = {}
+    if api_key is False:
+        options[API_KEY_FIELD] = None
+    elif isinstance(api_key, str):
+        options[API_KEY_FIELD] = api_key
     if endpoint is None:
         created = await webhooks.create_endpoint(
-            session, account_id, url=url, profile=KRUNCHER, events=events or None, http=http
+            session,
+            account_id,
+            url=url,
+            profile=KRUNCHER,
+            events=events or None,
+            http=http,
+            options={k: v for k, v in options.items() if v is not None},
         )
         endpoint, secret = created.endpoint, created.secret
     else:
         endpoint = await webhooks.update_endpoint(
-            session, account_id, endpoint.id, http=http, url=url, events=events or None, active=True
+            session,
+            account_id,
+            endpoint.id,
+            http=http,
+            url=url,
+            events=events or None,
+            active=True,
+            options=options,
         )
     if not events:
         # The engine reads "no events given" as "every event of the profile"; 001's two false flags mean

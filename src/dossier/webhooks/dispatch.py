@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,6 +30,7 @@ from dossier.webhooks.models import (
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
+    WebhookRateLimit,
     WebhookSecret,
 )
 from dossier.webhooks.profiles import SecretVersion, WebhookProfile, get_profile
@@ -68,6 +69,10 @@ class AttemptPlan:
     trigger: str
     # When the delivery was written (its event's commit): the delivery-latency metric counts from here.
     created_at: datetime | None = None
+    #: The endpoint's static headers (see ``WebhookProfile.render``).
+    headers: dict[str, str] = field(default_factory=dict)
+    #: Set for a `dossier listen` endpoint: the attempt goes to its stream, not over HTTP (see ``listen``).
+    listener: str | None = None
 
     @property
     def destination(self) -> str:
@@ -102,6 +107,9 @@ async def plan_attempts(
                 e.active,
                 e.disabled_reason,
                 e.options,
+                e.headers,
+                e.rate_limit,
+                e.listener,
             )
             .outerjoin(e, e.id == d.endpoint_id)
             .where(d.id.in_(list(wanted)))
@@ -113,11 +121,13 @@ async def plan_attempts(
     account_secrets: dict[str, list[SecretVersion]] = {}
     disabled: list[dict[str, Any]] = []
     plans: list[AttemptPlan] = []
+    rates: dict[str, float] = {}
     for row in deliveries:
         seq, base = wanted[row.id]
         if row.status != PENDING or row.attempts != seq:
             continue
         options: dict[str, str] = {}
+        headers: dict[str, str] = {}
         if row.endpoint_id is not None:
             if row.found_endpoint is None:
                 continue
@@ -127,6 +137,9 @@ async def plan_attempts(
             url = row.url
             signing = secrets.get(row.endpoint_id, [])
             options = {k: str(v) for k, v in (row.options or {}).items()}
+            headers = dict(row.headers or {})
+            if row.rate_limit:
+                rates[row.endpoint_id] = row.rate_limit
         else:
             signing = await _account_secrets(session, row.account_id, account_secrets)
             if row.target_url is None:
@@ -149,11 +162,60 @@ async def plan_attempts(
                 base=base,
                 trigger=trigger,
                 created_at=row.created_at,
+                headers=headers,
+                listener=row.listener if row.endpoint_id is not None else None,
             )
         )
     if disabled:
         await session.execute(update(WebhookDelivery), disabled)
+    if rates:
+        plans = await _within_rate_limits(session, plans, rates)
     return plans
+
+
+# A rate-limited endpoint may take up to this long's worth of attempts at once (at least one), so any
+# second holds at most about ``rate * (1 + RATE_BURST_SECONDS)`` attempts.
+RATE_BURST_SECONDS = 0.1
+
+
+async def _within_rate_limits(
+    session: AsyncSession, plans: list[AttemptPlan], rates: Mapping[str, float]
+) -> list[AttemptPlan]:
+    """The plans the endpoints' rate limits allow now; the others' deliveries are moved to when they will
+    be (not an attempt: their retry schedule is untouched).
+
+    The state is one row per endpoint (GCRA's theoretical arrival time), locked while it is read and
+    written, so the limit holds across every worker process and every sweep of the endpoint."""
+    now = utcnow()
+    allowed: list[AttemptPlan] = []
+    deferred: list[dict[str, Any]] = []
+    by_endpoint: dict[str, list[AttemptPlan]] = {}
+    for plan in plans:
+        if plan.endpoint_id is not None and plan.endpoint_id in rates:
+            by_endpoint.setdefault(plan.endpoint_id, []).append(plan)
+        else:
+            allowed.append(plan)
+    for endpoint_id in sorted(by_endpoint):
+        interval = 1.0 / rates[endpoint_id]
+        tolerance = timedelta(seconds=max(0.0, RATE_BURST_SECONDS - interval))
+        state = await session.scalar(
+            select(WebhookRateLimit).where(WebhookRateLimit.endpoint_id == endpoint_id).with_for_update()
+        )
+        if state is None:
+            state = WebhookRateLimit(endpoint_id=endpoint_id, tat=now)
+            session.add(state)
+        tat = max(state.tat, now)
+        for plan in by_endpoint[endpoint_id]:
+            if tat - now <= tolerance:
+                allowed.append(plan)
+                tat += timedelta(seconds=interval)
+            else:
+                deferred.append({"id": plan.delivery_id, "next_attempt_at": tat - tolerance})
+        state.tat = tat
+    if deferred:
+        await session.execute(update(WebhookDelivery), deferred)
+    await session.flush()
+    return allowed
 
 
 def _failed_as_disabled(delivery_id: str, disabled_reason: str | None) -> dict[str, Any]:

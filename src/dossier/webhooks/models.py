@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, false, text
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dossier.db.base import Base, BigIntPK, JSONType, new_uuid, utcnow
@@ -58,8 +58,65 @@ class WebhookEndpoint(Base):
     # When the account was told this endpoint is failing, once per failing run (so Slack is not flooded).
     failure_notified_at: Mapped[datetime | None] = mapped_column(default=None)
     last_delivery_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Static headers sent with every delivery (the profile's own and the Standard Webhooks ones win).
+    headers: Mapped[dict[str, str] | None] = mapped_column(JSONType, default=None)
+    # At most this many attempts per second to the endpoint, cluster-wide (WebhookRateLimit); None: no limit.
+    rate_limit: Mapped[float | None] = mapped_column(Float, default=None)
+    # The name of the `dossier listen` session this endpoint streams to (None: an HTTP endpoint).
+    listener: Mapped[str | None] = mapped_column(String(100), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookRateLimit(Base):
+    """The rate limit's state of an endpoint, shared by every worker process: the theoretical arrival time
+    of the next attempt (GCRA). An attempt may go when ``tat`` is at most one second ahead of now."""
+
+    __tablename__ = "webhook_rate_limits"
+
+    endpoint_id: Mapped[str] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), primary_key=True
+    )
+    tat: Mapped[datetime] = mapped_column()
+
+
+class WebhookListenerSession(Base):
+    """A connected (or recently connected) `dossier listen` stream of a listener endpoint."""
+
+    __tablename__ = "webhook_listener_sessions"
+
+    endpoint_id: Mapped[str] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), primary_key=True
+    )
+    connection_id: Mapped[str] = mapped_column(String(40))
+    # Refreshed by the stream while the CLI is connected; a listener unseen for a few seconds is gone.
+    seen_at: Mapped[datetime] = mapped_column()
+
+
+class WebhookListenExchange(Base):
+    """One attempt to a listener endpoint: the request the stream hands to the CLI, and the answer the
+    CLI got from the local URL (written back by the CLI, read by the dispatcher waiting for it)."""
+
+    __tablename__ = "webhook_listen_exchanges"
+
+    attempt_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True
+    )
+    delivery_id: Mapped[str] = mapped_column(String(40))
+    event_type: Mapped[str] = mapped_column(String(100))
+    request_headers: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # The body exactly as sent (every profile's body is ASCII JSON).
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    answered_at: Mapped[datetime | None] = mapped_column(default=None)
+    response_status: Mapped[int | None] = mapped_column(Integer, default=None)
+    response_headers: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    response_body: Mapped[str | None] = mapped_column(Text, default=None)
+    # Set when the CLI could not reach the local URL (no response): the attempt is an ``Error Request``.
+    error_text: Mapped[str | None] = mapped_column(Text, default=None)
+    duration_ms: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class WebhookSecret(Base):

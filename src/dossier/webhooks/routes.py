@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import Query, status
+import anyio
+from fastapi import Query, Request, status
+from fastapi.responses import StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dossier.accounts.auth import CurrentAccount
 from dossier.api.deps import Outbound, SettingsDep
 from dossier.api.surfaces import ENTERPRISE
-from dossier.db.session import SessionDep
-from dossier.webhooks import history, schemas, service, slack
+from dossier.db.session import SessionDep, sessionmaker_from
+from dossier.webhooks import catalogue, history, listen, schemas, service, slack
 
 router = ENTERPRISE.router(tags=["Webhooks"])
 ERRORS = ENTERPRISE.responses(
@@ -22,6 +30,104 @@ ERRORS = ENTERPRISE.responses(
 CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"description": "The endpoint is disabled; enable it first."}
 }
+
+
+@router.get("/webhooks/event-types", response_model=list[schemas.EventTypeOut], responses=ERRORS)
+async def event_types(account: CurrentAccount) -> list[schemas.EventTypeOut]:
+    """Every event type: the profiles that carry it, the JSON Schema of its payload as each renders it (made
+    from the models that render it) and an example. docs/webhooks.md shows the same catalogue."""
+    return [schemas.EventTypeOut.model_validate(entry) for entry in catalogue.catalogue()]
+
+
+# --- dossier listen (docs/receiving-webhooks.md) ----------------------------------------------------------
+
+
+@router.post("/webhooks/listen", response_model=schemas.ListenOut, responses=ERRORS)
+async def open_listener(
+    body: schemas.ListenIn, session: SessionDep, account: CurrentAccount, http: Outbound
+) -> schemas.ListenOut:
+    """Create (or resume, by name) the temporary endpoint of a `dossier listen` session, with its secret."""
+    opened = await listen.open_listener(
+        session, account.id, name=body.name, profile=body.profile, events=body.events, http=http
+    )
+    return schemas.listen_out(opened.endpoint, opened.secret, created=opened.created)
+
+
+@router.get(
+    "/webhooks/listen/{endpoint_id}/stream",
+    responses={**ERRORS, 200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events."}},
+    response_class=StreamingResponse,
+)
+async def listen_stream(
+    endpoint_id: str, request: Request, session: SessionDep, account: CurrentAccount, settings: SettingsDep
+) -> StreamingResponse:
+    """The deliveries of a listener endpoint as Server-Sent Events (`event: delivery`, data: attempt_id,
+    delivery_id, event_type, headers, body). Connecting makes the endpoint's pending deliveries due now;
+    one stream per endpoint (a new one replaces the previous)."""
+    await listen.listener_endpoint(session, account.id, endpoint_id)
+    # Committed with the request's transaction, before the first event is streamed.
+    connection_id = await listen.connect(session, endpoint_id)
+    maker = sessionmaker_from(request)
+    return StreamingResponse(
+        _events(request, maker, endpoint_id, connection_id, settings.webhook_listen_poll_interval),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _events(
+    request: Request,
+    maker: async_sessionmaker[AsyncSession],
+    endpoint_id: str,
+    connection_id: str,
+    poll: float,
+) -> AsyncIterator[str]:
+    ready = {"endpoint_id": endpoint_id, "connection_id": connection_id}
+    yield f"event: ready\ndata: {json.dumps(ready)}\n\n"
+    touched = time.monotonic()
+    try:
+        while not await request.is_disconnected():
+            # Nothing is yielded inside the transaction: a slow client must not hold it open.
+            ping = replaced = False
+            async with maker() as session, session.begin():
+                if time.monotonic() - touched >= listen.TOUCH_INTERVAL:
+                    touched = time.monotonic()
+                    ping = True
+                    replaced = not await listen.touch(session, endpoint_id, connection_id)
+                requests = [] if replaced else await listen.take_requests(session, endpoint_id)
+            if replaced:
+                yield "event: replaced\ndata: {}\n\n"
+                return
+            if ping:
+                yield ": ping\n\n"
+            for item in requests:
+                yield f"event: delivery\ndata: {json.dumps(item)}\n\n"
+            await asyncio.sleep(poll)
+    finally:
+        # Shielded: the server cancels the stream when the client goes, and the listener must be marked
+        # gone (else attempts wait for answers until it goes stale).
+        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+            async with maker() as session, session.begin():
+                await listen.disconnect(session, endpoint_id, connection_id)
+
+
+@router.post("/webhooks/listen/{endpoint_id}/answers", response_model=schemas.Recorded, responses=ERRORS)
+async def listen_answer(
+    endpoint_id: str, body: schemas.ListenAnswer, session: SessionDep, account: CurrentAccount
+) -> schemas.Recorded:
+    """The local URL's answer to one streamed request; the attempt is recorded from it."""
+    await listen.record_answer(
+        session,
+        account.id,
+        endpoint_id,
+        attempt_id=body.attempt_id,
+        status=body.status,
+        headers=body.headers,
+        body=body.body,
+        duration_ms=body.duration_ms,
+        error=body.error,
+    )
+    return schemas.Recorded()
 
 
 # Delivery routes come first: "/webhooks/deliveries/..." must not be read as an endpoint id.
@@ -64,6 +170,8 @@ async def create_endpoint(
         http=http,
         description=body.description,
         options=schemas.options_in(body),
+        headers=body.headers,
+        rate_limit=body.rate_limit,
     )
     return schemas.endpoint_with_secret(created.endpoint, created.secret)
 

@@ -53,6 +53,26 @@ class EndpointCreate(BaseModel):
         description="kruncher profile only: send this value in `x-kruncher-api-key` (off unless given; "
         "deliveries are HMAC-signed either way, see docs/webhooks.md).",
     )
+    kuration_signature: str | None = Field(
+        default=None,
+        description="kuration profile only: `sha256` (default: `X-Kuration-Signature: sha256=<hex>`, as 002 "
+        "specifies) or `hex` (the bare digest the handler printed in 000 compares with).",
+    )
+    kuration_projects: list[str] | None = Field(
+        default=None, description="kuration profile only: deliver only these projects' events."
+    )
+    headers: dict[str, str] | None = Field(
+        default=None,
+        description="Static headers sent with every delivery (never a signature, Standard Webhooks or HTTP "
+        "header). Redacted in the delivery history.",
+    )
+    rate_limit: float | None = Field(
+        default=None,
+        gt=0,
+        le=10_000,
+        allow_inf_nan=False,
+        description="At most this many requests per second to the endpoint, across every worker process.",
+    )
 
 
 class EndpointUpdate(BaseModel):
@@ -66,9 +86,17 @@ class EndpointUpdate(BaseModel):
     description: str | None = Field(default=None, max_length=500)
     active: StrictBool | None = Field(default=None, description="false pauses deliveries; true re-enables.")
     kruncher_api_key: str | None = Field(default=None, description="Set, or null to stop sending it.")
+    kuration_signature: str | None = Field(default=None, description="`sha256` or `hex`; null: default.")
+    kuration_projects: list[str] | None = Field(default=None, description="Project filter; null removes it.")
+    headers: dict[str, str] | None = Field(
+        default=None, description="Replace the static headers; null: none."
+    )
+    rate_limit: float | None = Field(
+        default=None, gt=0, le=10_000, allow_inf_nan=False, description="Requests per second; null: no limit."
+    )
 
 
-def options_in(body: BaseModel) -> dict[str, str | None]:
+def options_in(body: BaseModel) -> dict[str, Any]:
     """The profiles' endpoint options a request body sets, by their API names (null: remove)."""
     declared = {option.field for profile in PROFILES.values() for option in profile.endpoint_options}
     return {name: getattr(body, name) for name in body.model_fields_set & declared}
@@ -86,6 +114,13 @@ class EndpointOut(BaseModel):
     failing_since: datetime | None
     last_delivery_at: datetime | None
     sends_kruncher_api_key: bool
+    options: dict[str, Any] = Field(
+        description="The profile's endpoint options (kuration_signature, kuration_projects, kruncher_api_key "
+        "as a bool: whether it is set)."
+    )
+    headers: list[str] = Field(description="Names of the static headers sent (values are not shown).")
+    rate_limit: float | None = Field(description="Requests per second at most; null: no limit.")
+    listener: str | None = Field(description="The `dossier listen` session this endpoint streams to, if any.")
     created_at: datetime
     updated_at: datetime
 
@@ -115,6 +150,12 @@ def _endpoint_fields(endpoint: WebhookEndpoint) -> dict[str, Any]:
         "failing_since": endpoint.failing_since,
         "last_delivery_at": endpoint.last_delivery_at,
         "sends_kruncher_api_key": bool((endpoint.options or {}).get(API_KEY_OPTION)),
+        "options": PROFILES[endpoint.profile].option_out(endpoint.options or {})
+        if endpoint.profile in PROFILES
+        else {},
+        "headers": sorted(endpoint.headers or {}),
+        "rate_limit": endpoint.rate_limit,
+        "listener": endpoint.listener,
         "created_at": endpoint.created_at,
         "updated_at": endpoint.updated_at,
     }
@@ -307,3 +348,79 @@ def slack_out(connection: SlackConnection) -> SlackOut:
 
 class Deleted(BaseModel):
     message: str = "deleted"
+
+
+# --- dossier listen -------------------------------------------------------------------------------------
+
+
+class ListenIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "laptop:3000", "profile": "standard"}]},
+    )
+
+    name: str = Field(
+        min_length=1,
+        max_length=100,
+        description="The listener's name: a CLI started again under the same name resumes its endpoint.",
+    )
+    profile: str = Field(default="standard", description="Wire profile of the deliveries.")
+    events: list[str] | None = Field(
+        default=None, description="Event types; default all the profile carries."
+    )
+
+
+class ListenOut(EndpointWithSecret):
+    created: bool = Field(description="false when an existing listener of that name was resumed.")
+    stream: str = Field(description="Path of the Server-Sent Events stream of deliveries.")
+    answers: str = Field(description="Path the listener posts the local answers to.")
+
+
+def listen_out(endpoint: WebhookEndpoint, secret: str, *, created: bool) -> ListenOut:
+    base = f"/api/enterprise/webhooks/listen/{endpoint.id}"
+    return ListenOut(
+        **_endpoint_fields(endpoint),
+        secret=secret,
+        created=created,
+        stream=base + "/stream",
+        answers=base + "/answers",
+    )
+
+
+class ListenAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attempt_id: str = Field(min_length=1, max_length=40)
+    status: int | None = Field(default=None, ge=100, le=599, description="The local URL's status code.")
+    headers: dict[str, str] | None = Field(default=None, description="Its response headers.")
+    body: str | None = Field(default=None, max_length=65536, description="Its response body (kept: 2 KiB).")
+    duration_ms: int | None = Field(default=None, ge=0, le=86_400_000)
+    error: str | None = Field(
+        default=None, max_length=2000, description="Why there is no status (the local URL was unreachable)."
+    )
+
+
+class Recorded(BaseModel):
+    message: str = "recorded"
+
+
+# --- the event catalogue --------------------------------------------------------------------------------
+
+
+class RenderedEvent(BaseModel):
+    profile: str
+    schema_: dict[str, Any] = Field(
+        alias="schema", description="JSON Schema of the body this profile sends for the event."
+    )
+    example: dict[str, Any] = Field(description="An example body.")
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class EventTypeOut(BaseModel):
+    type: str
+    description: str
+    data_schema: dict[str, Any] = Field(
+        description="JSON Schema of the event's data (the `standard` `data`)."
+    )
+    profiles: list[RenderedEvent] = Field(description="Each profile an endpoint can receive it in.")

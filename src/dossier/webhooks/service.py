@@ -11,6 +11,8 @@ events and hands them to :func:`emit_events`. What happens next lives beside thi
 from __future__ import annotations
 
 import logging
+import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,6 +35,7 @@ from dossier.webhooks.models import (
 )
 from dossier.webhooks.profiles import (
     PROFILES,
+    RESERVED_HEADERS,
     SecretVersion,
     UnknownProfile,
     WebhookProfile,
@@ -113,6 +116,42 @@ async def validate_url(http: OutboundClient, url: str) -> str:
     return url
 
 
+MAX_CUSTOM_HEADERS = 20
+MAX_RATE_LIMIT = 10_000.0
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
+
+
+def _check_headers(profile: WebhookProfile, headers: Mapping[str, str] | None) -> dict[str, str] | None:
+    """Static headers for every delivery; refused when they would set a signature, a Standard Webhooks or
+    an HTTP header, or the profile's secret ones."""
+    if not headers:
+        return None
+    if len(headers) > MAX_CUSTOM_HEADERS:
+        raise InvalidInput(f"at most {MAX_CUSTOM_HEADERS} custom headers")
+    reserved = RESERVED_HEADERS | profile.secret_headers
+    checked: dict[str, str] = {}
+    seen: set[str] = set()
+    for name, value in headers.items():
+        if not _TOKEN.match(name):
+            raise InvalidInput(f"header name {name!r} is not a valid HTTP header name")
+        lower = name.lower()
+        if lower in reserved or lower.startswith("webhook-") or lower in seen:
+            raise InvalidInput(f"header {name!r} cannot be set: the delivery sets it (or it is repeated)")
+        if not isinstance(value, str) or len(value) > 1000 or any(ch in value for ch in "\r\n\0"):
+            raise InvalidInput(f"header {name!r}: the value must be a single line of at most 1000 characters")
+        seen.add(lower)
+        checked[name] = value.strip()
+    return checked
+
+
+def _check_rate_limit(rate: float | None) -> float | None:
+    if rate is None:
+        return None
+    if not math.isfinite(rate) or rate <= 0 or rate > MAX_RATE_LIMIT:
+        raise InvalidInput(f"rate_limit must be more than 0 and at most {MAX_RATE_LIMIT:g} per second")
+    return float(rate)
+
+
 def _subscribed(endpoint: WebhookEndpoint, event_type: str) -> bool:
     events = endpoint.events or []
     return event_type in events or ALL_EVENTS in events
@@ -138,15 +177,23 @@ async def create_endpoint(
     events: Sequence[str] | None,
     http: OutboundClient,
     description: str | None = None,
-    options: Mapping[str, str | None] | None = None,
+    options: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+    rate_limit: float | None = None,
+    listener: str | None = None,
 ) -> NewSecret:
     """Create an endpoint after validating its URL through the outbound policy; returns it with its secret.
 
-    ``options`` are the profile's endpoint options by their API names (None: not set)."""
+    ``options`` are the profile's endpoint options by their API names (None: not set). ``listener`` makes
+    it the endpoint of a `dossier listen` session of that name: its URL is not an HTTP one (see ``listen``).
+    """
     chosen = _check_profile(profile)
     checked_events = _check_events(chosen, events)
     stored = _options(chosen, {}, options or {})
-    url = await validate_url(http, url)
+    custom = _check_headers(chosen, headers)
+    rate = _check_rate_limit(rate_limit)
+    if listener is None:
+        url = await validate_url(http, url)
     now = utcnow()
     endpoint = WebhookEndpoint(
         account_id=account_id,
@@ -156,6 +203,9 @@ async def create_endpoint(
         description=description,
         active=True,
         options=stored,
+        headers=custom,
+        rate_limit=rate,
+        listener=listener,
         created_at=now,
         updated_at=now,
     )
@@ -167,9 +217,7 @@ async def create_endpoint(
     return NewSecret(endpoint=endpoint, secret=secret)
 
 
-def _options(
-    profile: WebhookProfile, current: Mapping[str, Any], given: Mapping[str, str | None]
-) -> dict[str, Any]:
+def _options(profile: WebhookProfile, current: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
     """``current`` options with ``given`` applied (by API name; None removes one), validated by the
     profiles that declare them."""
     options = dict(current)
@@ -221,14 +269,22 @@ async def update_endpoint(
     events: Sequence[str] | None = None,
     description: str | None = _UNSET,
     active: bool | None = None,
-    options: Mapping[str, str | None] | None = None,
+    options: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = _UNSET,
+    rate_limit: float | None = _UNSET,
 ) -> WebhookEndpoint:
     """Change an endpoint's URL (validated again), events, description, options (by API name; None
-    removes one) or active flag."""
+    removes one), static headers, rate limit (None removes it) or active flag."""
     endpoint = await get_endpoint(session, account_id, endpoint_id)
     profile = _check_profile(endpoint.profile)
     if url is not None:
+        if endpoint.listener is not None:
+            raise InvalidInput("the URL of a `dossier listen` endpoint cannot be changed")
         endpoint.url = await validate_url(http, url)
+    if headers is not _UNSET:
+        endpoint.headers = _check_headers(profile, headers)
+    if rate_limit is not _UNSET:
+        endpoint.rate_limit = _check_rate_limit(rate_limit)
     if events is not None:
         endpoint.events = _check_events(profile, events)
     if description is not _UNSET:
@@ -369,20 +425,20 @@ async def emit_events(
     if not payloads:
         return []
     now = utcnow()
-    destinations: list[tuple[str | None, WebhookProfile]]
+    destinations: list[tuple[str | None, WebhookProfile, Mapping[str, Any]]]
     if target is not None:
         name = target_profile or profile_for_url(event_type)
         profile = _check_profile(name)
         if not profile.carries(event_type):
             raise ValueError(f"profile {name!r} does not carry {event_type!r}")
-        destinations = [(None, profile)]
+        destinations = [(None, profile, {})]
     else:
         found = (
             endpoints
             if endpoints is not None
             else await subscribed_endpoints(session, account_id, event_type)
         )
-        destinations = [(e.id, get_profile(e.profile)) for e in found]
+        destinations = [(e.id, get_profile(e.profile), e.options or {}) for e in found]
         if not destinations:
             return []
     events: list[dict[str, Any]] = []
@@ -399,7 +455,9 @@ async def emit_events(
                 "created_at": now,
             }
         )
-        for endpoint_id, profile in destinations:
+        for endpoint_id, profile, options in destinations:
+            if options and not profile.accepts(event_type, payload, options):
+                continue
             delivery_id = new_message_id()
             deliveries.append(
                 {
@@ -419,10 +477,14 @@ async def emit_events(
                 }
             )
             keys.add(destination_key(endpoint_id, target))
-    # Two set-based INSERTs, events first (deliveries reference them): Core statements built once (no ORM
-    # bookkeeping per row), so a chunk of events costs two statements whatever its size.
+    # Set-based INSERTs, events first (deliveries reference them): Core statements built once (no ORM
+    # bookkeeping per row), so a chunk of events costs two statements whatever its size. An endpoint's options
+    # may filter every delivery out (a project filter): then no event is written either.
+    if not deliveries and target is None:
+        return []
     await session.execute(_EVENT_INSERT, events)
-    await session.execute(_DELIVERY_INSERT, deliveries)
+    if deliveries:
+        await session.execute(_DELIVERY_INSERT, deliveries)
     # Last, and in a fixed order: each upsert locks its sweep's queue row until the commit.
     for key in sorted(keys):
         await schedule_sweep(session, key, now)

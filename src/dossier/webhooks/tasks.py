@@ -25,7 +25,7 @@ from collections import OrderedDict
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dossier import metrics, tracing
 from dossier.db.base import utcnow
@@ -33,7 +33,7 @@ from dossier.logs import bound_log_context
 from dossier.net import BlockedURL, OutboundClient, OutboundError, RequestTimeout
 from dossier.queue.handlers import Snooze, TaskRun, task_handler
 from dossier.settings import Settings
-from dossier.webhooks import dispatch, slack, sweeps
+from dossier.webhooks import dispatch, listen, slack, sweeps
 from dossier.webhooks.models import MANUAL, SCHEDULED, SlackConnection
 from dossier.webhooks.retry import RetryDecision
 
@@ -110,9 +110,13 @@ def _limits_for(settings: Settings) -> _Limits:
 
 
 async def attempt(
-    http: OutboundClient, plan: dispatch.AttemptPlan, settings: Settings
+    http: OutboundClient,
+    plan: dispatch.AttemptPlan,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None,
 ) -> dispatch.AttemptResult:
-    """Render ``plan`` through its profile and send it once; never raises for network trouble."""
+    """Render ``plan`` through its profile and send it once; never raises for network trouble. A listener
+    endpoint's attempt goes to its `dossier listen` stream (``listen.exchange``) instead of an HTTP POST."""
     profile = dispatch.profile_for(plan.profile, settings)
     attempt_id = "att_" + uuid.uuid4().hex
     started = utcnow()
@@ -125,22 +129,37 @@ async def attempt(
         timestamp=started,
         secrets=plan.secrets,
         options=options,
+        custom_headers=plan.headers,
     )
-    recorded = profile.redact(rendered.headers)
+    recorded = profile.redact(rendered.headers, custom=plan.headers)
     clock = time.monotonic()
     try:
         # The policy is enforced by the client on this very request: the URL, every address DNS returns
         # and the socket address, so a name that now resolves to a private address is refused here.
-        response = await http.request(
-            "POST",
-            plan.url,
-            content=rendered.body,
-            headers=rendered.headers,
-            timeout=profile.timeout,
-            max_bytes=BODY_KEPT,
-            follow_redirects=False,
-            on_too_large="truncate",
-        )
+        if plan.listener is not None and plan.endpoint_id is not None and sessionmaker is not None:
+            response = await listen.exchange(
+                sessionmaker,
+                endpoint_id=plan.endpoint_id,
+                delivery_id=plan.delivery_id,
+                event_type=plan.event_type,
+                attempt_id=attempt_id,
+                body=rendered.body,
+                headers=rendered.headers,
+                answer_within=profile.timeout,
+                poll_interval=settings.webhook_listen_poll_interval,
+                stale_after=settings.webhook_listen_stale_seconds,
+            )
+        else:
+            response = await http.request(
+                "POST",
+                plan.url,
+                content=rendered.body,
+                headers=rendered.headers,
+                timeout=profile.timeout,
+                max_bytes=BODY_KEPT,
+                follow_redirects=False,
+                on_too_large="truncate",
+            )
     except OutboundError as exc:
         return dispatch.AttemptResult(
             attempt_id=attempt_id,
@@ -257,11 +276,14 @@ async def _sweep(run: TaskRun, key: str, limits: _Limits) -> None:
             if time.monotonic() < deadline:
                 due = await sweeps.due_deliveries(session, key, now=utcnow())
             plans = await _plans(session, due)
+            if not plans and due:
+                # Deliveries a rate limit moved to later are no longer due: only the others make it idle.
+                due = await sweeps.due_deliveries(session, key, now=utcnow())
             if not plans:
                 # Due deliveries none of which can be sent (their endpoint cannot sign): do not spin.
                 await _end(run, session, key, wait=IDLE_SWEEP_DELAY if due else 0.0)
                 return
-        outcomes = await _attempt_all(resources.http, plans, settings, limits)
+        outcomes = await _attempt_all(resources.http, plans, settings, limits, resources.sessionmaker)
         async with resources.sessionmaker() as session, session.begin():
             recorded = await dispatch.record_attempts(session, outcomes, settings=settings)
             ended = True
@@ -300,7 +322,11 @@ Outcome = tuple[dispatch.AttemptPlan, dispatch.AttemptResult, RetryDecision | No
 
 
 async def _attempt_all(
-    http: OutboundClient, plans: list[dispatch.AttemptPlan], settings: Settings, limits: _Limits
+    http: OutboundClient,
+    plans: list[dispatch.AttemptPlan],
+    settings: Settings,
+    limits: _Limits,
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None,
 ) -> list[Outcome]:
     """Send a batch to its destination, at most ``webhook_endpoint_concurrency`` at once; each result with
     what follows it (see ``dispatch.retry_decision``)."""
@@ -309,7 +335,7 @@ async def _attempt_all(
     async def one(plan: dispatch.AttemptPlan) -> Outcome:
         with bound_log_context(delivery_id=plan.delivery_id), tracing.span(**_span_of(plan)) as span:
             async with endpoint, limits.total:
-                result = await attempt(http, plan, settings)
+                result = await attempt(http, plan, settings, sessionmaker)
             log_attempt(plan, result, span)
         limits.observe(plan.destination, result.duration_ms / 1000)
         return plan, result, dispatch.retry_decision(plan, result, settings)

@@ -1,6 +1,7 @@
 """Every domain's models in one metadata, beside the migrations that Alembic compares it with."""
 
 from dossier.accounts import models as accounts_models
+from dossier.api import models as api_models
 from dossier.db.base import Base
 from dossier.enrichment.registry import models as registry_models
 from dossier.jobs import models as jobs_models
@@ -14,6 +15,7 @@ metadata = Base.metadata
 
 __all__ = [
     "accounts_models",
+    "api_models",
     "jobs_models",
     "lists_models",
     "metadata",

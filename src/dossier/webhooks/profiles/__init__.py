@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from dossier.webhooks.profiles.base import (
-    ENGINE_EVENTS,
+    ENGINE_EVENT_NAMES,
+    RESERVED_HEADERS,
     EndpointOption,
     RenderedRequest,
     SecretVersion,
@@ -57,7 +58,7 @@ def known_events() -> frozenset[str]:
     """Every event type Dossier emits: what the profiles carry, and the engine's own events. An endpoint
     of a profile that carries any event may subscribe only to these (or to every event, ``*``)."""
     carried = (profile.events for profile in PROFILES.values() if profile.events is not None)
-    return ENGINE_EVENTS.union(*carried)
+    return ENGINE_EVENT_NAMES.union(*carried)
 
 
 def register_profile(profile: WebhookProfile) -> None:
@@ -83,6 +84,7 @@ def endpoint_option(field: str) -> tuple[WebhookProfile, EndpointOption] | None:
 
 __all__ = [
     "PROFILES",
+    "RESERVED_HEADERS",
     "EndpointOption",
     "RenderedRequest",
     "RetrySchedule",

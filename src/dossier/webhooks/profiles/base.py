@@ -26,11 +26,14 @@ import hashlib
 import hmac
 import json
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from dossier.db.base import as_utc
 from dossier.webhooks.retry import DEFAULT_SCHEDULE, RetrySchedule
@@ -44,8 +47,29 @@ TEST_EVENT = "webhook.test"
 #: Sent by the engine when it disables an endpoint (see ``dispatch``).
 ENDPOINT_DISABLED_EVENT = "webhook_endpoint.disabled"
 #: The events the engine itself emits, whatever the profile.
-ENGINE_EVENTS = frozenset({TEST_EVENT, ENDPOINT_DISABLED_EVENT})
+ENGINE_EVENT_NAMES = frozenset({TEST_EVENT, ENDPOINT_DISABLED_EVENT})
 REDACTED = "[redacted]"
+#: Headers an endpoint's static headers may never set: the Standard Webhooks ones and those of HTTP itself.
+RESERVED_HEADERS = frozenset(
+    {
+        "webhook-id",
+        "webhook-timestamp",
+        STANDARD_SIGNATURE_HEADER,
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "transfer-encoding",
+        "host",
+        "connection",
+        "user-agent",
+        "te",
+        "upgrade",
+        "trailer",
+        "keep-alive",
+        "proxy-authorization",
+        "expect",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -56,13 +80,74 @@ class EndpointOption:
 
     field: str
     key: str
+    #: The value is a credential: never shown back by the API, only whether it is set.
+    secret: bool = False
 
-    def check(self, value: str) -> str:
+    def check(self, value: Any) -> str:
         """The value to store; by default a non-empty single line, surrounding spaces removed."""
-        value = value.strip()
-        if not value or any(ch in value for ch in "\r\n\0"):
+        if not isinstance(value, str):
+            raise ValueError(f"{self.field} must be a string")
+        text: str = value.strip()
+        if not text or any(ch in text for ch in "\r\n\0"):
             raise ValueError(f"{self.field} must be a non-empty single-line value")
-        return value
+        return text
+
+
+@dataclass(frozen=True)
+class EventType:
+    """An event type a profile defines, for the catalogue (``GET /webhooks/event-types``).
+
+    ``data`` is the model of the event's data (what is emitted, and what the ``standard`` profile wraps in
+    its envelope); ``example`` is example data for it. The payload each profile renders is described by
+    :meth:`WebhookProfile.payload_model`.
+    """
+
+    name: str
+    description: str
+    data: type[BaseModel]
+    example: Mapping[str, Any]
+
+
+class TestEventData(BaseModel):
+    """``webhook.test``: a test delivery sent from the API or the dashboard."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: str
+
+
+class EndpointDisabledData(BaseModel):
+    """``webhook_endpoint.disabled``: one of the account's endpoints was disabled."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint_id: str
+    url: str
+    reason: str
+    disabled_at: str = Field(description="ISO 8601 time, with zone.")
+
+
+#: Events of the engine itself, carried by profiles that carry any event.
+ENGINE_EVENTS = (
+    EventType(
+        name=TEST_EVENT,
+        description="A test delivery (POST /webhooks/{id}/test) to a standard-profile endpoint.",
+        data=TestEventData,
+        example={"message": "a test event from Dossier"},
+    ),
+    EventType(
+        name="webhook_endpoint.disabled",
+        description="An endpoint of the account was disabled (it answered 410, or failed for days); sent "
+        "to the account's other endpoints.",
+        data=EndpointDisabledData,
+        example={
+            "endpoint_id": "00000000-0000-4000-8000-000000000000",
+            "url": "https://example.com/webhooks",
+            "reason": "the endpoint answered 410 Gone",
+            "disabled_at": "2026-06-08T15:30:00+00:00",
+        },
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -87,6 +172,17 @@ class RenderedRequest:
 
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+
+
+def literal(value: str) -> Any:
+    """``Literal[value]`` for a value known at run time (a JSON Schema ``const``)."""
+    return Literal[value]
+
+
+def _model_name(profile: str, event: str) -> str:
+    """``KurationToolOutputReady``-style names for generated payload models."""
+    words = re.split(r"[^A-Za-z0-9]+", f"{profile} {event}")
+    return "".join(word[:1].upper() + word[1:] for word in words if word)
 
 
 def iso_z(when: datetime, *, micro: bool = False) -> str:
@@ -160,6 +256,8 @@ class WebhookProfile(ABC):
     #: Whether the ``webhook_retry_schedule`` setting replaces :attr:`default_schedule` (False when the
     #: profile's document fixes its schedule).
     schedule_configurable: ClassVar[bool] = True
+    #: The event types this profile's document defines (the catalogue; see :class:`EventType`).
+    event_types: ClassVar[tuple[EventType, ...]] = ()
 
     def __init__(self, schedule: RetrySchedule | None = None) -> None:
         self._schedule = schedule or self.default_schedule
@@ -182,14 +280,41 @@ class WebhookProfile(ABC):
         """Keys ``render(options=...)`` understands; anything else is a caller bug and raises."""
         return frozenset(option.key for option in self.endpoint_options)
 
-    def redact(self, headers: Mapping[str, str]) -> dict[str, str]:
-        """Headers as recorded in the history: those that carry secrets replaced, the rest as sent."""
-        hidden = self.secret_headers | {STANDARD_SIGNATURE_HEADER}
+    def redact(
+        self, headers: Mapping[str, str], *, custom: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """Headers as recorded in the history: those that carry secrets replaced, the rest as sent. The
+        endpoint's ``custom`` static headers are redacted too (they often carry a token)."""
+        hidden = self.secret_headers | {STANDARD_SIGNATURE_HEADER} | {k.lower() for k in custom or {}}
         return {k: (REDACTED if k.lower() in hidden else v) for k, v in headers.items()}
+
+    def accepts(self, event_type: str, data: Mapping[str, Any], options: Mapping[str, str]) -> bool:
+        """Whether an endpoint with these options wants this event (a filter option); by default, yes."""
+        return True
+
+    def option_out(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The endpoint's options of this profile as the API shows them (secret ones as a bool)."""
+        shown: dict[str, Any] = {}
+        for option in self.endpoint_options:
+            value = options.get(option.key)
+            shown[option.field] = bool(value) if option.secret else value
+        return shown
 
     def test_event(self, now: datetime) -> tuple[str, dict[str, Any]]:
         """The event type and data of a test delivery (what an account sends to try its endpoint)."""
         return TEST_EVENT, {"message": "a test event from Dossier"}
+
+    def payload_model(self, event: EventType) -> type[BaseModel]:
+        """The model of the body this profile renders for ``event`` (its JSON Schema is the catalogue's).
+
+        By default ``{"event": <name>, "data": <event data>}``; profiles with another envelope override it.
+        """
+        return create_model(
+            _model_name(self.name, event.name),
+            __config__=ConfigDict(extra="forbid"),
+            event=(literal(event.name), ...),
+            data=(event.data, ...),
+        )
 
     def carries(self, event_type: str) -> bool:
         """Whether an endpoint of this profile can subscribe to ``event_type``."""
@@ -231,6 +356,7 @@ class WebhookProfile(ABC):
         timestamp: datetime,
         secrets: Sequence[SecretVersion],
         options: Mapping[str, str] | None = None,
+        custom_headers: Mapping[str, str] | None = None,
     ) -> RenderedRequest:
         """The exact body and headers of one attempt.
 
@@ -274,4 +400,13 @@ class WebhookProfile(ABC):
         headers[STANDARD_SIGNATURE_HEADER] = " ".join(
             standard_signature(secret, delivery_id, seconds, body) for secret in signing
         )
+        if custom_headers:
+            # The endpoint's static headers never replace what the profile sends (signatures included).
+            taken = {name.lower() for name in headers}
+            extra = {}
+            for name, value in custom_headers.items():
+                if name.lower() in taken or name.lower() in RESERVED_HEADERS:
+                    continue
+                extra[name] = _check_header_value(f"header {name}", value)
+            headers = {**headers, **extra}
         return RenderedRequest(body=body, headers=headers)

@@ -8,9 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from dossier.webhooks.profiles.base import USER_AGENT, WebhookProfile, hmac_sha256_hex, iso_z
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from dossier.webhooks.profiles.base import (
+    USER_AGENT,
+    EventType,
+    WebhookProfile,
+    hmac_sha256_hex,
+    iso_z,
+    literal,
+)
 from dossier.webhooks.retry import RetrySchedule
 
 KERNEL_EVENTS = frozenset(
@@ -42,13 +51,53 @@ def kernel_job_data(
     """The ``data`` object of a job callback; ``record`` is None for a failed job (``003``)."""
     if status not in ("completed", "failed"):
         raise ValueError("kernel job status is 'completed' or 'failed'")
-    return {
-        "id": str(job_id),
-        "status": status,
-        "created_at": _when(created_at),
-        "completed_at": _when(completed_at),
-        "record": None if status == "failed" or record is None else dict(record),
-    }
+    return KernelJobData(
+        id=str(job_id),
+        status=status,
+        created_at=_when(created_at),
+        completed_at=_when(completed_at),
+        record=None if status == "failed" or record is None else dict(record),
+    ).model_dump()
+
+
+class KernelJobData(BaseModel):
+    """The ``data`` of a job callback (``003``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="The job id.")
+    status: Literal["completed", "failed"]
+    created_at: str | None = Field(description="ISO 8601, UTC (Z).")
+    completed_at: str | None = Field(description="ISO 8601, UTC (Z).")
+    record: dict[str, Any] | None = Field(
+        description="The job's result (the resolved entity or its firmographics); null for a failed job."
+    )
+
+
+_DESCRIPTIONS = {
+    "entity-resolution.completed": "An entity-resolution job (003) finished; `record` is its match.",
+    "entity-resolution.failed": "An entity-resolution job (003) failed; `record` is null.",
+    "firmographic-enrichment.completed": "A firmographics job (003) finished; `record` is its result.",
+    "firmographic-enrichment.failed": "A firmographics job (003) failed; `record` is null.",
+}
+
+
+def _example(event: str) -> dict[str, Any]:
+    status = event.rsplit(".", 1)[-1]
+    record = {"kernel_id": 1234, "legal_name": "MICRON TECHNOLOGY INC", "country": "US"}
+    return kernel_job_data(
+        job_id="3f2b9c1e-0000-4000-8000-000000000000",
+        status=status,
+        created_at="2026-06-08T15:30:00Z",
+        completed_at="2026-06-08T15:30:02Z",
+        record=record if status == "completed" else None,
+    )
+
+
+KERNEL_EVENT_TYPES = tuple(
+    EventType(name=name, description=_DESCRIPTIONS[name], data=KernelJobData, example=_example(name))
+    for name in sorted(KERNEL_EVENTS)
+)
 
 
 class KernelProfile(WebhookProfile):
@@ -56,6 +105,7 @@ class KernelProfile(WebhookProfile):
 
     name: ClassVar[str] = "kernel"
     events: ClassVar[frozenset[str] | None] = KERNEL_EVENTS
+    event_types: ClassVar[tuple[EventType, ...]] = KERNEL_EVENT_TYPES
     timeout: ClassVar[float] = 5.0
     secret_headers: ClassVar[frozenset[str]] = frozenset({"x-kernel-signature"})
     default_schedule: ClassVar[RetrySchedule] = KERNEL_SCHEDULE
@@ -72,6 +122,16 @@ class KernelProfile(WebhookProfile):
             created_at=now,
             completed_at=now,
             record={"test": True},
+        )
+
+    def payload_model(self, event: EventType) -> type[BaseModel]:
+        """``{event, timestamp, data}``."""
+        return create_model(
+            "Kernel" + "".join(part.capitalize() for part in event.name.replace("-", ".").split(".")),
+            __config__=ConfigDict(extra="forbid"),
+            event=(literal(event.name), ...),
+            timestamp=(str, Field(description="ISO 8601, UTC (Z).")),
+            data=(KernelJobData, ...),
         )
 
     def envelope(self, event_type: str, data: Mapping[str, Any], *, occurred_at: datetime) -> dict[str, Any]:

@@ -13,7 +13,16 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
-from dossier.webhooks.profiles.base import USER_AGENT, EndpointOption, WebhookProfile, hmac_sha256_hex, iso_z
+from pydantic import BaseModel, ConfigDict, Field
+
+from dossier.webhooks.profiles.base import (
+    USER_AGENT,
+    EndpointOption,
+    EventType,
+    WebhookProfile,
+    hmac_sha256_hex,
+    iso_z,
+)
 
 ANALYSIS_COMPLETED = "analysisCompleted"
 CHANGED_STATUS = "changedStatus"
@@ -21,16 +30,40 @@ CHANGED_STATUS = "changedStatus"
 API_KEY_OPTION = "api_key"
 
 
+class AnalysisCompletedData(BaseModel):
+    """``data`` of ``analysisCompleted`` (``001``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    projectId: str
+    analysisId: str
+    projectName: str
+    kruncherEntityCompanyId: str | None = Field(description="The resolved registry id, or null.")
+
+
+class ChangedStatusData(BaseModel):
+    """``data`` of ``changedStatus`` (``001``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    projectId: str
+    projectName: str
+    previousStatus: str | None
+    newStatus: str
+    stage: str | None
+    changedAt: str = Field(description="ISO 8601, UTC (Z).")
+
+
 def analysis_completed_data(
     *, project_id: str, analysis_id: str, project_name: str, kruncher_entity_company_id: str | None
 ) -> dict[str, Any]:
     """``data`` of ``analysisCompleted``, in ``001``'s spelling."""
-    return {
-        "projectId": str(project_id),
-        "analysisId": str(analysis_id),
-        "projectName": project_name,
-        "kruncherEntityCompanyId": kruncher_entity_company_id,
-    }
+    return AnalysisCompletedData(
+        projectId=str(project_id),
+        analysisId=str(analysis_id),
+        projectName=project_name,
+        kruncherEntityCompanyId=kruncher_entity_company_id,
+    ).model_dump()
 
 
 def changed_status_data(
@@ -43,14 +76,42 @@ def changed_status_data(
     changed_at: datetime,
 ) -> dict[str, Any]:
     """``data`` of ``changedStatus``, in ``001``'s spelling."""
-    return {
-        "projectId": str(project_id),
-        "projectName": project_name,
-        "previousStatus": previous_status,
-        "newStatus": new_status,
-        "stage": stage,
-        "changedAt": iso_z(changed_at),
-    }
+    return ChangedStatusData(
+        projectId=str(project_id),
+        projectName=project_name,
+        previousStatus=previous_status,
+        newStatus=new_status,
+        stage=stage,
+        changedAt=iso_z(changed_at),
+    ).model_dump()
+
+
+KRUNCHER_EVENT_TYPES = (
+    EventType(
+        name=ANALYSIS_COMPLETED,
+        description="An analysis of a tracked company finished (001).",
+        data=AnalysisCompletedData,
+        example={
+            "projectId": "5d0c1b9e-0000-4000-8000-000000000000",
+            "analysisId": "7a1e2f3d-0000-4000-8000-000000000000",
+            "projectName": "Tesla Motors",
+            "kruncherEntityCompanyId": "1234",
+        },
+    ),
+    EventType(
+        name=CHANGED_STATUS,
+        description="A tracked company moved to another pipeline status or stage (001).",
+        data=ChangedStatusData,
+        example={
+            "projectId": "5d0c1b9e-0000-4000-8000-000000000000",
+            "projectName": "Tesla Motors",
+            "previousStatus": "sourcing",
+            "newStatus": "screening",
+            "stage": "Series B",
+            "changedAt": "2026-06-08T15:30:00Z",
+        },
+    ),
+)
 
 
 class KruncherProfile(WebhookProfile):
@@ -58,9 +119,10 @@ class KruncherProfile(WebhookProfile):
 
     name: ClassVar[str] = "kruncher"
     events: ClassVar[frozenset[str] | None] = frozenset({ANALYSIS_COMPLETED, CHANGED_STATUS})
+    event_types: ClassVar[tuple[EventType, ...]] = KRUNCHER_EVENT_TYPES
     timeout: ClassVar[float] = 30.0
     endpoint_options: ClassVar[tuple[EndpointOption, ...]] = (
-        EndpointOption(field="kruncher_api_key", key=API_KEY_OPTION),
+        EndpointOption(field="kruncher_api_key", key=API_KEY_OPTION, secret=True),
     )
     secret_headers: ClassVar[frozenset[str]] = frozenset({"x-kruncher-signature", "x-kruncher-api-key"})
 

@@ -6,11 +6,21 @@ headers are added by :meth:`WebhookProfile.render` for every profile, so this on
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
-from dossier.webhooks.profiles.base import USER_AGENT, WebhookProfile, iso_z
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from dossier.webhooks.profiles.base import (
+    ENGINE_EVENTS,
+    USER_AGENT,
+    EventType,
+    WebhookProfile,
+    iso_z,
+    literal,
+)
 
 
 class StandardProfile(WebhookProfile):
@@ -18,7 +28,18 @@ class StandardProfile(WebhookProfile):
 
     name: ClassVar[str] = "standard"
     events: ClassVar[frozenset[str] | None] = None
+    event_types: ClassVar[tuple[EventType, ...]] = ENGINE_EVENTS
     timeout: ClassVar[float] = 15.0
+
+    def payload_model(self, event: EventType) -> type[BaseModel]:
+        """``{type, timestamp, data}`` around the event's data."""
+        return create_model(
+            "Standard" + "".join(p[:1].upper() + p[1:] for p in re.split(r"[^A-Za-z0-9]+", event.name) if p),
+            __config__=ConfigDict(extra="forbid"),
+            type=(literal(event.name), ...),
+            timestamp=(str, Field(description="ISO 8601, UTC, microseconds (Z).")),
+            data=(event.data, ...),
+        )
 
     def envelope(self, event_type: str, data: Mapping[str, Any], *, occurred_at: datetime) -> dict[str, Any]:
         """``{"type": event_type, "timestamp": "...Z" (microseconds), "data": data}``."""
