@@ -35,9 +35,7 @@ async def test_the_cookie_is_signed_httponly_lax_and_expires(
     client: httpx.AsyncClient, account: accounts.NewAccount, settings: Settings
 ) -> None:
     page = await client.get("/signin")
-    answer = await client.post(
-        "/signin", data={"api_key": account.api_key, "csrf_token": csrf_of(page.text)}
-    )
+    answer = await client.post("/signin", data={"api_key": account.api_key, "csrf_token": csrf_of(page.text)})
     cookie = answer.headers["set-cookie"]
     assert cookie.startswith(f"{COOKIE}=")
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/" in cookie

@@ -136,10 +136,12 @@ async def _table_context(
     if view.total and page > pages:
         view = await projects.list_rows(session, user.account, project_id, pages, page_size)
     columns = await projects.list_columns(session, project)
+    # A tool cell not written yet is one its column's backfill has still to reach: it is coming, like a
+    # pending one.
     loading = any(
-        cell is not None and cell.status in projects.LOADING_STATUSES
+        column.is_tool and (cell is None or cell.status in projects.LOADING_STATUSES)
         for row in view.rows
-        for _, cell in row.cells
+        for column, cell in row.cells
     )
     return {
         "project": project,
