@@ -152,6 +152,7 @@ async def _a_day_in_the_dashboard(
     await expect(result.locator("tbody tr")).to_have_text(
         re.compile(r"4\s*missing required column\(s\): company_name")
     )
+    await expect(page.locator("table.grid tbody tr")).to_have_count(4)  # the table refreshed itself
     await shot(page, "project-upload")
 
     # --- add a tool column from the catalogue; watch its cells fill in ---
@@ -289,7 +290,13 @@ async def _a_day_in_the_dashboard(
     # --- jobs (created through the API) and their callbacks ---
     async with httpx.AsyncClient(base_url=base, headers={"x-api-key": key}) as api:
         answer = await api.post(
-            "/rest/v1/firmographics", json={"kernel_id": "999999999", "webhook_url": receiver.url + "/jobs"}
+            "/rest/v1/entity-resolution",
+            json={
+                "legal_name": "Apple Inc.",
+                "website": "https://www.apple.com",
+                "country": "US",
+                "webhook_url": receiver.url + "/jobs",
+            },
         )
         assert answer.status_code in (200, 201, 202), answer.text
     await page.get_by_role("link", name="Jobs").click()
@@ -297,7 +304,7 @@ async def _a_day_in_the_dashboard(
     await shot(page, "jobs")
     await page.locator("table.list a.mono").first.click()
     await _reload_until(page, "a[href^='/settings/integration/deliveries/']")
-    await expect(page.locator("main")).to_contain_text("firmographic-enrichment.")
+    await expect(page.locator("main")).to_contain_text("entity-resolution.")
     await shot(page, "job")
 
     # --- pipeline: track a company, move it, run an analysis ---
@@ -312,6 +319,7 @@ async def _a_day_in_the_dashboard(
     await page.get_by_role("link", name="Hooli").click()
     await page.get_by_role("button", name="Run an analysis").click()
     await expect(page.locator("details.attempt")).to_have_count(1)
+    await _reload_until(page, "details.attempt .chip.ok, details.attempt .chip.error")
     await shot(page, "company")
 
     # --- account: a new key shown once ---

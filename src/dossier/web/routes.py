@@ -253,7 +253,11 @@ async def upload_csv(
     context = {"written": written, "rejected": rejected[:200], "more": max(0, len(rejected) - 200)}
     context["rejected_count"] = len(rejected)
     context["project_id"] = project_id
-    return render(request, "_upload_result.html", context, user=user)
+    response = render(request, "_upload_result.html", context, user=user)
+    if written:
+        # The table on the page refreshes itself (and follows the new rows' tool cells).
+        response.headers["HX-Trigger"] = "rows-added"
+    return response
 
 
 @router.get("/projects/{project_id}/export.csv")
