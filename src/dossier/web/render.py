@@ -136,6 +136,17 @@ def safe_path(target: str | None, default: str) -> str:
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
+def back_path(request: Request, default: str) -> str:
+    """The page a form was sent from (its Referer, when it is this site), else ``default``."""
+    referer = request.headers.get("referer")
+    if not referer:
+        return default
+    parts = urlsplit(referer)
+    if parts.netloc and parts.netloc != request.headers.get("host"):
+        return default
+    return safe_path(parts.path + (f"?{parts.query}" if parts.query else ""), default)
+
+
 def redirect(request: Request, url: str, flash: str | None = None, kind: str = "ok") -> Response:
     """303 to ``url``, with a flash message shown by the next page."""
     response = RedirectResponse(url, status_code=303)
@@ -190,10 +201,7 @@ class WebRoute(APIRoute):
                 )
             except DossierError as exc:
                 if request.method == "POST" and exc.status_code in (409, 422, 400) and not _is_htmx(request):
-                    back = safe_path(request.headers.get("referer"), "/")
-                    referer_host = urlsplit(request.headers.get("referer") or "").netloc
-                    if referer_host and referer_host != request.url.netloc:
-                        back = "/"
+                    back = back_path(request, "/")
                     return redirect(request, back, exc.message, "error")
                 return render(
                     request,

@@ -28,7 +28,7 @@ from dossier.projects.service import ColumnSpec
 from dossier.projects.tool_engine import ToolSpec
 from dossier.web import forms
 from dossier.web import session as web_session
-from dossier.web.render import User, WebRoute, redirect, render, safe_path
+from dossier.web.render import User, WebRoute, back_path, redirect, render, safe_path
 from dossier.webhooks import history, slack
 from dossier.webhooks import service as webhooks
 from dossier.webhooks.models import DELIVERY_STATUSES
@@ -347,7 +347,7 @@ async def rerun_column(
     request: Request, project_id: str, column_id: str, session: SessionDep, user: User
 ) -> Response:
     column = await projects.rerun_column(session, user.account, project_id, column_id)
-    back = safe_path(request.headers.get("referer"), f"/projects/{project_id}")
+    back = back_path(request, f"/projects/{project_id}")
     return redirect(request, back, f"“{column.name}” is running again for every row.")
 
 
@@ -364,7 +364,7 @@ async def rerun_cell(
     await projects.rerun_cell(
         session, user.account, project_id, row_id, column_id, chunk_rows=settings.tool_chunk_rows
     )
-    back = safe_path(request.headers.get("referer"), f"/projects/{project_id}")
+    back = back_path(request, f"/projects/{project_id}")
     return redirect(request, back, "The cell is running again.")
 
 
@@ -762,7 +762,7 @@ async def change_status(
         stage=None,
         statuses=settings.pipeline_statuses,
     )
-    back = safe_path(request.headers.get("referer"), "/pipeline")
+    back = back_path(request, "/pipeline")
     return redirect(request, back, f"“{company.name}” moved to {company.status}.")
 
 
