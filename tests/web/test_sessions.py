@@ -58,6 +58,17 @@ async def test_secure_cookie_under_https(app: Any, account: accounts.NewAccount)
         assert "Secure" in answer.headers["set-cookie"]
 
 
+async def test_secure_cookie_behind_a_tls_proxy(settings: Settings, account: accounts.NewAccount) -> None:
+    from dossier.app import create_app
+
+    app = create_app(settings.model_copy(update={"public_url": "https://dossier.example.com"}))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://dossier.test") as client:
+            page = await client.get("/signin")
+            assert "Secure" in page.headers["set-cookie"]
+
+
 async def test_an_expired_session_asks_for_the_key_again(app: Any, client: httpx.AsyncClient) -> None:
     codec: SessionCodec = app.state.session_codec
     expired = SessionData(key_id="anything", expires=time.time() - 1)

@@ -109,9 +109,15 @@ def save(request: Request, response: Response, data: SessionData) -> None:
         max_age=max_age,
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=_served_over_https(request),
         path="/",
     )
+
+
+def _served_over_https(request: Request) -> bool:
+    """The request came over https, or the dashboard's public URL is https (behind a TLS proxy)."""
+    public_url = getattr(request.app.state.settings, "public_url", None) or ""
+    return request.url.scheme == "https" or public_url.startswith("https://")
 
 
 def sign_in(request: Request, key_id: str, hours: float) -> SessionData:
