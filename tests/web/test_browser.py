@@ -254,6 +254,9 @@ async def _a_day_in_the_dashboard(
     await _reload_until(page, "details.attempt", 2)
     await expect(page.locator("details.attempt").first).to_contain_text("manual")
     await shot(page, "delivery")
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await shot(page, "delivery-phone")
+    await page.set_viewport_size({"width": 1280, "height": 860})
 
     # Filters: no failed deliveries; the test event type is there.
     await page.goto(endpoint_url + "?status=failed")
