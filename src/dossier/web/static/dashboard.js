@@ -43,6 +43,6 @@
   });
   document.addEventListener("htmx:afterRequest", function (event) {
     var bar = document.getElementById("upload-progress");
-    if (bar && event.target.id === "upload") { bar.value = 100; }
+    if (bar && event.target.id === "upload") { bar.hidden = true; bar.value = 0; }
   });
 })();
