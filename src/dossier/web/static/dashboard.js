@@ -37,7 +37,8 @@
   }, true);
   document.addEventListener("htmx:xhr:progress", function (event) {
     var bar = document.getElementById("upload-progress");
-    if (!bar || !event.detail.lengthComputable) return;
+    // Only the upload's own progress (the table's refreshes are htmx requests too).
+    if (!bar || event.target.id !== "upload" || !event.detail.lengthComputable) return;
     bar.hidden = false;
     bar.value = Math.round((event.detail.loaded / event.detail.total) * 100);
   });
