@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier import __version__
@@ -29,6 +30,8 @@ from dossier.projects.routes import router as projects_router
 from dossier.queue.runner import worker_in_background
 from dossier.reconciliation.routes import router as reconciliation_router
 from dossier.settings import Settings, get_settings
+from dossier.web.routes import router as web_router
+from dossier.web.session import SessionCodec
 from dossier.webhooks.routes import router as webhooks_router
 
 DESCRIPTION = """
@@ -104,4 +107,8 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Fas
     app.include_router(reconciliation_router)
     app.include_router(lists_router)
     app.include_router(operations_router)
+    # The dashboard (dossier.web): pages at /, its assets shipped in the package.
+    app.state.session_codec = SessionCodec(settings.session_secret)
+    app.include_router(web_router)
+    app.mount("/static", StaticFiles(packages=[("dossier.web", "static")]), name="static")
     return app

@@ -293,6 +293,20 @@ class Settings(BaseSettings):
         "default of a new company.",
     )
 
+    # The dashboard (docs/dashboard.md).
+    session_secret: str | None = Field(
+        default=None,
+        min_length=32,
+        description="Key that signs dashboard session cookies (32+ characters). Unset: a random key per "
+        "process, so sessions end when it restarts; set it when several server processes share the load.",
+    )
+    session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 30, description="Hours a dashboard session lasts after sign-in."
+    )
+    dashboard_page_size: int = Field(
+        default=50, ge=1, le=200, description="Rows per page of a project's table in the dashboard."
+    )
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:

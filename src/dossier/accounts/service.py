@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier.accounts.models import Account, ApiKey
 from dossier.db.base import utcnow
-from dossier.errors import Conflict, InvalidInput
+from dossier.errors import Conflict, InvalidInput, NotFound
 
 API_KEY_PREFIX = "dsk_"
 WEBHOOK_SECRET_PREFIX = "whsec_"
@@ -107,3 +107,54 @@ async def count_accounts(session: AsyncSession) -> int:
 async def get_account_by_name(session: AsyncSession, name: str) -> Account | None:
     account: Account | None = await session.scalar(select(Account).where(Account.name == name))
     return account
+
+
+async def authenticate_key(session: AsyncSession, key: str) -> ApiKey | None:
+    """The live (not revoked) API key record for ``key``, or None."""
+    if not key.startswith(API_KEY_PREFIX) or len(key) > 200:
+        return None
+    record: ApiKey | None = await session.scalar(
+        select(ApiKey).where(ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None))
+    )
+    return record
+
+
+async def account_for_key_id(session: AsyncSession, key_id: str) -> Account | None:
+    """The account of a live API key, by the key's id (a dashboard session remembers which key opened it, so
+    revoking the key ends the session)."""
+    account: Account | None = await session.scalar(
+        select(Account)
+        .join(ApiKey, ApiKey.account_id == Account.id)
+        .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+    )
+    return account
+
+
+async def list_api_keys(session: AsyncSession, account: Account) -> list[ApiKey]:
+    """The account's API keys, revoked ones included, newest first (only their display prefixes)."""
+    result = await session.scalars(
+        select(ApiKey).where(ApiKey.account_id == account.id).order_by(ApiKey.created_at.desc(), ApiKey.id)
+    )
+    return list(result)
+
+
+async def revoke_api_key(session: AsyncSession, account: Account, key_id: str) -> ApiKey:
+    """Revoke one of the account's keys; the last live key cannot be revoked (the account would be locked
+    out). NotFound for another account's key."""
+    key: ApiKey | None = await session.scalar(
+        select(ApiKey).where(ApiKey.id == key_id, ApiKey.account_id == account.id)
+    )
+    if key is None:
+        raise NotFound(f"no API key {key_id!r}")
+    if key.revoked_at is not None:
+        return key
+    live = await session.scalar(
+        select(func.count())
+        .select_from(ApiKey)
+        .where(ApiKey.account_id == account.id, ApiKey.revoked_at.is_(None))
+    )
+    if int(live or 0) <= 1:
+        raise Conflict("this is the account's last API key: create another one before revoking it")
+    key.revoked_at = utcnow()
+    await session.flush()
+    return key

@@ -132,7 +132,14 @@ OPERATIONS = Surface(
     generic_envelope,
 )
 
-SURFACES: tuple[Surface, ...] = (ENTERPRISE, JOBS, PIPELINE, RECONCILIATION, OPERATIONS)
+# The dashboard's pages (dossier.web) answer errors with pages of their own; this declares the paths it owns.
+DASHBOARD = Surface(
+    "dashboard: server-rendered pages",
+    ("/", "/signin", "/signout", "/projects", "/settings", "/jobs", "/pipeline", "/account", "/static"),
+    generic_envelope,
+)
+
+SURFACES: tuple[Surface, ...] = (ENTERPRISE, JOBS, PIPELINE, RECONCILIATION, OPERATIONS, DASHBOARD)
 
 
 def surface_for(path: str) -> Surface | None:

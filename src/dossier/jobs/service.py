@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier.db.base import utcnow
@@ -25,16 +25,20 @@ from dossier.jobs.models import (
     FAILED,
     FINAL,
     FIRMOGRAPHICS,
+    KINDS,
     PENDING,
     RUNNING,
     Job,
 )
 from dossier.net import BlockedURL, OutboundClient
 from dossier.queue.service import enqueue
+from dossier.webhooks import history
 from dossier.webhooks import service as webhooks
+from dossier.webhooks.models import WebhookDelivery
 from dossier.webhooks.profiles.kernel import kernel_job_data
 
 RUN_JOBS = "jobs.run"
+STATUSES = (PENDING, RUNNING, COMPLETED, FAILED)
 # The event prefix of each kind: 003 spells firmographics callbacks "firmographic-enrichment.*".
 EVENT_PREFIX = {ENTITY_RESOLUTION: "entity-resolution", FIRMOGRAPHICS: "firmographic-enrichment"}
 # The tool that does each kind's work: the same one a tool column of that type runs.
@@ -145,6 +149,52 @@ async def get_job(session: AsyncSession, account_id: str, kind: str, job_id: str
     if job is None or job.account_id != account_id or job.kind != kind:
         raise NotFound(f"no {kind} job {job_id!r}")
     return job
+
+
+async def list_jobs(
+    session: AsyncSession,
+    account_id: str,
+    *,
+    kind: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Job], int]:
+    """One page of the account's jobs, newest first (of one kind and status when given), and the total."""
+    if kind is not None and kind not in KINDS:
+        raise InvalidInput(f"unknown job kind {kind!r}; choose one of: {', '.join(KINDS)}")
+    if status is not None and status not in STATUSES:
+        raise InvalidInput(f"unknown job status {status!r}; choose one of: {', '.join(STATUSES)}")
+    where = [Job.account_id == account_id]
+    if kind is not None:
+        where.append(Job.kind == kind)
+    if status is not None:
+        where.append(Job.status == status)
+    total = await session.scalar(select(func.count()).select_from(Job).where(*where))
+    page = await session.scalars(
+        select(Job)
+        .where(*where)
+        .order_by(Job.created_at.desc(), Job.id)
+        .limit(max(1, min(limit, 200)))
+        .offset(max(0, offset))
+    )
+    return list(page), int(total or 0)
+
+
+async def find_job(session: AsyncSession, account_id: str, job_id: str) -> Job:
+    """A job of the account, whatever its kind; NotFound otherwise."""
+    job = await session.get(Job, job_id) if len(job_id) <= 36 else None
+    if job is None or job.account_id != account_id:
+        raise NotFound(f"no job {job_id!r}")
+    return job
+
+
+async def job_callbacks(session: AsyncSession, job: Job) -> list[WebhookDelivery]:
+    """The deliveries of a job's ``webhook_url`` callback (normally one; more if it ever ran twice)."""
+    if job.webhook_url is None:
+        return []
+    found = await history.deliveries_to_target(session, job.account_id, job.webhook_url, since=job.created_at)
+    return [delivery for delivery, event in found if event.payload.get("id") == job.id]
 
 
 async def start_jobs(session: AsyncSession, job_ids: Sequence[str]) -> list[Job]:

@@ -175,6 +175,28 @@ async def get_analysis(
     return analysis, company
 
 
+async def list_companies(session: AsyncSession, account_id: str, *, limit: int = 500) -> list[TrackedCompany]:
+    """The account's tracked companies, newest first (the dashboard groups them by status)."""
+    result = await session.scalars(
+        select(TrackedCompany)
+        .where(TrackedCompany.account_id == account_id)
+        .order_by(TrackedCompany.created_at.desc(), TrackedCompany.id)
+        .limit(limit)
+    )
+    return list(result)
+
+
+async def list_analyses(session: AsyncSession, account_id: str, company_id: str) -> list[Analysis]:
+    """A tracked company's analyses, newest first; NotFound for another account's company."""
+    company = await get_company(session, account_id, company_id)
+    result = await session.scalars(
+        select(Analysis)
+        .where(Analysis.company_id == company.id)
+        .order_by(Analysis.created_at.desc(), Analysis.id)
+    )
+    return list(result)
+
+
 @dataclass(frozen=True)
 class AnalysisWork:
     """What an analysis run needs, read before the tools run (outside any transaction)."""

@@ -34,10 +34,12 @@ async def list_deliveries(
     *,
     status: str | None = None,
     event_type: str | None = None,
+    since: datetime | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[WebhookDelivery], int]:
-    """One page of an endpoint's deliveries, newest first, and the total matching."""
+    """One page of an endpoint's deliveries (created at or after ``since`` when given), newest first, and
+    the total matching."""
     await get_endpoint(session, account_id, endpoint_id)
     limit = max(1, min(limit, MAX_LIST_LIMIT))
     where = [WebhookDelivery.endpoint_id == endpoint_id]
@@ -45,6 +47,8 @@ async def list_deliveries(
         where.append(WebhookDelivery.status == status)
     if event_type is not None:
         where.append(WebhookDelivery.event_type == event_type)
+    if since is not None:
+        where.append(WebhookDelivery.created_at >= since)
     total = await session.scalar(select(func.count()).select_from(WebhookDelivery).where(*where))
     page = await session.scalars(
         select(WebhookDelivery)
@@ -124,6 +128,38 @@ async def recover_failed(session: AsyncSession, account_id: str, endpoint_id: st
     if key is not None:
         await schedule_sweep(session, key, now)
     return count
+
+
+async def deliveries_to_target(
+    session: AsyncSession, account_id: str, target_url: str, *, since: datetime, limit: int = 200
+) -> list[tuple[WebhookDelivery, WebhookEvent]]:
+    """The account's one-off deliveries (a job's ``webhook_url``) to ``target_url`` created since ``since``,
+    oldest first, with their events (callers pick theirs by the event's data)."""
+    rows = await session.execute(
+        select(WebhookDelivery, WebhookEvent)
+        .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
+        .where(
+            WebhookDelivery.account_id == account_id,
+            WebhookDelivery.endpoint_id.is_(None),
+            WebhookDelivery.target_url == target_url,
+            WebhookDelivery.created_at >= since,
+        )
+        .order_by(WebhookDelivery.created_at, WebhookDelivery.id)
+        .limit(limit)
+    )
+    return [(delivery, event) for delivery, event in rows]
+
+
+async def event_types(session: AsyncSession, account_id: str, endpoint_id: str) -> list[str]:
+    """The event types an endpoint has deliveries of (for filters)."""
+    await get_endpoint(session, account_id, endpoint_id)
+    found = await session.scalars(
+        select(WebhookDelivery.event_type)
+        .where(WebhookDelivery.endpoint_id == endpoint_id)
+        .distinct()
+        .order_by(WebhookDelivery.event_type)
+    )
+    return list(found)
 
 
 # --- retention ------------------------------------------------------------------------------------------

@@ -110,3 +110,15 @@ async def disconnect_slack(session: AsyncSession, account_id: str) -> None:
     connection = await get_slack(session, account_id)
     await session.delete(connection)
     await session.flush()
+
+
+async def send_test_message(session: AsyncSession, account_id: str) -> SlackConnection:
+    """Queue a test message to the connected Slack webhook; NotFound when Slack is not connected."""
+    connection = await get_slack(session, account_id)
+    queue_notice(
+        session,
+        account_id,
+        "*Dossier test message*",
+        "Slack is connected: Dossier will post the notices you picked here.",
+    )
+    return connection
