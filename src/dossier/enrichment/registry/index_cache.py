@@ -31,6 +31,7 @@ from dossier.settings import get_settings
 
 _RECHECK_SECONDS = 2.0
 _STREAM_ROWS = 5000
+_MAX_DATABASES = 8
 
 
 @dataclass
@@ -200,5 +201,9 @@ async def current_index(sessionmaker: async_sessionmaker[AsyncSession]) -> Entit
                 path.unlink(missing_ok=True)
                 continue
             break
+        _CACHE.pop(key, None)
+        while len(_CACHE) >= _MAX_DATABASES:
+            # A process that met many databases (a test run) keeps the newest few mapped, not all.
+            _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = _Cached(snapshot.index, str(snapshot.meta.get("token", "")), snapshot)
         return snapshot.index
