@@ -17,7 +17,7 @@ import hashlib
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from dossier.settings import get_settings
 
 _RECHECK_SECONDS = 2.0
 _STREAM_ROWS = 5000
+_MAX_DATABASES = 8
 
 
 @dataclass
@@ -110,14 +111,18 @@ async def _stream_rows(session: AsyncSession) -> AsyncIterator[EntityRow]:
         yield EntityRow(kid, name, tuple(aliases or ()), domain, country, code, tuple(isins or ()), *place)
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+@contextlib.asynccontextmanager
+async def _file_lock(path: Path) -> AsyncIterator[None]:
+    """An exclusive lock on ``path`` between processes, waited for on the event loop (polling), so a
+    cancelled waiter never leaves a lock behind. Closing the file releases it."""
     with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(0.05)
+        yield
 
 
 ProgressCallback = Callable[[int], None]
@@ -137,10 +142,7 @@ async def ensure_snapshot(
     if path.exists():
         return path, False
     lock = directory / (_prefix(key) + "lock")
-    # The file lock is taken in a thread: waiting for another process's build must not stop the loop.
-    stack = contextlib.ExitStack()
-    await asyncio.to_thread(stack.enter_context, _file_lock(lock))
-    with stack:
+    async with _file_lock(lock):
         if path.exists():  # another process built it while this one waited
             return path, False
         builder = SnapshotBuilder(path, {"token": token})
@@ -190,7 +192,9 @@ async def current_index(sessionmaker: async_sessionmaker[AsyncSession]) -> Entit
             cached.checked_at = time.monotonic()
             return cached.index
         for attempt in range(3):
-            path, _ = await ensure_snapshot(sessionmaker)
+            # Shielded: a caller that gives up (a tool's timeout) does not abandon a build half-way; the
+            # next caller finds it done, or waits for it on the file lock.
+            path, _ = await asyncio.shield(ensure_snapshot(sessionmaker))
             try:
                 snapshot = await asyncio.to_thread(Snapshot, path)
             except (FileNotFoundError, SnapshotError):
@@ -200,5 +204,9 @@ async def current_index(sessionmaker: async_sessionmaker[AsyncSession]) -> Entit
                 path.unlink(missing_ok=True)
                 continue
             break
+        _CACHE.pop(key, None)
+        while len(_CACHE) >= _MAX_DATABASES:
+            # A process that met many databases (a test run) keeps the newest few mapped, not all.
+            _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = _Cached(snapshot.index, str(snapshot.meta.get("token", "")), snapshot)
         return snapshot.index
