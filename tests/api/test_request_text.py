@@ -192,6 +192,18 @@ async def test_openapi_says_what_the_api_checks(client: httpx.AsyncClient) -> No
     history = paths["/api/integration/webhook/history"]["get"]["parameters"]
     outcome = next(p for p in history if p["name"] == "status")
     assert set(outcome["schema"]["anyOf"][0]["enum"]) == {"Success", "Error Request", "Error Response"}
+    # The statuses the answers carry are enums too, so a client can generate exhaustive handling.
+    answers = {
+        ("JobOut", "status"): {"pending", "running", "completed", "failed"},
+        ("AnalysisOut", "status"): {"pending", "running", "completed", "failed"},
+        ("HistoryEntry", "status"): {"Success", "Error Request", "Error Response"},
+        ("DeliveryOut", "status"): {"pending", "succeeded", "failed"},
+        ("ListOut", "status"): {"queued", "running", "done", "failed"},
+        ("CellFull", "status"): {"default", "pending", "running", "success", "error", "skipped"},
+        ("CellBrief", "status"): {"default", "pending", "running", "success", "error", "skipped"},
+    }
+    for (name, field), values in answers.items():
+        assert set(schemas[name]["properties"][field]["enum"]) == values, name
 
 
 async def test_a_path_with_a_missing_id_is_a_clear_404(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -102,7 +102,7 @@ class ListCreate(BaseModel):
 class ListOut(BaseModel):
     list_id: str
     project_id: str
-    status: str = Field(description="`queued`, `running` or `done`.")
+    status: Literal["queued", "running", "done", "failed"]
     matched: int = Field(description="Companies that fit when the list started (when done: processed).")
     processed: int
     added: int = Field(description="Rows added.")

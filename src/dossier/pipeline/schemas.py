@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StrictBool
 
@@ -109,7 +109,7 @@ class AnalysisOut(BaseModel):
     id: str
     projectId: str
     projectName: str
-    status: str = Field(description="`pending`, `running`, `completed` or `failed`.")
+    status: Literal["pending", "running", "completed", "failed"]
     kruncherEntityCompanyId: str | None
     report: dict[str, Any] | None = Field(
         description="Profile, missing fields, completeness, per-tool sources."
@@ -144,7 +144,7 @@ class HistoryEntry(BaseModel):
     )
     attempt: int
     event: str
-    status: str = Field(description="`Success`, `Error Request` or `Error Response`.")
+    status: Literal["Success", "Error Request", "Error Response"]
     statusDescription: str | None
     payload: dict[str, Any]
     httpStatus: int | None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StrictBool
 
@@ -137,9 +137,13 @@ class RowsBatchResult(BaseModel):
     failed: int
 
 
+#: A cell's state: `default` for an input cell, the others for a tool cell.
+CellStatus = Literal["default", "pending", "running", "success", "error", "skipped"]
+
+
 class CellBrief(BaseModel):
     value: Any
-    status: str
+    status: CellStatus
 
 
 class RowListItem(BaseModel):
@@ -157,7 +161,7 @@ class RowsPage(BaseModel):
 class CellFull(BaseModel):
     name: str
     value: Any
-    status: str
+    status: CellStatus
     is_loading: bool
     error: str | None = None
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
@@ -185,7 +185,7 @@ class DeliveryOut(BaseModel):
     endpoint_id: str | None
     target_url: str | None
     profile: str
-    status: str = Field(description="pending, succeeded or failed.")
+    status: Literal["pending", "succeeded", "failed"]
     attempts: int
     next_attempt_at: datetime | None
     last_attempt_at: datetime | None
