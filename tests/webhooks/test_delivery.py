@@ -24,9 +24,33 @@ from dossier.settings import Settings
 from dossier.webhooks import dispatch, service, sweeps
 from dossier.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from dossier.webhooks.profiles.kernel import kernel_job_data
+from dossier.webhooks.profiles.kruncher import analysis_completed_data, changed_status_data
 from tests.conftest import Received, Receiver
 from tests.helpers import eventually, running_worker
 from tests.webhooks.conftest import TIME_SCALE
+
+
+def _changed_status(n: int) -> dict[str, Any]:
+    """A real ``changedStatus`` payload (every payload in the suite is checked against the catalogue)."""
+    return changed_status_data(
+        project_id=f"project-{n}",
+        project_name="Acme",
+        previous_status=None,
+        new_status="Lead",
+        stage=None,
+        changed_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+
+
+def _analysis_completed(n: int) -> dict[str, Any]:
+    """A real ``analysisCompleted`` payload."""
+    return analysis_completed_data(
+        project_id=f"project-{n}",
+        analysis_id=f"analysis-{n}",
+        project_name="Acme",
+        kruncher_entity_company_id=None,
+    )
+
 
 BASE = "/api/enterprise/webhooks"
 
@@ -233,7 +257,8 @@ async def test_retries_follow_the_schedule_until_success_with_a_stable_id(
     endpoint = await _endpoint(
         wclient, headers, url=receiver.url, profile="standard", events=["changedStatus"]
     )
-    [delivery_id] = await _emit(sessionmaker, account.account.id, "changedStatus", {"id": 7})
+    payload = _changed_status(7)
+    [delivery_id] = await _emit(sessionmaker, account.account.id, "changedStatus", payload)
     async with running_worker(settings, sessionmaker, http):
         delivery = await eventually(lambda: _finished(sessionmaker, delivery_id), what="success")
     assert delivery.status == "succeeded" and delivery.attempts == 4
@@ -243,7 +268,7 @@ async def test_retries_follow_the_schedule_until_success_with_a_stable_id(
         assert standard_verify(endpoint["secret"], request) == {
             "type": "changedStatus",
             "timestamp": json.loads(request.body)["timestamp"],
-            "data": {"id": 7},
+            "data": payload,
         }
     attempts = await _attempts(sessionmaker, delivery_id)
     assert [a.outcome for a in attempts] == ["Error Response"] * 3 + ["Success"]
@@ -513,10 +538,10 @@ async def test_a_slow_endpoint_does_not_delay_the_others(
         settings = settings.model_copy(update={"webhook_endpoint_concurrency": 2})
         async with sessionmaker() as session, session.begin():
             await service.emit_events(
-                session, account.account.id, "changedStatus", [{"n": n} for n in range(20)]
+                session, account.account.id, "changedStatus", [_changed_status(n) for n in range(20)]
             )
             await service.emit_events(
-                session, account.account.id, "analysisCompleted", [{"n": n} for n in range(10)]
+                session, account.account.id, "analysisCompleted", [_analysis_completed(n) for n in range(10)]
             )
         import time
 
