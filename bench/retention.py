@@ -28,11 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
+from cryptography.fernet import Fernet
 from sqlalchemy import event, func, select, text
-from sqlalchemy.engine import make_url
+
+if __package__ in (None, ""):  # run as a script: make ``bench`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import dossier.webhooks.tasks  # noqa: F401  (registers the dispatcher)
+from bench.pgdb import throwaway_database
 from dossier.accounts import service as accounts
 from dossier.db.base import utcnow
 from dossier.db.engine import create_engine, create_sessionmaker
@@ -128,7 +131,7 @@ async def run(args: argparse.Namespace, database_url: str) -> None:
             account.id,
             url=f"http://127.0.0.1:{ports['ok']}/ok",
             profile="standard",
-            events=["bench"],
+            events=["*"],  # the bench emits its own event type
             http=http,
         )
     deliveries = args.attempts // args.per_delivery
@@ -233,18 +236,8 @@ async def run(args: argparse.Namespace, database_url: str) -> None:
 
 
 async def with_pg(args: argparse.Namespace) -> None:
-    url = make_url(args.pg)
-    name = f"dossier_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, database=url.database
-    )
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        target = url.set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
+    async with throwaway_database(args.pg) as target:
         await run(args, target)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def main() -> None:
@@ -267,7 +260,7 @@ def main() -> None:
     load = os.getloadavg()
     print(f"{platform.node()} cpus={os.cpu_count()} load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     # Secrets at rest need a key: a throwaway one (the bench database is deleted afterwards).
-    os.environ.setdefault("DOSSIER_SECRET_KEY", "x6Lx7b0pN1uWm0Hk2nJ9c0m1gQvYyq1vRr6n8m5V0aE=")
+    os.environ.setdefault("DOSSIER_SECRET_KEY", Fernet.generate_key().decode())
     if args.backend == "postgresql":
         asyncio.run(with_pg(args))
     else:

@@ -33,12 +33,14 @@ import uuid
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 from aiohttp import web
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
+
+if __package__ in (None, ""):  # run as a script: make ``bench`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import dossier.webhooks.tasks  # noqa: F401  (registers the dispatcher)
+from bench.pgdb import throwaway_database
 from dossier.accounts import service as accounts
 from dossier.db.engine import create_engine, create_sessionmaker
 from dossier.db.migrate import upgrade_to_head
@@ -158,7 +160,7 @@ async def run(args: argparse.Namespace, database_url: str) -> None:
                 account.id,
                 url=f"http://127.0.0.1:{ports[kind]}/{kind}",
                 profile="standard",
-                events=["bench"],
+                events=["*"],  # the bench emits its own event type
                 http=http,
             )
 
@@ -264,18 +266,8 @@ async def run(args: argparse.Namespace, database_url: str) -> None:
 
 
 async def with_pg(args: argparse.Namespace) -> None:
-    url = make_url(args.pg)
-    name = f"dossier_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, database=url.database
-    )
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        target = url.set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
+    async with throwaway_database(args.pg) as target:
         await run(args, target)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def main() -> None:
