@@ -221,6 +221,13 @@ class Settings(BaseSettings):
         description="Directory of the registry's index snapshots, shared by every process on the host "
         "(default: ~/.cache/dossier/registry-index). Safe to delete: a missing snapshot is rebuilt.",
     )
+    registry_index_workers: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="Processes that normalise names while a registry index snapshot of 20,000 organisations "
+        "or more is built (0: one per CPU; 1: only the building process).",
+    )
 
     # Webhooks (docs/configuration.md, "Webhooks").
     webhook_concurrency: int = Field(

@@ -24,6 +24,7 @@ from __future__ import annotations
 import gc
 import heapq
 import math
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ REPORTED_CANDIDATES = 5
 _VOTE_FLOOR = 0.4
 # Tokens carried by more names than this are only used for blocking when nothing rarer is in the query.
 _COMMON_DF_FLOOR = 300
-_MIN_FUZZY_LEN = 5
+MIN_FUZZY_LEN = 5
 # What each differing weak word ("Group", "Holdings", "The") costs.
 _WEAK_COST = 0.02
 # Weight of a weak word in a name's coverage, against a rare word's several units.
@@ -72,6 +73,9 @@ _DESCRIPTOR_DISCOUNT = 0.3
 # A pair with a blocking difference never scores above this.
 _BLOCKED_CEILING = 0.6
 _OTHER_DOMAIN_PENALTY = 0.12
+# Float sums in another order may differ in the last bits: pruning keeps a margin so it never drops a name
+# the unpruned vote would keep.
+_PRUNE_SLACK = 1.000001
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,11 +192,31 @@ def deletion_neighbourhoods(vocabulary: Iterable[str]) -> dict[str, list[str]]:
     with a few dictionary reads instead of a scan of the vocabulary."""
     deletes: dict[str, list[str]] = defaultdict(list)
     for token in vocabulary:
-        if len(token) >= _MIN_FUZZY_LEN and not token.isdigit():
+        if len(token) >= MIN_FUZZY_LEN and not token.isdigit():
             deletes[token].append(token)
             for variant in deletions(token):
                 deletes[variant].append(token)
     return dict(deletes)
+
+
+def _add_to_voted(
+    votes: dict[int, float], voting: Sequence[tuple[str, float]], postings: Mapping[str, Sequence[int]]
+) -> None:
+    """Add each word's weight to the names already in ``votes`` that carry it (in the order of ``voting``,
+    so each sum is the one reading the whole posting lists gives)."""
+    voted = list(votes)
+    for token, weight in voting:
+        ids = postings[token]
+        length = len(ids)
+        if length <= 8 * len(voted):
+            for name_id in ids:
+                if name_id in votes:
+                    votes[name_id] += weight
+            continue
+        for name_id in voted:
+            at = bisect_left(ids, name_id)
+            if at < length and ids[at] == name_id:
+                votes[name_id] += weight
 
 
 class _IdfOfPostings(Mapping[str, float]):
@@ -423,7 +447,7 @@ class EntityIndex:
                 refs.append((len(ids), token, 1.0))
                 seen.add(token)
                 continue
-            if len(token) >= _MIN_FUZZY_LEN:
+            if len(token) >= MIN_FUZZY_LEN:
                 neighbours: set[str] = set()
                 for variant in (token, *deletions(token)):
                     neighbours.update(self._deletes.get(variant, ()))
@@ -436,14 +460,29 @@ class EntityIndex:
         if not refs:
             return []
         refs.sort()
-        votes: dict[int, float] = defaultdict(float)
+        voting: list[tuple[str, float]] = []
         for position, (df, token, factor) in enumerate(refs):
             # Rare words select candidates; a common word ("bank", "energy") only when nothing rarer is there.
             if df > self._common_df and position >= 2:
                 break
-            weight = self._weight(token) * factor
-            for name_id in self._postings[token]:
+            voting.append((token, self._weight(token) * factor))
+        # What the words from each position on can still add to a name's vote.
+        remaining = [0.0] * (len(voting) + 1)
+        for position in range(len(voting) - 1, -1, -1):
+            remaining[position] = remaining[position + 1] + voting[position][1]
+        votes: dict[int, float] = defaultdict(float)
+        best = 0.0
+        for position, (token, weight) in enumerate(voting):
+            ids = self._postings[token]
+            if votes and remaining[position] * _PRUNE_SLACK < best * _VOTE_FLOOR:
+                # A name no rarer word voted for cannot reach the floor any more (MaxScore): the longer
+                # posting lists only add to the names already voted for, found by bisection (every posting
+                # list is in ascending name order), instead of being read whole.
+                _add_to_voted(votes, voting[position:], self._postings)
+                break
+            for name_id in ids:
                 votes[name_id] += weight
+            best = max(votes.values())
         # A name sharing much less rare-word weight than the best candidate cannot score near it: skip it.
         floor = max(votes.values()) * _VOTE_FLOOR
         kept = [name_id for name_id, vote in votes.items() if vote >= floor]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -112,23 +112,20 @@ class NormalizedName:
     # The name is an exchange listing (par values, share classes: "NATURGY ENERGY INH. EO 1").
     listing: bool = False
 
-    @property
-    def key(self) -> str:
-        return " ".join(self.core)
+    # Derived from ``core`` once (a lookup reads them for every candidate it compares).
+    key: str = field(init=False, compare=False, repr=False)
+    compact: str = field(init=False, compare=False, repr=False)
+    # Core tokens that are numbers: "Fund 2" and "Fund 3" are different funds.
+    numbers: frozenset[str] = field(init=False, compare=False, repr=False)
+    # Single-letter core tokens: "Smith J" and "Smith K" are different people's firms.
+    initials: frozenset[str] = field(init=False, compare=False, repr=False)
 
-    @property
-    def compact(self) -> str:
-        return "".join(self.core)
-
-    @property
-    def numbers(self) -> frozenset[str]:
-        """Core tokens that are numbers: "Fund 2" and "Fund 3" are different funds."""
-        return frozenset(t for t in self.core if t.isdigit())
-
-    @property
-    def initials(self) -> frozenset[str]:
-        """Single-letter core tokens: "Smith J" and "Smith K" are different people's firms."""
-        return frozenset(t for t in self.core if len(t) == 1 and t.isalpha())
+    def __post_init__(self) -> None:
+        core = self.core
+        object.__setattr__(self, "key", " ".join(core))
+        object.__setattr__(self, "compact", "".join(core))
+        object.__setattr__(self, "numbers", frozenset(t for t in core if t.isdigit()))
+        object.__setattr__(self, "initials", frozenset(t for t in core if len(t) == 1 and t.isalpha()))
 
 
 def fold(text: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 from rapidfuzz.distance import OSA
 
@@ -66,6 +67,7 @@ def _written_spellings() -> dict[str, tuple[str, ...]]:
 SPELLINGS = _written_spellings()
 
 
+@lru_cache(maxsize=1 << 16)
 def sound(token: str) -> str:
     """A word with the spellings of one sound made one ("gazprom" -> "gasprom")."""
     for spelling, sound in _SOUNDS:

@@ -22,24 +22,27 @@ import os
 import struct
 import zlib
 from array import array
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import IO, Any
 
 from dossier.enrichment.registry.evidence import Place
 from dossier.enrichment.registry.matcher import (
+    MIN_FUZZY_LEN,
     EntityIndex,
     EntityRow,
-    deletion_neighbourhoods,
     entity_place,
     indexed_names,
     posting_tokens,
 )
 from dossier.enrichment.registry.normalize import NormalizedName
+from dossier.enrichment.registry.similarity import deletions
 
 MAGIC = b"DOSSIDX\x00"
-FORMAT = 1
+FORMAT = 2
 _LEN = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _OFFSET_BITS = 40
@@ -85,19 +88,96 @@ def _write_table(writer: _Writer, entries: Iterable[tuple[str, Any]], count: int
     mask = size - 1
     slots = array("Q", bytes(8 * size))
     start = writer.align()
+    # Entries are gathered in a buffer and written in large pieces: a write and a tell per entry cost
+    # more than the entry's encoding.
+    buffer = bytearray()
+    written = 0
+    pack = _LEN.pack
     for key, value in entries:
         data = marshal.dumps((key, value))
-        offset = writer.tell() - start
-        writer.out.write(_LEN.pack(len(data)))
-        writer.out.write(data)
+        offset = written + len(buffer)
+        buffer += pack(len(data))
+        buffer += data
         position, tag = _hashes(key)
         position &= mask
         while slots[position]:
             position = (position + 1) & mask
         slots[position] = (tag << _OFFSET_BITS) | (offset + 1)
+        if len(buffer) >= 1 << 20:
+            writer.out.write(buffer)
+            written += len(buffer)
+            buffer.clear()
+    writer.out.write(buffer)
     entries_length = writer.tell() - start
     slots_start, _ = writer.section(slots)
     return {"entries": start, "entries_length": entries_length, "slots": slots_start, "size": size}
+
+
+def _write_neighbourhoods(writer: _Writer, vocabulary: Iterable[str]) -> dict[str, int]:
+    """The typo neighbourhoods (``matcher.deletion_neighbourhoods``) as a multimap: the fuzzy vocabulary's
+    words (records), then an open-addressing table with one u64 slot per (variant, word) pair: a 32-bit tag
+    of the variant's hash above the word's number + 1. Nothing is kept per variant but its slot, so the
+    build needs the table's memory only, not a dictionary of millions of strings."""
+    words = [w for w in vocabulary if len(w) >= MIN_FUZZY_LEN and not w.isdigit()]
+    pairs = sum(len(w) + 1 for w in words)  # an upper bound: a word and each of its deletions
+    size = 8
+    while size * 0.7 < pairs:
+        size *= 2
+    mask = size - 1
+    slots = array("Q", bytes(8 * size))
+    for number, word in enumerate(words):
+        entry = number + 1
+        for variant in {word, *deletions(word)}:
+            data = variant.encode()
+            position = zlib.crc32(data) & mask
+            while slots[position]:
+                position = (position + 1) & mask
+            slots[position] = (zlib.crc32(data, _TAG_SEED) << 32) | entry
+    offsets = array("Q", [0])
+    blob = bytearray()
+    for word in words:
+        blob += word.encode()
+        offsets.append(len(blob))
+    blob_start, _ = writer.section(bytes(blob))
+    offsets_start, _ = writer.section(offsets)
+    slots_start, _ = writer.section(slots)
+    return {
+        "blob": blob_start,
+        "offsets": offsets_start,
+        "count": len(words),
+        "slots": slots_start,
+        "size": size,
+    }
+
+
+# A row as the builder writes it: its record, its domain, and per indexed name (record, key, posting tokens).
+_EncodedRow = tuple[bytes, str | None, list[tuple[bytes, str, list[str]]]]
+
+
+def encode_rows(rows: Sequence[EntityRow]) -> list[_EncodedRow]:
+    """Normalise and encode rows for the snapshot (pure: runs in a worker process when the build has them)."""
+    out: list[_EncodedRow] = []
+    for row in rows:
+        place = entity_place(row)
+        record = (
+            row.kernel_id,
+            row.name,
+            tuple(row.aliases),
+            row.domain,
+            row.country,
+            row.country_code,
+            tuple(row.isins),
+            row.city,
+            row.postal_code,
+            row.address,
+            (place.country, place.city, place.postal_code, place.address),
+        )
+        names = []
+        for raw, n, is_alias in indexed_names(row):
+            fields = (n.core, n.weak, n.legal, n.qualifiers, tuple(n.truncated), tuple(n.bracketed))
+            names.append((marshal.dumps((raw, is_alias, *fields, n.listing)), n.key, posting_tokens(n)))
+        out.append((marshal.dumps(record), row.domain, names))
+    return out
 
 
 class SnapshotBuilder:
@@ -106,8 +186,18 @@ class SnapshotBuilder:
     The file is written to ``path`` + ".tmp" and renamed when complete, so a reader never sees half a file.
     """
 
-    def __init__(self, path: str | os.PathLike[str], meta: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], meta: Mapping[str, Any] | None = None, *, workers: int = 1
+    ) -> None:
         self.path = Path(path)
+        # Normalising names is most of a build's CPU: with workers > 1 it runs in that many processes
+        # (spawned: the building process may be a server with threads) while this one reads and writes.
+        self._workers = workers
+        self._pool: ProcessPoolExecutor | None = (
+            ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
+        )
+        self._pending: deque[Future[list[_EncodedRow]]] = deque()
+        self._name_entities = array("I")
         self.meta = dict(meta or {})
         self._tmp = self.path.with_name(self.path.name + ".tmp")
         self._entities = self._tmp.with_name(self._tmp.name + ".entities")
@@ -121,39 +211,54 @@ class SnapshotBuilder:
         self._domains: dict[str, array[int]] = defaultdict(lambda: array("I"))
 
     def add(self, rows: Iterable[EntityRow]) -> None:
-        for row in rows:
+        """Index ``rows`` (in order). With workers, their names are normalised in the pool meanwhile."""
+        batch = list(rows)
+        if self._pool is None:
+            self._append(encode_rows(batch))
+            return
+        step = max(1, -(-len(batch) // self._workers))
+        for start in range(0, len(batch), step):
+            self._pending.append(self._pool.submit(encode_rows, batch[start : start + step]))
+        # Bounded read-ahead: a few pieces per worker in flight, the oldest appended in order.
+        while len(self._pending) > 2 * self._workers:
+            self._append(self._pending.popleft().result())
+
+    def _append(self, encoded: list[_EncodedRow]) -> None:
+        for record, domain, names in encoded:
             index = len(self._entity_offsets) - 1
-            place = entity_place(row)
-            record = (
-                row.kernel_id,
-                row.name,
-                tuple(row.aliases),
-                row.domain,
-                row.country,
-                row.country_code,
-                tuple(row.isins),
-                row.city,
-                row.postal_code,
-                row.address,
-                (place.country, place.city, place.postal_code, place.address),
-            )
-            data = marshal.dumps(record)
-            self._entity_out.write(data)
-            self._entity_offsets.append(self._entity_offsets[-1] + len(data))
-            if row.domain:
-                self._domains[row.domain].append(index)
-            for raw, n, is_alias in indexed_names(row):
+            self._entity_out.write(record)
+            self._entity_offsets.append(self._entity_offsets[-1] + len(record))
+            if domain:
+                self._domains[domain].append(index)
+            for data, key, tokens in names:
                 name_id = len(self._name_offsets) - 1
-                fields = (n.core, n.weak, n.legal, n.qualifiers, tuple(n.truncated), tuple(n.bracketed))
-                data = marshal.dumps((index, raw, is_alias, *fields, n.listing))
                 self._name_out.write(data)
                 self._name_offsets.append(self._name_offsets[-1] + len(data))
-                self._by_key[n.key].append(name_id)
-                for token in posting_tokens(n):
+                self._name_entities.append(index)
+                self._by_key[key].append(name_id)
+                for token in tokens:
                     self._postings[token].append(name_id)
+
+    def _drain(self) -> None:
+        while self._pending:
+            self._append(self._pending.popleft().result())
+        self._close_pool()
+
+    def _close_pool(self) -> None:
+        if self._pool is not None:
+            for future in self._pending:
+                future.cancel()
+            self._pending.clear()
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def finish(self) -> Path:
         """Write the file and move it into place; returns its path."""
+        try:
+            self._drain()
+        except BaseException:
+            self.abort()
+            raise
         self._entity_out.close()
         self._name_out.close()
         sections: dict[str, Any] = {}
@@ -172,6 +277,7 @@ class SnapshotBuilder:
                             out.write(chunk)
                     offsets_start, _ = writer.section(offsets)
                     sections[label] = {"blob": start, "offsets": offsets_start, "count": len(offsets) - 1}
+                sections["names"]["entities"], _ = writer.section(self._name_entities)
                 # Every id list in one u32 array; the tables hold (key, start, length) into it.
                 ints_start = writer.align()
                 refs: dict[str, dict[str, tuple[int, int]]] = {}
@@ -190,10 +296,7 @@ class SnapshotBuilder:
                 for label, table in refs.items():
                     entries = ((key, ref) for key, ref in table.items())
                     sections[label] = _write_table(writer, entries, len(table))
-                deletes = deletion_neighbourhoods(self._postings)
-                sections["deletes"] = _write_table(
-                    writer, ((key, tuple(words)) for key, words in deletes.items()), len(deletes)
-                )
+                sections["deletes"] = _write_neighbourhoods(writer, self._postings)
                 header = json.dumps({"format": FORMAT, "sections": sections, "meta": self.meta}).encode()
                 header_start = writer.align()
                 out.write(header)
@@ -208,6 +311,7 @@ class SnapshotBuilder:
         return self.path
 
     def abort(self) -> None:
+        self._close_pool()
         for handle in (self._entity_out, self._name_out):
             handle.close()
         for leftover in (self._entities, self._names, self._tmp):
@@ -215,10 +319,14 @@ class SnapshotBuilder:
 
 
 def build_snapshot(
-    rows: Iterable[EntityRow], path: str | os.PathLike[str], meta: Mapping[str, Any] | None = None
+    rows: Iterable[EntityRow],
+    path: str | os.PathLike[str],
+    meta: Mapping[str, Any] | None = None,
+    *,
+    workers: int = 1,
 ) -> Path:
     """Write the snapshot of ``rows`` to ``path`` (atomically); returns the path."""
-    builder = SnapshotBuilder(path, meta)
+    builder = SnapshotBuilder(path, meta, workers=workers)
     try:
         builder.add(rows)
     except BaseException:
@@ -271,8 +379,9 @@ class _Places(Sequence[Place]):
 
 
 class _Names(Sequence[tuple[int, NormalizedName, str, bool]]):
-    def __init__(self, records: _Records) -> None:
+    def __init__(self, records: _Records, entities: memoryview) -> None:
         self._records = records
+        self._entities = entities
         self._cache: dict[int, tuple[int, NormalizedName, str, bool]] = {}
 
     def __len__(self) -> int:
@@ -282,9 +391,8 @@ class _Names(Sequence[tuple[int, NormalizedName, str, bool]]):
         cached = self._cache.get(index)
         if cached is not None:
             return cached
-        entity, raw, is_alias, core, weak, legal, qualifiers, truncated, bracketed, listing = (
-            self._records.raw(index)
-        )
+        raw, is_alias, core, weak, legal, qualifiers, truncated, bracketed, listing = self._records.raw(index)
+        entity = self._entities[index]
         name = NormalizedName(
             core, weak, legal, qualifiers, frozenset(truncated), frozenset(bracketed), listing
         )
@@ -366,6 +474,52 @@ class _IdTable(_Table):
         return self._ints[start : start + length]
 
 
+class _Neighbourhoods(Mapping[str, tuple[str, ...]]):
+    """The typo neighbourhoods' multimap: ``get(variant)`` gives the words one deletion away (or equal)."""
+
+    def __init__(self, view: memoryview, section: Mapping[str, int]) -> None:
+        count = section["count"]
+        self._count = count
+        self._blob = view[section["blob"] : section["offsets"]]
+        self._offsets = view[section["offsets"] : section["offsets"] + 8 * (count + 1)].cast("Q")
+        self._size = section["size"]
+        self._mask = self._size - 1
+        self._slots = view[section["slots"] : section["slots"] + 8 * self._size].cast("Q")
+
+    def _word(self, number: int) -> str:
+        return bytes(self._blob[self._offsets[number] : self._offsets[number + 1]]).decode()
+
+    def get(self, variant: str, default: Any = None) -> Any:
+        data = variant.encode()
+        position = zlib.crc32(data) & self._mask
+        tag = zlib.crc32(data, _TAG_SEED)
+        slots = self._slots
+        found: list[str] = []
+        length = len(variant)
+        while slot := slots[position]:
+            if slot >> 32 == tag:
+                word = self._word((slot & 0xFFFFFFFF) - 1)
+                # 32 bits of tag and the slot's position agree: a collision is (nearly) impossible, and
+                # a word of another length cannot be one deletion away in any case.
+                if len(word) - length in (0, 1):
+                    found.append(word)
+            position = (position + 1) & self._mask
+        return tuple(found) if found else default
+
+    def __getitem__(self, variant: str) -> tuple[str, ...]:
+        found = self.get(variant)
+        if found is None:
+            raise KeyError(variant)
+        return found  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[str]:
+        # The variants themselves are not stored (only their hashes): iterate the words.
+        return (self._word(number) for number in range(self._count))
+
+    def __len__(self) -> int:
+        return self._count
+
+
 class Snapshot:
     """An open snapshot: ``index`` is the EntityIndex over it. Keep the object while the index is used."""
 
@@ -392,14 +546,16 @@ class Snapshot:
         ints_section = sections["ints"]
         ints = view[ints_section["start"] : ints_section["start"] + 4 * ints_section["count"]].cast("I")
         entities = _Records(view, sections["entities"])
+        names = sections["names"]
+        name_entities = view[names["entities"] : names["entities"] + 4 * names["count"]].cast("I")
         self.index = EntityIndex.from_parts(
             entities=_Entities(entities),
             places=_Places(entities),
-            names=_Names(_Records(view, sections["names"])),
+            names=_Names(_Records(view, names), name_entities),
             postings=_IdTable(view, sections["postings"], ints),
             by_key=_IdTable(view, sections["by_key"], ints),
             domains=_IdTable(view, sections["domains"], ints),
-            deletes=_Table(view, sections["deletes"]),
+            deletes=_Neighbourhoods(view, sections["deletes"]),
         )
 
     def __len__(self) -> int:
