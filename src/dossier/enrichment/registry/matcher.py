@@ -22,12 +22,12 @@ the answer is "ambiguous": no match, with the candidates and the features that d
 from __future__ import annotations
 
 import gc
-import heapq
 import math
 from bisect import bisect_left
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import compress
 from typing import Any
 
 from rapidfuzz.distance import OSA
@@ -73,6 +73,8 @@ _DESCRIPTOR_DISCOUNT = 0.3
 # A pair with a blocking difference never scores above this.
 _BLOCKED_CEILING = 0.6
 _OTHER_DOMAIN_PENALTY = 0.12
+# Word weights a snapshot-backed index keeps decoded.
+_IDF_CACHE = 200_000
 # Float sums in another order may differ in the last bits: pruning keeps a margin so it never drops a name
 # the unpruned vote would keep.
 _PRUNE_SLACK = 1.000001
@@ -209,9 +211,8 @@ def _add_to_voted(
         ids = postings[token]
         length = len(ids)
         if length <= 8 * len(voted):
-            for name_id in ids:
-                if name_id in votes:
-                    votes[name_id] += weight
+            for name_id in votes.keys() & set(ids):
+                votes[name_id] += weight
             continue
         for name_id in voted:
             at = bisect_left(ids, name_id)
@@ -219,15 +220,40 @@ def _add_to_voted(
                 votes[name_id] += weight
 
 
+def _most_voted(kept: list[int], votes: Mapping[int, float]) -> list[int]:
+    """``heapq.nlargest(MAX_CANDIDATES, kept, key=votes)`` (ties in ``kept``'s order), with the loops in C:
+    votes take few distinct values (sums of a few words' weights), so the cut is found by counting them."""
+    counts = Counter(map(votes.__getitem__, kept))
+    above = 0
+    for cut in sorted(counts, reverse=True):
+        if above + counts[cut] >= MAX_CANDIDATES:
+            break
+        above += counts[cut]
+    values = list(map(votes.__getitem__, kept))
+    higher = list(compress(kept, map(cut.__lt__, values)))
+    higher.sort(key=votes.__getitem__, reverse=True)  # stable: ties keep their order
+    tied = list(compress(kept, map(cut.__eq__, values)))
+    return higher + tied[: MAX_CANDIDATES - len(higher)]
+
+
 class _IdfOfPostings(Mapping[str, float]):
     """An index's word weights computed from its postings' lengths (for postings stored elsewhere)."""
 
     def __init__(self, index: EntityIndex) -> None:
         self._index = index
+        # A lookup weighs every word of every candidate: each weight read from the file once (bounded).
+        self._cache: dict[str, float | None] = {}
 
     def get(self, token: str, default: float | None = None) -> float | None:  # type: ignore[override]
-        ids = self._index._postings.get(token)
-        return default if ids is None else self._index._idf_of(len(ids))
+        try:
+            value = self._cache[token]
+        except KeyError:
+            ids = self._index._postings.get(token)
+            value = None if ids is None else self._index._idf_of(len(ids))
+            if len(self._cache) >= _IDF_CACHE:
+                self._cache.clear()
+            self._cache[token] = value
+        return default if value is None else value
 
     def __getitem__(self, token: str) -> float:
         return self._index._idf_of(len(self._index._postings[token]))
@@ -470,25 +496,32 @@ class EntityIndex:
         remaining = [0.0] * (len(voting) + 1)
         for position in range(len(voting) - 1, -1, -1):
             remaining[position] = remaining[position + 1] + voting[position][1]
-        votes: dict[int, float] = defaultdict(float)
+        votes: dict[int, float] = {}
         best = 0.0
         for position, (token, weight) in enumerate(voting):
-            ids = self._postings[token]
             if votes and remaining[position] * _PRUNE_SLACK < best * _VOTE_FLOOR:
                 # A name no rarer word voted for cannot reach the floor any more (MaxScore): the longer
                 # posting lists only add to the names already voted for, found by bisection (every posting
                 # list is in ascending name order), instead of being read whole.
                 _add_to_voted(votes, voting[position:], self._postings)
                 break
-            for name_id in ids:
-                votes[name_id] += weight
-            best = max(votes.values())
+            # Set-based, in C: the word's names with its weight, the ones already voted for with their sum;
+            # the union keeps the earlier names' order and appends the new ones in posting order.
+            voted = dict.fromkeys(self._postings[token], weight)
+            common = votes.keys() & voted.keys()
+            if len(common) < len(voted) and weight > best:
+                best = weight
+            for name_id in common:
+                voted[name_id] = total = votes[name_id] + weight
+                if total > best:
+                    best = total
+            votes = votes | voted if votes else voted
         # A name sharing much less rare-word weight than the best candidate cannot score near it: skip it.
         floor = max(votes.values()) * _VOTE_FLOOR
-        kept = [name_id for name_id, vote in votes.items() if vote >= floor]
+        kept = list(compress(votes, map(floor.__le__, votes.values())))
         if len(kept) <= MAX_CANDIDATES:
             return kept
-        return heapq.nlargest(MAX_CANDIDATES, kept, key=votes.__getitem__)
+        return _most_voted(kept, votes)
 
     def score(
         self,

@@ -122,10 +122,19 @@ class NormalizedName:
 
     def __post_init__(self) -> None:
         core = self.core
-        object.__setattr__(self, "key", " ".join(core))
-        object.__setattr__(self, "compact", "".join(core))
-        object.__setattr__(self, "numbers", frozenset(t for t in core if t.isdigit()))
-        object.__setattr__(self, "initials", frozenset(t for t in core if len(t) == 1 and t.isalpha()))
+        assign = object.__setattr__
+        assign(self, "key", " ".join(core))
+        assign(self, "compact", "".join(core))
+        assign(self, "numbers", frozenset(filter(str.isdigit, core)) if core else _NO_WORDS)
+        has_letter = bool(core) and min(map(len, core)) == 1
+        assign(
+            self,
+            "initials",
+            frozenset(t for t in core if len(t) == 1 and t.isalpha()) if has_letter else _NO_WORDS,
+        )
+
+
+_NO_WORDS: frozenset[str] = frozenset()
 
 
 def fold(text: str) -> str:
