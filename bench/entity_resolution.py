@@ -158,7 +158,7 @@ def main(args: argparse.Namespace) -> None:
             # The dataset's registry plus generated organisations, in a snapshot like the one processes use.
             path = Path(tempfile.gettempdir()) / f"er-{name}-{args.distractors}.idx"
             rows = itertools.chain(dataset.rows, distractor_rows(args.distractors))
-            build_snapshot(rows, path)
+            build_snapshot(rows, path, workers=len(os.sched_getaffinity(0)))
             snapshot = open_snapshot(path)
             index = snapshot.index
         else:

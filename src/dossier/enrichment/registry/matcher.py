@@ -555,14 +555,13 @@ class EntityIndex:
         has_name = bool(queries)
         results: list[_Scored] = []
         for entity, (name_value, conflicts, name_id, compared) in best_name.items():
-            row = self.entities[entity]
             on_domain = entity in domain_hits
             if has_name:
                 rank = name_value
                 if on_domain:
                     # The website is strong evidence, but a name that disagrees makes the pair doubtful.
                     rank = 0.9 + 0.1 * name_value if name_value >= 0.4 else 0.8
-                elif domain and row.domain:
+                elif domain and self.entities[entity].domain:
                     rank -= _OTHER_DOMAIN_PENALTY
             else:
                 rank = 0.95 if on_domain else 0.0

@@ -25,6 +25,7 @@ from array import array
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from itertools import islice
 from multiprocessing import get_context
 from pathlib import Path
 from typing import IO, Any
@@ -48,6 +49,8 @@ _U64 = struct.Struct("<Q")
 _OFFSET_BITS = 40
 _OFFSET_MASK = (1 << _OFFSET_BITS) - 1
 _TAG_SEED = 0x9E3779B9
+# Rows handed to the builder at a time by ``build_snapshot``.
+_BUILD_BATCH = 10_000
 # Names decoded per process are kept (a lookup reads each candidate's several times); bounded.
 _NAME_CACHE = 50_000
 
@@ -328,7 +331,9 @@ def build_snapshot(
     """Write the snapshot of ``rows`` to ``path`` (atomically); returns the path."""
     builder = SnapshotBuilder(path, meta, workers=workers)
     try:
-        builder.add(rows)
+        iterator = iter(rows)
+        while batch := list(islice(iterator, _BUILD_BATCH)):
+            builder.add(batch)
     except BaseException:
         builder.abort()
         raise
