@@ -96,6 +96,15 @@ async def _sign_in(page: Any, base: str, key: str) -> None:
     await page.wait_for_url(re.compile(r".*/projects$"))
 
 
+async def _create_project(page: Any, name: str, columns: str) -> str:
+    """Create a project from the Projects page (signed in, on it); returns the new project's URL."""
+    await page.get_by_label("Project name").fill(name)
+    await page.get_by_label("Input columns").fill(columns)
+    await page.get_by_role("button", name="Create project").click()
+    await page.wait_for_url(re.compile(r".*/projects/[0-9a-f-]{36}$"))
+    return str(page.url)
+
+
 async def _reload_until(page: Any, selector: str, count: int = 1) -> None:
     """Reload a page (not a live one) until ``selector`` matches ``count`` elements, for at most WAIT_MS."""
     for _ in range(100):
@@ -359,13 +368,9 @@ async def _build_a_list_from_the_registry(
     shot = Shots(database_url)
     page = await _new_page(browser)
     await _sign_in(page, base, key)
-    await page.get_by_label("Project name").fill("German prospects")
-    await page.get_by_label("Input columns").fill("company_name*\nwebsite\ncountry")
-    await page.get_by_role("button", name="Create project").click()
-    await page.wait_for_url(re.compile(r".*/projects/[0-9a-f-]{36}$"))
-    project_url = page.url
+    project_url = await _create_project(page, "German prospects", "company_name*\nwebsite\ncountry")
 
-    await page.get_by_role("link", name="Companies").click()
+    await page.get_by_role("link", name="Companies", exact=True).click()
     await expect(page.locator("h1")).to_have_text("Build a list")
     count = page.locator("#match-count")
     await expect(count).to_have_text(re.compile(r"^[1-9][0-9,]* companies match$"))
@@ -449,11 +454,7 @@ async def _another_account_and_a_forged_form_are_refused(
 
     page = await _new_page(browser)
     await _sign_in(page, base, key)
-    await page.get_by_label("Project name").fill("Board pack")
-    await page.get_by_label("Input columns").fill("company_name")
-    await page.get_by_role("button", name="Create project").click()
-    await page.wait_for_url(re.compile(r".*/projects/[0-9a-f-]{36}$"))
-    project_url = page.url
+    project_url = await _create_project(page, "Board pack", "company_name")
 
     # A page of another origin (the receiver's port) posts a form to the dashboard with the session's cookie
     # but without its CSRF token: refused, nothing created.

@@ -161,6 +161,9 @@ async def test_adding_the_matches_to_a_project_at_once_then_again_and_the_ticked
 ) -> None:
     token = await sign_in(client, account.api_key)
     project = await create_project(client, headers, "Prospects", columns=COLUMNS)
+    # The project's page links to the screen with the project chosen.
+    own = await client.get(f"/projects/{project['id']}")
+    assert f'href="/companies?project={project["id"]}"' in own.text
     page = await client.get(
         "/companies", params={"country": "DE", "industry": "Software", "project": project["id"]}
     )

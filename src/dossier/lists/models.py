@@ -58,7 +58,8 @@ class ProjectCompany(Base):
 # trigram index of names and aliases, ``registry_names_fts``, with its triggers). They belong to the registry
 # table and are declared here, beside the search that needs them, so the registry's own module stays as it is.
 REGISTRY_SEARCH_INDEXES = (
-    # The filters' most common seek first, then the other filters' columns: a count reads the index alone.
+    # The filters' most common seek first, then the other filters' columns and kernel_id: a count, and a
+    # page's kernel_ids on PostgreSQL, are read from the index alone.
     Index(
         "ix_registry_entities_country_filters",
         RegistryEntity.country_code,
@@ -67,6 +68,7 @@ REGISTRY_SEARCH_INDEXES = (
         RegistryEntity.company_type,
         RegistryEntity.founded_year,
         RegistryEntity.domain,
+        RegistryEntity.kernel_id,
     ),
     Index("ix_registry_entities_industry_employees", RegistryEntity.industry, RegistryEntity.employee_count),
     Index("ix_registry_entities_sector_country", RegistryEntity.sector, RegistryEntity.country_code),

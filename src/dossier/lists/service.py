@@ -540,26 +540,37 @@ async def _page(
     where = await _where(session, filters, plain=plain, name_index=name_index)
     column = SORTS[sort.key]
     if sort.key == "kernel_id":
-        stmt = select(RE).where(*where)
         if after is not None:
-            stmt = stmt.where(column < after[1] if sort.descending else column > after[1])
-        return list(
-            await session.scalars(stmt.order_by(column.desc() if sort.descending else column).limit(limit))
-        )
+            where.append(column < after[1] if sort.descending else column > after[1])
+        return await _read(session, where, [column.desc() if sort.descending else column], limit)
     rows: list[RegistryEntity] = []
     value, kernel_id = after if after is not None else (None, "")
     if after is None or value is not None:
-        stmt = select(RE).where(*where, column.is_not(None))
+        terms = [*where, column.is_not(None)]
         if after is not None:
             beyond = column < value if sort.descending else column > value
-            stmt = stmt.where(or_(beyond, and_(column == value, RE.kernel_id > kernel_id)))
+            terms.append(or_(beyond, and_(column == value, RE.kernel_id > kernel_id)))
         order = column.desc() if sort.descending else column.asc()
-        rows = list(await session.scalars(stmt.order_by(order, RE.kernel_id).limit(limit)))
+        rows = await _read(session, terms, [order, RE.kernel_id], limit)
         kernel_id = ""
     if len(rows) < limit:
-        stmt = select(RE).where(*where, column.is_(None), RE.kernel_id > kernel_id)
-        rows += list(await session.scalars(stmt.order_by(RE.kernel_id).limit(limit - len(rows))))
+        terms = [*where, column.is_(None), RE.kernel_id > kernel_id]
+        rows += await _read(session, terms, [RE.kernel_id], limit - len(rows))
     return rows
+
+
+async def _read(
+    session: AsyncSession, where: Sequence[ColumnElement[bool]], order: Sequence[Any], limit: int
+) -> list[RegistryEntity]:
+    """The first ``limit`` companies in ``order``. On PostgreSQL the page's kernel_ids first, then their rows:
+    where an index holds the filters' columns, the sort's and kernel_id (the country index of migration 0015),
+    the kernel_ids come from the index alone, and only the page's rows are read from the table."""
+    if _dialect(session) == "postgresql":
+        page = select(RE.kernel_id).where(*where).order_by(*order).limit(limit)
+        stmt = select(RE).where(RE.kernel_id.in_(page)).order_by(*order)
+    else:
+        stmt = select(RE).where(*where).order_by(*order).limit(limit)
+    return list(await session.scalars(stmt))
 
 
 async def count(session: AsyncSession, filters: Filters) -> int:

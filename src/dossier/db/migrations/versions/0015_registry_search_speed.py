@@ -14,12 +14,12 @@ branch_labels = None
 depends_on = None
 
 # (new index, its columns, the index of 0014 it replaces): the new ones start with the same columns, so they
-# serve everything the old ones did, and hold the other filters' columns too, so that a count is read from the
-# index alone (docs/list-building.md, "Speed").
+# serve everything the old ones did, and hold the other filters' columns (and kernel_id) too, so that a count
+# (and a page's kernel_ids, on PostgreSQL) is read from the index alone (docs/list-building.md, "Speed").
 REPLACED = [
     (
         "ix_registry_entities_country_filters",
-        ["country_code", "industry", "employee_count", "company_type", "founded_year", "domain"],
+        ["country_code", "industry", "employee_count", "company_type", "founded_year", "domain", "kernel_id"],
         ("ix_registry_entities_country_industry_employees", ["country_code", "industry", "employee_count"]),
     ),
     (
