@@ -645,8 +645,8 @@ async def facets(
 ) -> tuple[int, dict[str, list[FacetValue]]]:
     """The total of the companies that fit and, per field, its values among them with counts (most first).
 
-    Counting every match costs about a second on a registry of a million; the answer is cached until the
-    registry's next write (its generation), so the pickers of a search screen cost that once."""
+    Counting every match costs up to about half a second on a registry of a million; the answer is cached
+    until the registry's next write (its generation), so the pickers of a search screen cost that once."""
     if not 1 <= limit <= MAX_FACET_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {MAX_FACET_LIMIT}", detail={"filter": "limit"})
     generation = await registry_generation(session)
