@@ -404,6 +404,8 @@ async def _build_a_list_from_the_registry(
     await page.get_by_label("Employees to").press("Enter")
     await expect(page.locator("#filter-error")).to_contain_text("is above employees_max")
     await expect(rows).to_have_count(0)
+    await page.evaluate("window.scrollTo(0, 0)")
+    await shot(page, "companies-error", full_page=False)
     await page.get_by_label("Employees from").fill("")
     await page.get_by_label("Employees to").fill("")
     await page.get_by_label("Employees to").press("Enter")
