@@ -42,6 +42,15 @@ async def registry(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     await seed_registry(sessionmaker)
 
 
+@pytest.fixture
+async def prospects(
+    client: httpx.AsyncClient, account: accounts.NewAccount, headers: dict[str, str], registry: None
+) -> tuple[str, dict[str, Any]]:
+    """Signed in, with a project "Prospects" (company_name, website, country): (CSRF token, project)."""
+    token = await sign_in(client, account.api_key)
+    return token, await create_project(client, headers, "Prospects", columns=COLUMNS)
+
+
 def _names(page: str) -> list[str]:
     return [
         html.unescape(n) for n in re.findall(r'<label for="tick-\d+" class="val cname" title="([^"]+)"', page)
@@ -154,13 +163,11 @@ async def test_bad_filters_show_the_reason_beside_the_form_and_search_nothing(
 
 async def test_adding_the_matches_to_a_project_at_once_then_again_and_the_ticked_ones(
     client: httpx.AsyncClient,
-    account: accounts.NewAccount,
     headers: dict[str, str],
-    registry: None,
+    prospects: tuple[str, dict[str, Any]],
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    token = await sign_in(client, account.api_key)
-    project = await create_project(client, headers, "Prospects", columns=COLUMNS)
+    token, project = prospects
     # The project's page links to the screen with the project chosen.
     own = await client.get(f"/projects/{project['id']}")
     assert f'href="/companies?project={project["id"]}"' in own.text
@@ -202,13 +209,10 @@ async def test_adding_the_matches_to_a_project_at_once_then_again_and_the_ticked
 
 async def test_bad_filters_or_another_accounts_project_add_nothing(
     client: httpx.AsyncClient,
-    account: accounts.NewAccount,
-    headers: dict[str, str],
-    registry: None,
+    prospects: tuple[str, dict[str, Any]],
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    token = await sign_in(client, account.api_key)
-    project = await create_project(client, headers, "Prospects", columns=COLUMNS)
+    token, project = prospects
     base = {"csrf_token": token, "project_id": project["id"], "scope": "all"}
     inverted = await client.post(
         "/companies/lists", data={**base, "founded_min": "2000", "founded_max": "1900"}, headers=HTMX
