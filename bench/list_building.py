@@ -1,14 +1,16 @@
 """Registry search on a big registry: a filtered count and the first page, and facets, per store.
 
-Generates N organisations (default 1,000,000) with a small self-contained generator (deterministic: the same
-N gives the same registry), bulk-inserts them into a migrated database (kept between runs: a second run with
-the same N reuses it), then times `lists.service.check_filters` + `search` (the count and the first page of
-50, as GET /api/enterprise/registry/companies runs them) for typical filters, and the facets. Prints the
-median of several runs and the machine. Not a test: nothing here asserts a timing. Optionally (--build N)
+Generates N organisations (default 1,000,000) with `bench/registry_data.py`, the registry benches' realistic
+generator (deterministic: the same N gives the same registry), bulk-inserts them into a migrated database as
+`dossier registry import` would write them and bumps the registry's generation (kept between runs: a second
+run with the same N reuses it), then times `lists.service.check_filters` + `search` (the count and the first
+page of 50, as GET /api/enterprise/registry/companies runs them) for typical filters, and the facets (the
+first call and a repeat: facets are cached per registry generation). Prints the median of several runs and the
+machine. Not a test: nothing here asserts a timing. Optionally (--build N)
 times building a list of N companies into a project with a firmographics column, batch by batch.
 
     .venv/bin/python bench/list_building.py --backend sqlite
-    .venv/bin/python bench/list_building.py --backend postgresql --pg postgresql://postgres@127.0.0.1:5432/test
+    .venv/bin/python bench/list_building.py --backend postgresql --pg postgresql://postgres@127.0.0.1:5432/bench_lists2
 """
 
 from __future__ import annotations
@@ -16,12 +18,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import platform
-import random
 import sqlite3
 import statistics
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -29,13 +30,19 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
+if __package__ in (None, ""):  # run as a script: make ``bench`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 import dossier.enrichment  # noqa: F401  (registers the tool engine that tool columns need)
+from bench.registry_data import DEFAULT_SOURCE, SEED, iter_organisations
 from dossier.accounts import service as accounts
 from dossier.db.engine import create_engine, create_sessionmaker
 from dossier.db.migrate import upgrade_to_head
+from dossier.enrichment.registry import service as registry
 from dossier.enrichment.registry.models import RegistryEntity
 from dossier.lists import service
 from dossier.projects import service as projects
@@ -44,185 +51,22 @@ from dossier.settings import Settings
 
 WORKDIR = Path(os.environ.get("TMPDIR", "/tmp")) / "dossier-bench-lists"
 
-# (code, name, weight, currency, cities)
-COUNTRIES = [
-    (
-        "US",
-        "United States",
-        25,
-        "USD",
-        ["New York", "San Francisco", "Chicago", "Austin", "Boston", "Seattle"],
-    ),
-    ("DE", "Germany", 8, "EUR", ["Berlin", "Munich", "Hamburg", "Frankfurt", "Cologne", "Stuttgart"]),
-    ("GB", "United Kingdom", 8, "GBP", ["London", "Manchester", "Leeds", "Edinburgh", "Bristol"]),
-    ("FR", "France", 6, "EUR", ["Paris", "Lyon", "Marseille", "Toulouse", "Lille"]),
-    ("JP", "Japan", 6, "JPY", ["Tokyo", "Osaka", "Nagoya", "Yokohama"]),
-    ("CN", "China", 6, "CNY", ["Shanghai", "Beijing", "Shenzhen", "Hangzhou"]),
-    ("IN", "India", 5, "INR", ["Mumbai", "Bangalore", "Delhi", "Chennai"]),
-    ("CA", "Canada", 4, "CAD", ["Toronto", "Vancouver", "Montreal"]),
-    ("NL", "Netherlands", 3, "EUR", ["Amsterdam", "Rotterdam", "Utrecht"]),
-    ("ES", "Spain", 3, "EUR", ["Madrid", "Barcelona", "Valencia"]),
-    ("IT", "Italy", 3, "EUR", ["Milan", "Rome", "Turin"]),
-    ("SE", "Sweden", 2, "SEK", ["Stockholm", "Gothenburg"]),
-    ("CH", "Switzerland", 2, "CHF", ["Zurich", "Geneva", "Basel"]),
-    ("BR", "Brazil", 3, "BRL", ["Sao Paulo", "Rio de Janeiro"]),
-    ("AU", "Australia", 3, "AUD", ["Sydney", "Melbourne", "Brisbane"]),
-    ("KR", "South Korea", 2, "KRW", ["Seoul", "Busan"]),
-    ("PL", "Poland", 2, "PLN", ["Warsaw", "Krakow"]),
-    ("AT", "Austria", 1, "EUR", ["Vienna", "Graz"]),
-    ("BE", "Belgium", 1, "EUR", ["Brussels", "Antwerp"]),
-    ("DK", "Denmark", 1, "DKK", ["Copenhagen", "Aarhus"]),
-    ("NO", "Norway", 1, "NOK", ["Oslo", "Bergen"]),
-    ("FI", "Finland", 1, "EUR", ["Helsinki", "Espoo"]),
-    ("IE", "Ireland", 1, "EUR", ["Dublin", "Cork"]),
-    ("SG", "Singapore", 1, "SGD", ["Singapore"]),
-]
-SECTORS = {
-    "Technology": [
-        "Software",
-        "IT Services",
-        "Semiconductors",
-        "Hardware",
-        "Internet",
-        "Electronic Equipment",
-    ],
-    "Financials": ["Banks", "Insurance", "Asset Management", "Consumer Finance", "Capital Markets"],
-    "Health Care": ["Pharmaceuticals", "Biotechnology", "Medical Devices", "Health Care Providers"],
-    "Industrials": [
-        "Machinery",
-        "Aerospace & Defense",
-        "Construction & Engineering",
-        "Logistics",
-        "Airlines",
-    ],
-    "Consumer Discretionary": ["Retail", "Automobiles", "Hotels, Restaurants & Leisure", "Apparel", "Media"],
-    "Consumer Staples": ["Food Products", "Beverages", "Household Products", "Tobacco"],
-    "Energy": ["Oil, Gas & Consumable Fuels", "Energy Equipment & Services"],
-    "Materials": ["Chemicals", "Metals & Mining", "Construction Materials", "Paper & Forest Products"],
-    "Utilities": ["Electric Utilities", "Gas Utilities", "Water Utilities"],
-    "Real Estate": ["Real Estate Management", "REITs"],
-    "Communication Services": ["Telecommunication Services", "Entertainment", "Publishing"],
-}
-INDUSTRIES = [(industry, sector) for sector, items in SECTORS.items() for industry in items]
-COMPANY_TYPES = ["Private", "Public", "Subsidiary", "Partnership", "Nonprofit", "Government"]
-COMPANY_TYPE_WEIGHTS = [60, 12, 15, 6, 5, 2]
-WORDS = [
-    "Acme",
-    "Nova",
-    "Apex",
-    "Blue",
-    "River",
-    "Summit",
-    "Global",
-    "Tech",
-    "Data",
-    "North",
-    "Bright",
-    "Core",
-    "Prime",
-    "Vertex",
-    "Silver",
-    "Green",
-    "Pioneer",
-    "Quantum",
-    "Atlas",
-    "Orion",
-    "Delta",
-    "Sigma",
-    "Crest",
-    "Harbor",
-    "Falcon",
-    "Maple",
-    "Cedar",
-    "Stone",
-    "Iron",
-    "Solar",
-    "Metro",
-    "Urban",
-    "Alpine",
-    "Coastal",
-    "Union",
-    "Royal",
-]
-SUFFIXES = ["Inc", "GmbH", "Ltd", "SA", "AG", "BV", "Corp", "LLC", "SE", "Group", "Holdings", "KK"]
-
-COLUMNS = (
-    "kernel_id",
-    "source",
-    "source_key",
-    "name",
-    "aliases",
-    "domain",
-    "country",
-    "country_code",
-    "industry",
-    "sector",
-    "employee_count",
-    "revenue_amount",
-    "revenue_currency",
-    "revenue_year",
-    "hq_city",
-    "hq_country",
-    "address",
-    "postal_code",
-    "parent_kernel_id",
-    "founded_year",
-    "company_type",
-    "isins",
-    "description",
-    "extra",
-    "updated_at",
-)
+COLUMNS = tuple(column.name for column in RegistryEntity.__table__.columns)
+_JSON_COLUMNS = {"aliases", "isins", "extra"}
 
 
-def organisations(count: int, seed: int = 17) -> Iterator[tuple[Any, ...]]:
-    """``count`` organisations as rows of COLUMNS; the same count and seed give the same ones."""
-    rng = random.Random(seed)
-    country_weights = [c[2] for c in COUNTRIES]
-    industry_weights = [1.0 / math.sqrt(i + 1) for i in range(len(INDUSTRIES))]
+def organisations(count: int, seed: int = SEED) -> Iterator[tuple[Any, ...]]:
+    """``count`` organisations of ``bench/registry_data.py`` (the registry benches' generator), as rows of
+    COLUMNS exactly as ``dossier registry import`` would write them (``parse_row``, ``kernel_id_for``)."""
     now = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
-    for index in range(count):
-        code, country, _, currency, cities = rng.choices(COUNTRIES, country_weights)[0]
-        industry, sector = rng.choices(INDUSTRIES, industry_weights)[0]
-        name = f"{rng.choice(WORDS)} {rng.choice(WORDS)} {index} {rng.choice(SUFFIXES)}"
-        kernel_id = f"{(index * 7919 + 104729) % 10**18:018d}"
-        employees = int(math.exp(rng.gauss(3.5, 1.8))) + 1 if rng.random() < 0.85 else None
-        revenue = (
-            round(employees * rng.uniform(50_000, 400_000), 0) if employees and rng.random() < 0.6 else None
-        )
-        parent = (
-            f"{(rng.randrange(index) * 7919 + 104729) % 10**18:018d}"
-            if index and rng.random() < 0.05
-            else None
-        )
-        aliases = json.dumps([name.rsplit(" ", 1)[0]]) if rng.random() < 0.1 else "[]"
-        yield (
-            kernel_id,
-            "bench",
-            kernel_id,
-            name,
-            aliases,
-            f"{name.split(' ')[0].lower()}{index}.example" if rng.random() < 0.7 else None,
-            country,
-            code,
-            industry,
-            sector,
-            employees,
-            revenue,
-            currency if revenue else None,
-            2024 if revenue else None,
-            rng.choice(cities),
-            country,
-            None,
-            None,
-            parent,
-            rng.randint(1850, 2024) if rng.random() < 0.7 else None,
-            rng.choices(COMPANY_TYPES, COMPANY_TYPE_WEIGHTS)[0],
-            "[]",
-            None,
-            "{}",
-            now,
-        )
+    for record in iter_organisations(count, seed=seed, source=DEFAULT_SOURCE):
+        values, _ = registry.parse_row(record, DEFAULT_SOURCE)
+        row: dict[str, Any] = dict.fromkeys(COLUMNS)
+        row.update(aliases=[], isins=[], extra={})
+        row.update(values)
+        row["kernel_id"] = registry.kernel_id_for(row["source"], row["source_key"])
+        row["updated_at"] = now
+        yield tuple(json.dumps(row[c]) if c in _JSON_COLUMNS else row[c] for c in COLUMNS)
 
 
 def _batches(rows: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
@@ -241,7 +85,9 @@ async def _registry_size(settings: Settings) -> int:
     try:
         await upgrade_to_head(engine)
         async with create_sessionmaker(engine)() as session:
-            return int(await session.scalar(select(func.count()).select_from(RegistryEntity)) or 0)
+            # The organisations of this generator (a registry of another one is made anew).
+            stmt = select(func.count()).select_from(RegistryEntity)
+            return int(await session.scalar(stmt.where(RegistryEntity.source == DEFAULT_SOURCE)) or 0)
     finally:
         await engine.dispose()
 
@@ -273,23 +119,23 @@ async def prepare(settings: Settings, count: int) -> float:
         )
         try:
             await pg.execute("TRUNCATE registry_entities")
+            stamp = COLUMNS.index("updated_at")
             for batch in _batches(organisations(count), 50_000):
                 records = [
-                    (
-                        *row[:4],
-                        row[4],
-                        *row[5:21],
-                        row[21],
-                        row[22],
-                        row[23],
-                        datetime.fromisoformat(row[24]).replace(tzinfo=UTC),
-                    )
+                    (*row[:stamp], datetime.fromisoformat(row[stamp]).replace(tzinfo=UTC), *row[stamp + 1 :])
                     for row in batch
                 ]
                 await pg.copy_records_to_table("registry_entities", records=records, columns=list(COLUMNS))
             await pg.execute("VACUUM ANALYZE registry_entities")
         finally:
             await pg.close()
+    # Every writer of registry_entities bumps the registry's generation (index snapshots, cached facets).
+    engine = create_engine(settings)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            await registry.bump_generation(session)
+    finally:
+        await engine.dispose()
     return time.perf_counter() - started
 
 
@@ -299,8 +145,8 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
         {"country": ["DE"], "industry": ["Software"], "employees_min": 500, "employees_max": 5000},
         None,
     ),
-    ("country US (a quarter of the registry)", {"country": ["US"]}, None),
-    ("industry Banks, by name", {"industry": ["Banks"]}, "name"),
+    ("country US (a fifth of the registry)", {"country": ["US"]}, None),
+    ("industry Banking, by name", {"industry": ["Banking"]}, "name"),
     (
         "employees 1,000-10,000, founded 1990-2010",
         {"employees_min": 1000, "employees_max": 10000, "founded_min": 1990, "founded_max": 2010},
@@ -314,31 +160,38 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ),
     (
         "FR private without website",
-        {"country": ["FR"], "company_type": ["Private"], "has_website": False},
+        {"country": ["FR"], "company_type": ["private"], "has_website": False},
         None,
     ),
     ("sector Health Care, 3 countries", {"sector": ["Health Care"], "country": ["DE", "FR", "GB"]}, None),
     ("subsidiaries (has a parent)", {"is_subsidiary": True}, None),
     ("no filter (whole registry)", {}, None),
-    ("name contains 'summit' (a common word)", {"name": "summit"}, None),
-    ("name contains 'apex 4242' (a name)", {"name": "apex 4242"}, None),
+    ("name contains 'gmbh' (in 8% of names)", {"name": "gmbh"}, None),
+    ("name contains 'software' (in 0.7% of names)", {"name": "software"}, None),
+    ("name contains 'wyhirseanant cloud' (a name)", {"name": "wyhirseanant cloud"}, None),
+]
+FACET_CASES = [
+    ("facets: whole registry", {}),
+    ("facets: country DE", {"country": ["DE"]}),
+    ("facets: DE software, 500-5,000 employees", CASES[0][1]),
 ]
 
 
-async def _time(maker: Any, runs: int, work: Any) -> tuple[float, Any]:
+async def _time(maker: Any, runs: int, work: Any) -> tuple[float, float, Any]:
+    """(median ms of ``runs`` runs after the first, the first run's ms, the result)."""
     times = []
     result = None
-    for attempt in range(runs + 1):
+    for _ in range(runs + 1):
         async with maker() as session, session.begin():
             started = time.perf_counter()
             result = await work(session)
-            elapsed = time.perf_counter() - started
-        if attempt:  # the first run warms the caches
-            times.append(elapsed)
-    return statistics.median(times) * 1000, result
+            times.append(time.perf_counter() - started)
+    # The first run warms the caches (and, for facets, counts them: the runs after it are answered from the
+    # facets cache of this registry generation).
+    return statistics.median(times[1:]) * 1000, times[0] * 1000, result
 
 
-async def measure(settings: Settings, runs: int) -> list[tuple[str, int, float]]:
+async def measure(settings: Settings, runs: int) -> list[tuple[str, int, float, float]]:
     engine = create_engine(settings)
     maker = create_sessionmaker(engine)
     out = []
@@ -352,17 +205,17 @@ async def measure(settings: Settings, runs: int) -> list[tuple[str, int, float]]
                 )
                 return page.total
 
-            ms, total = await _time(maker, runs, search)
-            out.append((f"search: {label}", total, ms))
-        for label, raw in (("facets: whole registry", {}), ("facets: country DE", {"country": ["DE"]})):
+            ms, first, total = await _time(maker, runs, search)
+            out.append((f"search: {label}", total, ms, first))
+        for label, raw in FACET_CASES:
 
             async def facets(session: Any, raw: dict[str, Any] = raw) -> int:
                 filters = await service.check_filters(session, service.parse_filters(raw))
                 total, _ = await service.facets(session, filters, service.DEFAULT_FACETS, limit=100)
                 return total
 
-            ms, total = await _time(maker, runs, facets)
-            out.append((label, total, ms))
+            ms, first, total = await _time(maker, runs, facets)
+            out.append((label, total, ms, first))
     finally:
         await engine.dispose()
     return out
@@ -446,7 +299,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test_lists")
+    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/bench_lists2")
     parser.add_argument("--companies", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument(
@@ -455,17 +308,19 @@ def main() -> None:
     args = parser.parse_args()
     if args.backend == "sqlite":
         WORKDIR.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite+aiosqlite:///{WORKDIR / f'registry-{args.companies}.db'}"
+        url = f"sqlite+aiosqlite:///{WORKDIR / f'registry-data-{args.companies}.db'}"
     else:
         url = args.pg
+        # PostgreSQL needs a key for secrets at rest; this bench keeps none worth keeping (as bench/pgdb.py).
+        os.environ.setdefault("DOSSIER_SECRET_KEY", Fernet.generate_key().decode())
     settings = Settings(database_url=url, log_json=False, registry_builtin=False)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; load average {os.getloadavg()}")
     print(f"store: {args.backend}; registry: {args.companies:,} organisations")
     loaded = asyncio.run(prepare(settings, args.companies))
     if loaded:
         print(f"generated and inserted in {loaded:.1f} s")
-    for label, total, ms in asyncio.run(measure(settings, args.runs)):
-        print(f"{label:<58} {total:>9,} match  {ms:8.1f} ms (median of {args.runs})")
+    for label, total, ms, first in asyncio.run(measure(settings, args.runs)):
+        print(f"{label:<58} {total:>9,} match  {ms:8.1f} ms (median of {args.runs}; first {first:.0f} ms)")
     if args.build:
         added, seconds = asyncio.run(build(settings, args.build))
         print(

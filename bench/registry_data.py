@@ -237,6 +237,25 @@ WEIGHTS = {
     "IE": 1,
 }
 
+# The currency each country reports revenue in.
+CURRENCIES = {
+    "US": "USD",
+    "GB": "GBP",
+    "SE": "SEK",
+    "NO": "NOK",
+    "DK": "DKK",
+    "PL": "PLN",
+    "CH": "CHF",
+    "BR": "BRL",
+    "MX": "MXN",
+    "JP": "JPY",
+    "IN": "INR",
+    "AU": "AUD",
+    "CA": "CAD",
+    "ZA": "ZAR",
+    "SG": "SGD",
+}  # every other country: EUR
+
 INDUSTRIES: list[tuple[str, str, list[str]]] = [
     ("Technology", "Software", ["Software", "Systems", "Technologies", "Digital", "Data", "Labs", "Cloud"]),
     ("Technology", "Semiconductors", ["Semiconductor", "Microsystems", "Electronics", "Devices"]),
@@ -393,10 +412,13 @@ def iter_organisations(
     """``count`` organisations as import records, deterministic for ``seed``.
 
     About 10% are subsidiaries of an earlier record (its brand, a country or city, another legal form, and
-    ``parent_kernel_id``), 15% carry aliases (an acronym, a trade name, a former name), 75% a website.
+    ``parent_kernel_id``), 15% carry aliases (an acronym, a trade name, a former name), 75% a website, 60% a
+    revenue in their country's currency (drawn from a second random stream, so the other fields are the same
+    as before revenues were added).
     Keeps only a bounded sample of earlier records in memory (for parents), so any count streams.
     """
     rng = random.Random(seed)
+    money = random.Random(seed + 1)
     brands = _brand_words(rng, max(2000, min(count // 4, 300_000)))
     codes = list(WEIGHTS)
     weights = [WEIGHTS[c] for c in codes]
@@ -447,6 +469,10 @@ def iter_organisations(
         record["sector"] = sector
         record["employee_count"] = max(1, int(rng.lognormvariate(3.0, 1.6)))
         record["founded_year"] = rng.randint(1850, 2025)
+        if money.random() < 0.6:
+            record["revenue_amount"] = round(record["employee_count"] * money.uniform(50_000, 400_000), -3)
+            record["revenue_currency"] = CURRENCIES.get(code, "EUR")
+            record["revenue_year"] = 2024
         record["company_type"] = (
             "subsidiary" if parent is not None else rng.choice(("private", "private", "public"))
         )

@@ -30,6 +30,7 @@ from dossier.projects.routes import router as projects_router
 from dossier.queue.runner import worker_in_background
 from dossier.reconciliation.routes import router as reconciliation_router
 from dossier.settings import Settings, get_settings
+from dossier.web.companies import router as companies_router
 from dossier.web.routes import router as web_router
 from dossier.web.session import SessionCodec
 from dossier.webhooks.routes import router as webhooks_router
@@ -110,5 +111,6 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Fas
     # The dashboard (dossier.web): pages at /, its assets shipped in the package.
     app.state.session_codec = SessionCodec(settings.session_secret)
     app.include_router(web_router)
+    app.include_router(companies_router)
     app.mount("/static", StaticFiles(packages=[("dossier.web", "static")]), name="static")
     return app

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dossier.enrichment.registry.models import RegistryEntity
+from dossier.enrichment.registry.service import bump_generation
 from dossier.projects.models import Row
 
 
@@ -189,6 +190,8 @@ async def seed_registry(
 ) -> None:
     async with maker() as session, session.begin():
         session.add_all(RegistryEntity(**company) for company in (companies or COMPANIES))
+        # As every writer of the registry does: cached facets (and index snapshots) follow the generation.
+        await bump_generation(session)
 
 
 async def row_count(maker: async_sessionmaker[AsyncSession]) -> int:

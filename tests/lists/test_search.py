@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dossier.enrichment.registry import service as registry_service
 from dossier.lists import service
 from tests.lists.helpers import COMPANIES, seed_registry
 
@@ -62,6 +65,7 @@ async def _ids(client: httpx.AsyncClient, headers: dict[str, str], params: Any) 
         ({"parent_kernel_id": "1001"}, ["1006"]),
         ({"is_subsidiary": "true"}, ["1006"]),
         ({"name": "nothing like it"}, []),
+        ({"name": "ta"}, ["1002", "1004", "1005", "1010", "1011", "1012"]),  # shorter than a trigram: a scan
     ],
 )
 async def test_each_filter_selects_the_companies_that_fit(
@@ -73,9 +77,56 @@ async def test_each_filter_selects_the_companies_that_fit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert await _ids(client, headers, params) == expected
-    # The same companies when the page is read in the sort's index order (broad searches on SQLite).
+    # The same companies when the page is read in the sort's index order (broad searches on SQLite), with and
+    # without the name index (a name in many companies).
     monkeypatch.setattr(service, "WALK_SORT_INDEX_FROM", 0)
     assert await _ids(client, headers, params) == expected
+    monkeypatch.setattr(service, "NAME_INDEX_PAGE_UNTIL", 0)
+    assert await _ids(client, headers, params) == expected
+
+
+async def test_the_name_filter_and_the_facets_follow_every_write_to_the_registry(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    registry: None,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+) -> None:
+    """Imports add, rename and remove companies: the name index (SQLite's FTS5 table, kept by triggers) and
+    the cached facets (per registry generation) follow at once."""
+
+    async def write(lines: list[dict[str, Any]], *, remove: bool = False) -> None:
+        path = tmp_path / "extra.jsonl"
+        path.write_text("\n".join(json.dumps(line) for line in lines) + "\n", encoding="utf-8")
+        async with sessionmaker() as session, session.begin():
+            await registry_service.import_file(session, path, source="extra", remove_missing=remove)
+
+    async def names(text: str) -> list[str]:
+        response = await client.get(SEARCH, params={"name": text}, headers=headers)
+        assert response.status_code == 200, response.text
+        return [company["name"] for company in response.json()["companies"]]
+
+    async def software() -> int:
+        response = await client.get(FACETS, params={"fields": "industry"}, headers=headers)
+        return int(
+            next(v["count"] for v in response.json()["facets"]["industry"] if v["value"] == "Software")
+        )
+
+    assert await software() == 6
+    widget = {"source_key": "w1", "name": "Zylophone Widgets GmbH", "industry": "Software"}
+    await write([widget, {"source_key": "w2", "name": "Other Co", "aliases": ["Quirkwerk"]}])
+    assert await names("zylophone") == ["Zylophone Widgets GmbH"]
+    assert await names("QUIRKWERK") == ["Other Co"]
+    assert await software() == 7
+    await write(
+        [{**widget, "name": "Xanthic Widgets GmbH"}, {"source_key": "w2", "name": "Other Co", "aliases": []}]
+    )
+    assert await names("zylophone") == []
+    assert await names("xanthic widgets") == ["Xanthic Widgets GmbH"]
+    assert await names("quirkwerk") == []
+    await write([{"source_key": "w2", "name": "Other Co"}], remove=True)
+    assert await names("xanthic") == []
+    assert await software() == 6
 
 
 async def test_a_result_carries_its_kernel_id_and_firmographics(

@@ -52,7 +52,12 @@ def server(database_url: str, tmp_path: Path) -> Iterator[tuple[ServerProcess, s
     process = start_server(
         database_url,
         tmp_path,
-        env_extra={"DOSSIER_WEBHOOK_TIME_SCALE": "0.001", "DOSSIER_SESSION_SECRET": "s" * 40},
+        env_extra={
+            "DOSSIER_WEBHOOK_TIME_SCALE": "0.001",
+            "DOSSIER_SESSION_SECRET": "s" * 40,
+            # Lists of more than 10 companies are added in the background (the screen shows their progress).
+            "DOSSIER_LIST_FOREGROUND_MAX": "10",
+        },
     )
     try:
         match = KEY.search(process.output())
@@ -70,9 +75,9 @@ class Shots:
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
 
-    async def __call__(self, page: Any, name: str) -> None:
+    async def __call__(self, page: Any, name: str, *, full_page: bool = True) -> None:
         if self.folder is not None:
-            await page.screenshot(path=str(self.folder / f"{name}.png"), full_page=True)
+            await page.screenshot(path=str(self.folder / f"{name}.png"), full_page=full_page)
 
 
 async def _new_page(browser: Any) -> Any:
@@ -89,6 +94,15 @@ async def _sign_in(page: Any, base: str, key: str) -> None:
     await page.get_by_label("API key").fill(key)
     await page.get_by_role("button", name="Sign in").click()
     await page.wait_for_url(re.compile(r".*/projects$"))
+
+
+async def _create_project(page: Any, name: str, columns: str) -> str:
+    """Create a project from the Projects page (signed in, on it); returns the new project's URL."""
+    await page.get_by_label("Project name").fill(name)
+    await page.get_by_label("Input columns").fill(columns)
+    await page.get_by_role("button", name="Create project").click()
+    await page.wait_for_url(re.compile(r".*/projects/[0-9a-f-]{36}$"))
+    return str(page.url)
 
 
 async def _reload_until(page: Any, selector: str, count: int = 1) -> None:
@@ -115,6 +129,7 @@ async def test_the_dashboard_in_a_browser(
 ) -> None:
     """One server per store (a start costs seconds): a day's work, then what must be refused."""
     await _a_day_in_the_dashboard(browser, server, receiver, database_url)
+    await _build_a_list_from_the_registry(browser, server, database_url)
     await _another_account_and_a_forged_form_are_refused(browser, server, receiver, database_url)
 
 
@@ -342,6 +357,94 @@ async def _a_day_in_the_dashboard(
     await _sign_in(page, base, new_key)
 
 
+async def _build_a_list_from_the_registry(
+    browser: Any, server: tuple[ServerProcess, str], database_url: str
+) -> None:
+    """Search the default registry on the Companies screen, page through it, see a bad filter refused, then
+    add the matches to a project (in the background: more than DOSSIER_LIST_FOREGROUND_MAX) and the ticked
+    ones (at once)."""
+    process, key = server
+    base = process.base_url
+    shot = Shots(database_url)
+    page = await _new_page(browser)
+    await _sign_in(page, base, key)
+    project_url = await _create_project(page, "German prospects", "company_name*\nwebsite\ncountry")
+
+    await page.get_by_role("link", name="Companies", exact=True).click()
+    await expect(page.locator("h1")).to_have_text("Build a list")
+    count = page.locator("#match-count")
+    await expect(count).to_have_text(re.compile(r"^[1-9][0-9,]* companies match$"))
+    everything = await count.inner_text()
+    # A picker: the registry's countries with their counts; ticking one narrows the results at once.
+    germany = page.locator("fieldset.picker label", has_text="Germany")
+    german = (await germany.locator(".count").inner_text()).replace(",", "")
+    await germany.locator("input").check()
+    await expect(count).to_have_text(f"{int(german):,} companies match")
+    assert int(german) > 50
+    assert "country=DE" in page.url  # the address keeps the search
+    rows = page.locator("table.companies tbody tr")
+    await expect(rows).to_have_count(50)
+    await expect(rows.first).to_contain_text("DE")
+    first_page = await rows.first.inner_text()
+    # The next page (keyset), and back to the first.
+    await page.get_by_role("link", name="Next page").click()
+    await expect(page.locator(".results-head")).to_contain_text("showing 51")
+    assert await rows.first.inner_text() != first_page
+    await page.get_by_role("link", name="First page").click()
+    await expect(page.locator(".results-head")).to_contain_text("showing 1\N{EN DASH}")
+    # Sorting by name.
+    await page.get_by_label("Sort by").select_option("name")
+    await page.wait_for_url(re.compile(r".*sort=name"))
+    names = [n.strip() for n in await page.locator("table.companies .cname").all_inner_texts()]
+    assert len(names) == 50 and names[0].lower() <= names[-1].lower(), names
+
+    # A bad filter: the reason beside the form, no results, nothing to add.
+    await page.get_by_label("Employees from").fill("5000")
+    await page.get_by_label("Employees to").fill("10")
+    await page.get_by_label("Employees to").press("Enter")
+    await expect(page.locator("#filter-error")).to_contain_text("is above employees_max")
+    await expect(rows).to_have_count(0)
+    await page.evaluate("window.scrollTo(0, 0)")
+    await shot(page, "companies-error", full_page=False)
+    await page.get_by_label("Employees from").fill("")
+    await page.get_by_label("Employees to").fill("")
+    await page.get_by_label("Employees to").press("Enter")
+    await expect(count).to_have_text(f"{int(german):,} companies match")
+
+    # Add every match to the project: more than 10, so in the background, with its progress.
+    await page.get_by_label("Project", exact=True).select_option(label="German prospects")
+    await page.get_by_role("button", name=re.compile(r"^Add all")).click()
+    result = page.locator("#list-result")
+    await expect(result).to_contain_text(f"{int(german):,} companies added to German prospects")
+    await page.evaluate("window.scrollTo(0, 0)")
+    await shot(page, "companies")
+    # At phone width the filters stack above the results; the picture shows the results' top.
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await page.evaluate(
+        "window.scrollTo(0, document.getElementById('results').getBoundingClientRect().top"
+        " + window.scrollY - 110)"
+    )
+    await shot(page, "companies-phone", full_page=False)
+    await page.set_viewport_size({"width": 1280, "height": 860})
+    # Adding them again adds nothing; ticked ones of another country are added at once.
+    await page.get_by_role("button", name=re.compile(r"^Add all")).click()
+    await expect(result).to_contain_text(
+        f"0 companies added to German prospects ({int(german):,} already in it)"
+    )
+    await germany.locator("input").uncheck()
+    await page.locator("fieldset.picker label", has_text="France").locator("input").check()
+    await expect(page.locator(".results-head")).not_to_contain_text(f"{int(german):,} companies")
+    await expect(rows.first).to_contain_text("FR")
+    await rows.nth(0).locator("input[type=checkbox]").check()
+    await rows.nth(1).locator("input[type=checkbox]").check()
+    await page.get_by_role("button", name="Add the ticked ones").click()
+    await expect(result).to_contain_text("2 companies added to German prospects")
+    await result.get_by_role("link", name="German prospects").click()
+    await page.wait_for_url(project_url)
+    await expect(page.locator(".table-meta")).to_contain_text(f"{int(german) + 2:,} rows")
+    assert everything != f"{int(german):,} companies match"
+
+
 async def _another_account_and_a_forged_form_are_refused(
     browser: Any, server: tuple[ServerProcess, str], receiver: Receiver, database_url: str
 ) -> None:
@@ -353,11 +456,7 @@ async def _another_account_and_a_forged_form_are_refused(
 
     page = await _new_page(browser)
     await _sign_in(page, base, key)
-    await page.get_by_label("Project name").fill("Board pack")
-    await page.get_by_label("Input columns").fill("company_name")
-    await page.get_by_role("button", name="Create project").click()
-    await page.wait_for_url(re.compile(r".*/projects/[0-9a-f-]{36}$"))
-    project_url = page.url
+    project_url = await _create_project(page, "Board pack", "company_name")
 
     # A page of another origin (the receiver's port) posts a form to the dashboard with the session's cookie
     # but without its CSRF token: refused, nothing created.

@@ -54,19 +54,28 @@ class ProjectCompany(Base):
     )
 
 
-# Indexes on the registry for the search filters (migration 0014). They belong to the registry's table and are
-# declared here, beside the search that needs them, so the registry's own module stays as it is.
+# Indexes on the registry for the search filters (migrations 0014 and 0015; on SQLite 0015 also adds the FTS5
+# trigram index of names and aliases, ``registry_names_fts``, with its triggers). They belong to the registry
+# table and are declared here, beside the search that needs them, so the registry's own module stays as it is.
 REGISTRY_SEARCH_INDEXES = (
+    # The filters' most common seek first, then the other filters' columns and kernel_id: a count, and a
+    # page's kernel_ids on PostgreSQL, are read from the index alone.
     Index(
-        "ix_registry_entities_country_industry_employees",
+        "ix_registry_entities_country_filters",
         RegistryEntity.country_code,
         RegistryEntity.industry,
         RegistryEntity.employee_count,
+        RegistryEntity.company_type,
+        RegistryEntity.founded_year,
+        RegistryEntity.domain,
+        RegistryEntity.kernel_id,
     ),
     Index("ix_registry_entities_industry_employees", RegistryEntity.industry, RegistryEntity.employee_count),
     Index("ix_registry_entities_sector_country", RegistryEntity.sector, RegistryEntity.country_code),
     Index("ix_registry_entities_name", RegistryEntity.name),
-    Index("ix_registry_entities_employee_count", RegistryEntity.employee_count),
+    Index(
+        "ix_registry_entities_employees_founded", RegistryEntity.employee_count, RegistryEntity.founded_year
+    ),
     Index("ix_registry_entities_founded_year", RegistryEntity.founded_year),
     Index("ix_registry_entities_company_type", RegistryEntity.company_type),
     Index("ix_registry_entities_hq_city_lower", func.lower(RegistryEntity.hq_city)),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Query, Request, Response, status
 
@@ -31,15 +31,7 @@ _PAGING = {"sort", "cursor", "page_size", "fields", "limit"}
 
 
 def _filters_from_query(request: Request, *, allowed_extra: set[str]) -> service.Filters:
-    raw: dict[str, Any] = {}
-    for key, value in request.query_params.multi_items():
-        if key in allowed_extra:
-            continue
-        raw.setdefault(key, []).append(value)
-    multi = set(service.MULTI_FILTERS)
-    return service.parse_filters(
-        {k: v if k in multi else (v[0] if len(v) == 1 else v) for k, v in raw.items()}
-    )
+    return service.filters_from_pairs(request.query_params.multi_items(), ignore=allowed_extra)
 
 
 def _page_size(raw: str | None, default: int) -> int:

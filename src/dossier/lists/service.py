@@ -16,12 +16,15 @@ import hashlib
 import json
 import math
 import re
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import pycountry
-from sqlalchemy import Text, and_, cast, func, or_, select, true, update
+from sqlalchemy import Text, and_, cast, func, literal_column, or_, select, true, update
+from sqlalchemy import column as sql_column
+from sqlalchemy import table as sql_table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,7 +35,7 @@ from dossier.db.base import utcnow
 from dossier.enrichment.events import emit_tool_outputs
 from dossier.enrichment.registry.countries import country_code
 from dossier.enrichment.registry.models import RegistryEntity
-from dossier.enrichment.registry.service import firmographics_record
+from dossier.enrichment.registry.service import firmographics_record, registry_generation
 from dossier.enrichment.tools.entity_resolution import EntityResolutionTool
 from dossier.errors import InvalidInput, NotFound
 from dossier.lists.models import ACTIVE_STATUSES, DONE, FAILED, QUEUED, RUNNING, ListBuild, ProjectCompany
@@ -234,6 +237,21 @@ def parse_filters(raw: Mapping[str, Any]) -> Filters:
     return Filters(**values)
 
 
+def filters_from_pairs(
+    pairs: Iterable[tuple[str, str]], *, ignore: Iterable[str] = (), skip_empty: bool = False
+) -> Filters:
+    """Filters from query-string pairs (an HTTP query or a submitted form): the filters of MULTI_FILTERS
+    repeat, the others take one value. ``ignore``: other parameters of the request (paging, sort);
+    ``skip_empty``: a form's empty inputs are no filter."""
+    skipped = set(ignore)
+    raw: dict[str, list[str]] = {}
+    for key, value in pairs:
+        if key in skipped or (skip_empty and not value.strip()):
+            continue
+        raw.setdefault(key, []).append(value)
+    return parse_filters({k: v if k in MULTI_FILTERS or len(v) != 1 else v[0] for k, v in raw.items()})
+
+
 def parse_kernel_ids(raw: Any) -> tuple[str, ...]:
     if not isinstance(raw, list):
         raise _bad("kernel_ids", "must be a list of kernel_ids")
@@ -256,7 +274,12 @@ async def check_filters(session: AsyncSession, filters: Filters) -> Filters:
         if not wanted:
             continue
         column = getattr(RE, name)
-        exact = set(await session.scalars(select(column).where(column.in_(wanted), _visible()).distinct()))
+        # One index probe per value (a DISTINCT over the matches would read every company of a common one).
+        exact = {
+            value
+            for value in wanted
+            if await session.scalar(select(literal_column("1")).where(column == value, _visible()).limit(1))
+        }
         missing = [value for value in wanted if value not in exact]
         found = {value: value for value in exact}
         if missing:
@@ -304,10 +327,58 @@ def _steered_number(column: Any, plain: bool) -> Any:
     return column + 0 if plain else column
 
 
-def _conditions(filters: Filters, dialect: str, *, plain: bool = False) -> list[ColumnElement[bool]]:
+# SQLite: the FTS5 trigram index of names and aliases (migration 0015), where this SQLite could create it.
+NAME_INDEX = "registry_names_fts"
+_NAME_INDEX_PRESENT: dict[str, bool] = {}
+# The trigram index finds substrings of at least 3 characters; a shorter `name` scans.
+_TRIGRAM = 3
+
+
+async def _has_name_index(session: AsyncSession) -> bool:
+    if _dialect(session) != "sqlite":
+        return False
+    key = _database_key(session)
+    if key not in _NAME_INDEX_PRESENT:
+        found = await session.scalar(
+            select(literal_column("1"))
+            .select_from(sql_table("sqlite_master", sql_column("name")))
+            .where(sql_column("name") == NAME_INDEX)
+        )
+        _NAME_INDEX_PRESENT[key] = found is not None
+    return _NAME_INDEX_PRESENT[key]
+
+
+def _fts_phrase(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _name_index_term(name: str, alias_text: str) -> ColumnElement[bool]:
+    """Registry rows whose name or aliases hold these texts, case-insensitively, from the trigram index. It
+    folds more letters than SQLite's lower() does, so the exact LIKE terms beside it still decide."""
+    query = (
+        _fts_phrase(name)
+        if name == alias_text
+        else f"name : {_fts_phrase(name)} OR aliases : {_fts_phrase(alias_text)}"
+    )
+    index = sql_table(NAME_INDEX, sql_column("rowid"))
+    matching = select(index.c.rowid).where(literal_column(NAME_INDEX).op("MATCH")(query))
+    return literal_column(f"{RE.__tablename__}.rowid").in_(matching)
+
+
+async def _where(
+    session: AsyncSession, filters: Filters, *, plain: bool = False, name_index: bool = True
+) -> list[ColumnElement[bool]]:
+    """``_conditions`` for this session's database; ``name_index``: use the name index where there is one."""
+    name_index = name_index and await _has_name_index(session)
+    return _conditions(filters, _dialect(session), plain=plain, name_index=name_index)
+
+
+def _conditions(
+    filters: Filters, dialect: str, *, plain: bool = False, name_index: bool = False
+) -> list[ColumnElement[bool]]:
     """The WHERE terms of ``filters``. ``plain``: terms no index serves, so that the database walks the
     sort's index instead (a broad filter: walking the sort order finds a page sooner than sorting every
-    match)."""
+    match). ``name_index``: the SQLite trigram index of names exists."""
     where: list[ColumnElement[bool]] = [_visible()]
     if filters.industry:
         where.append(_steered_text(RE.industry, plain).in_(filters.industry))
@@ -346,6 +417,8 @@ def _conditions(filters: Filters, dialect: str, *, plain: bool = False) -> list[
     if filters.name is not None:
         # Aliases are a JSON array: its text holds each alias in JSON spelling (SQLite escapes non-ASCII).
         alias_text = json.dumps(filters.name, ensure_ascii=dialect == "sqlite")[1:-1]
+        if name_index and len(filters.name) >= _TRIGRAM:
+            where.append(_name_index_term(filters.name, alias_text))
         where.append(
             or_(
                 func.lower(RE.name).contains(filters.name, autoescape=True),
@@ -361,6 +434,11 @@ def _conditions(filters: Filters, dialect: str, *, plain: bool = False) -> list[
     if filters.kernel_ids:
         where.append(RE.kernel_id.in_(filters.kernel_ids))
     return where
+
+
+def _database_key(session: AsyncSession) -> str:
+    bind = session.get_bind()
+    return str(bind.engine.url)
 
 
 def _dialect(session: AsyncSession) -> str:
@@ -438,6 +516,9 @@ def _decode_cursor(cursor: str, sort: Sort, filters: Filters) -> tuple[Any, str]
 # A search whose filters match at least this many companies walks the sort's index on SQLite (plain filter
 # terms): about page_size x registry / matches rows read, against sorting every match.
 WALK_SORT_INDEX_FROM = 5000
+# ... but one whose name filter matches fewer than this many is read from the name index (SQLite's trigram
+# index): reading every match costs less than walking past the many that do not match (measured on a million).
+NAME_INDEX_PAGE_UNTIL = 20_000
 
 
 async def _page(
@@ -448,37 +529,52 @@ async def _page(
     limit: int,
     *,
     plain: bool,
+    total: int,
 ) -> list[RegistryEntity]:
     """Up to ``limit`` companies after the cursor position, in the order of ``sort`` then kernel_id, companies
     without the sort value last. Read in two parts (with the value, then without), each in an index's own
     order: no NULLS LAST clause, which neither store serves from a plain index in both directions."""
-    where = _conditions(filters, _dialect(session), plain=plain)
+    # A name found in many companies: walking the sort order finds a page among the first few thousand rows,
+    # sooner than reading every match from the name index.
+    name_index = not plain or total < NAME_INDEX_PAGE_UNTIL
+    where = await _where(session, filters, plain=plain, name_index=name_index)
     column = SORTS[sort.key]
     if sort.key == "kernel_id":
-        stmt = select(RE).where(*where)
         if after is not None:
-            stmt = stmt.where(column < after[1] if sort.descending else column > after[1])
-        return list(
-            await session.scalars(stmt.order_by(column.desc() if sort.descending else column).limit(limit))
-        )
+            where.append(column < after[1] if sort.descending else column > after[1])
+        return await _read(session, where, [column.desc() if sort.descending else column], limit)
     rows: list[RegistryEntity] = []
     value, kernel_id = after if after is not None else (None, "")
     if after is None or value is not None:
-        stmt = select(RE).where(*where, column.is_not(None))
+        terms = [*where, column.is_not(None)]
         if after is not None:
             beyond = column < value if sort.descending else column > value
-            stmt = stmt.where(or_(beyond, and_(column == value, RE.kernel_id > kernel_id)))
+            terms.append(or_(beyond, and_(column == value, RE.kernel_id > kernel_id)))
         order = column.desc() if sort.descending else column.asc()
-        rows = list(await session.scalars(stmt.order_by(order, RE.kernel_id).limit(limit)))
+        rows = await _read(session, terms, [order, RE.kernel_id], limit)
         kernel_id = ""
     if len(rows) < limit:
-        stmt = select(RE).where(*where, column.is_(None), RE.kernel_id > kernel_id)
-        rows += list(await session.scalars(stmt.order_by(RE.kernel_id).limit(limit - len(rows))))
+        terms = [*where, column.is_(None), RE.kernel_id > kernel_id]
+        rows += await _read(session, terms, [RE.kernel_id], limit - len(rows))
     return rows
 
 
+async def _read(
+    session: AsyncSession, where: Sequence[ColumnElement[bool]], order: Sequence[Any], limit: int
+) -> list[RegistryEntity]:
+    """The first ``limit`` companies in ``order``. On PostgreSQL the page's kernel_ids first, then their rows:
+    where an index holds the filters' columns, the sort's and kernel_id (the country index of migration 0015),
+    the kernel_ids come from the index alone, and only the page's rows are read from the table."""
+    if _dialect(session) == "postgresql":
+        page = select(RE.kernel_id).where(*where).order_by(*order).limit(limit)
+        stmt = select(RE).where(RE.kernel_id.in_(page)).order_by(*order)
+    else:
+        stmt = select(RE).where(*where).order_by(*order).limit(limit)
+    return list(await session.scalars(stmt))
+
+
 async def count(session: AsyncSession, filters: Filters) -> int:
-    where = _conditions(filters, _dialect(session))
+    where = await _where(session, filters)
     return int(await session.scalar(select(func.count()).select_from(RE).where(*where)) or 0)
 
 
@@ -491,7 +587,7 @@ async def search(
     after = _decode_cursor(cursor, sort, filters) if cursor else None
     total = await count(session, filters)
     plain = _dialect(session) == "sqlite" and total >= WALK_SORT_INDEX_FROM and not filters.kernel_ids
-    rows = await _page(session, filters, sort, after, page_size + 1, plain=plain)
+    rows = await _page(session, filters, sort, after, page_size + 1, plain=plain, total=total)
     next_cursor = None
     if len(rows) > page_size:
         rows = rows[:page_size]
@@ -538,13 +634,38 @@ def parse_facet_fields(raw: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names)) or DEFAULT_FACETS
 
 
+# Facets counted once per registry generation: every write to the registry bumps it (registry service), so a
+# cached answer is exact until the registry changes. Per process, the most recent FACET_CACHE_SIZE answers.
+FACET_CACHE_SIZE = 256
+_FACET_CACHE: OrderedDict[tuple[Any, ...], tuple[int, dict[str, list[FacetValue]]]] = OrderedDict()
+
+
 async def facets(
     session: AsyncSession, filters: Filters, names: Sequence[str], *, limit: int
 ) -> tuple[int, dict[str, list[FacetValue]]]:
-    """The total of the companies that fit and, per field, its values among them with counts (most first)."""
+    """The total of the companies that fit and, per field, its values among them with counts (most first).
+
+    Counting every match costs up to about half a second on a registry of a million; the answer is cached
+    until the registry's next write (its generation), so the pickers of a search screen cost that once."""
     if not 1 <= limit <= MAX_FACET_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {MAX_FACET_LIMIT}", detail={"filter": "limit"})
-    where = _conditions(filters, _dialect(session))
+    generation = await registry_generation(session)
+    key = (_database_key(session), generation, _filters_hash(filters), tuple(names), limit)
+    if generation[0] and key in _FACET_CACHE:
+        _FACET_CACHE.move_to_end(key)
+        return _FACET_CACHE[key]
+    answer = await _count_facets(session, filters, names, limit)
+    if generation[0]:
+        _FACET_CACHE[key] = answer
+        while len(_FACET_CACHE) > FACET_CACHE_SIZE:
+            _FACET_CACHE.popitem(last=False)
+    return answer
+
+
+async def _count_facets(
+    session: AsyncSession, filters: Filters, names: Sequence[str], limit: int
+) -> tuple[int, dict[str, list[FacetValue]]]:
+    where = await _where(session, filters)
     total = int(await session.scalar(select(func.count()).select_from(RE).where(*where)) or 0)
     out: dict[str, list[FacetValue]] = {}
     for name in names:
@@ -764,7 +885,7 @@ async def _add_batch(
 async def _next_entities(
     session: AsyncSession, filters: Filters, after: str, limit: int
 ) -> list[RegistryEntity]:
-    where = _conditions(filters, _dialect(session))
+    where = await _where(session, filters)
     stmt = select(RE).where(*where, RE.kernel_id > after).order_by(RE.kernel_id).limit(limit)
     return list(await session.scalars(stmt))
 

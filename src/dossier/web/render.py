@@ -67,13 +67,24 @@ def _cell(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
+def _money(value: float | int | None) -> str:
+    """An amount in a few characters: 950, 12.5K, 120M, 3.2B."""
+    if value is None:
+        return ""
+    amount = float(value)
+    for size, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(amount) >= size:
+            return f"{amount / size:.3g}{unit}"
+    return f"{amount:.0f}"
+
+
 TEMPLATES = Environment(
     loader=PackageLoader("dossier.web", "templates"),
     autoescape=select_autoescape(default=True, default_for_string=True),
     trim_blocks=True,
     lstrip_blocks=True,
 )
-TEMPLATES.filters.update(when=_when, ago=_ago, pretty=_pretty, cell=_cell, quote=quote)
+TEMPLATES.filters.update(when=_when, ago=_ago, pretty=_pretty, cell=_cell, quote=quote, money=_money)
 
 
 @dataclass(frozen=True)
