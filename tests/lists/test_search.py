@@ -129,6 +129,60 @@ async def test_the_name_filter_and_the_facets_follow_every_write_to_the_registry
     assert await software() == 6
 
 
+async def test_a_large_import_rebuilds_the_name_index_once_and_keeps_it_maintained_afterwards(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    registry: None,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On SQLite an import of many rows (here: over 10) suspends the row-by-row name index and rebuilds it
+    before committing; the search finds every imported name, later writes are indexed again, and an import
+    that fails part-way leaves the index as it was. (PostgreSQL has no such index: the same searches hold.)"""
+    monkeypatch.setattr(registry_service, "_BULK_ROWS", 10)
+
+    async def names(text: str) -> list[str]:
+        response = await client.get(SEARCH, params={"name": text}, headers=headers)
+        assert response.status_code == 200, response.text
+        return sorted(company["name"] for company in response.json()["companies"])
+
+    rows = [{"source_key": f"b{n}", "name": f"Brightmoor Kiln {n:02d} Ltd"} for n in range(40)]
+    path = tmp_path / "bulk.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    async with sessionmaker() as session, session.begin():
+        report = await registry_service.import_file(session, path, source="bulk", batch_size=5)
+    assert report.inserted == 40
+    assert len(await names("brightmoor kiln")) == 40
+    assert await names("Kiln 07") == ["Brightmoor Kiln 07 Ltd"]
+
+    # A small write afterwards goes through the index's triggers again.
+    small = tmp_path / "small.jsonl"
+    small.write_text(json.dumps({"source_key": "s1", "name": "Quenvale Looms SA"}) + "\n", encoding="utf-8")
+    async with sessionmaker() as session, session.begin():
+        await registry_service.import_file(session, small, source="small")
+    assert await names("quenvale") == ["Quenvale Looms SA"]
+
+    # A large import that fails part-way (a line that is not UTF-8) writes nothing, index included.
+    broken = tmp_path / "broken.jsonl"
+    good = "".join(
+        json.dumps({"source_key": f"x{n}", "name": f"Ostrava Tanners {n}"}) + "\n" for n in range(30)
+    )
+    broken.write_bytes(good.encode() + b'{"source_key": "bad", "name": "\xff\xfe"}\n')
+    with pytest.raises(registry_service.RegistryImportError):
+        async with sessionmaker() as session, session.begin():
+            await registry_service.import_file(session, broken, source="broken", batch_size=5)
+    assert await names("ostrava tanners") == []
+    async with sessionmaker() as session, session.begin():
+        await registry_service.import_file(session, small, source="small2")
+    renamed = tmp_path / "renamed.jsonl"
+    renamed.write_text(json.dumps({"source_key": "s1", "name": "Pellucid Looms SA"}) + "\n", encoding="utf-8")
+    async with sessionmaker() as session, session.begin():
+        await registry_service.import_file(session, renamed, source="small")
+    assert await names("pellucid") == ["Pellucid Looms SA"]
+    assert await names("quenvale") == ["Quenvale Looms SA"]  # the copy imported under "small2"
+
+
 async def test_a_result_carries_its_kernel_id_and_firmographics(
     client: httpx.AsyncClient, headers: dict[str, str], registry: None
 ) -> None:

@@ -28,6 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier.db.base import utcnow
+from dossier.enrichment.registry import name_index
 from dossier.enrichment.registry.countries import COUNTRIES, country_code, is_country_code
 from dossier.enrichment.registry.index_cache import invalidate_index
 from dossier.enrichment.registry.models import RegistryEntity, RegistryState
@@ -624,6 +625,25 @@ _IMPORT_CACHE_KIB = 256 * 1024
 _SQLITE_DEFAULT_CACHE = -2000
 
 
+# An import this large (rows, estimated from the file's size) rebuilds SQLite's name index once.
+_BULK_ROWS = 50_000
+
+
+async def _bulk_name_index(session: AsyncSession, report: ImportReport, read: int, total: int) -> bool:
+    """After the first batch: suspend SQLite's name index for the rest of the import when the file holds
+    many rows, more than half the registry's (a rebuild reads the whole table)."""
+    if not read or not total or not await name_index.present(session):
+        return False
+    estimated = report.rows * total // read
+    if estimated < _BULK_ROWS:
+        return False
+    existing = await session.scalar(select(func.count()).select_from(RegistryEntity)) or 0
+    if estimated * 2 < existing:
+        return False
+    await name_index.suspend(session)
+    return True
+
+
 async def import_file(
     session: AsyncSession,
     path: str | os.PathLike[str],
@@ -657,6 +677,8 @@ async def import_file(
     stamp = utcnow()
     postgres = session.get_bind().dialect.name == "postgresql"
     analyzed = 0
+    # Whether SQLite's name index is rebuilt once at the end instead of row by row (decided after a batch).
+    bulk: bool | None = None
     if not postgres:
         # Every row goes into a dozen indexes (the matcher's and list building's) in random key order: with
         # SQLite's default 2 MB page cache each batch re-reads most index pages from the file.
@@ -680,6 +702,8 @@ async def import_file(
                 if len(batch) >= batch_size:
                     await _write_batch(session, batch, report, stamp)
                     batch = []
+                    if bulk is None:
+                        bulk = await _bulk_name_index(session, report, counter.count, total)
                     if postgres and report.inserted >= 2 * analyzed + batch_size:
                         # Fresh statistics as the table grows within this transaction: planned on an empty
                         # table's, the key lookups of each batch would scan the whole table.
@@ -702,6 +726,8 @@ async def import_file(
             )
             report.removed = int(getattr(result, "rowcount", 0) or 0)
     await session.flush()
+    if bulk:
+        await name_index.rebuild(session)
     if not postgres:
         await session.execute(text_sql(f"PRAGMA cache_size = {_SQLITE_DEFAULT_CACHE}"))
     report.bytes_read = total
