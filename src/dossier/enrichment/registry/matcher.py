@@ -502,7 +502,11 @@ class EntityIndex:
             if votes and remaining[position] * _PRUNE_SLACK < best * _VOTE_FLOOR:
                 # A name no rarer word voted for cannot reach the floor any more (MaxScore): the longer
                 # posting lists only add to the names already voted for, found by bisection (every posting
-                # list is in ascending name order), instead of being read whole.
+                # list is in ascending name order), instead of being read whole. And a name that cannot reach
+                # the floor even with every word left is out already: it is dropped before the lists are read.
+                limit = best * _VOTE_FLOOR - remaining[position] * _PRUNE_SLACK
+                if limit > 0:
+                    votes = dict(compress(votes.items(), map(limit.__le__, votes.values())))
                 _add_to_voted(votes, voting[position:], self._postings)
                 break
             # Set-based, in C: the word's names with its weight, the ones already voted for with their sum;
