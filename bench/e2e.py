@@ -51,6 +51,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).with_name("dossier")
@@ -153,10 +154,15 @@ def proc_usage(pid: int) -> tuple[float, float]:
     return cpu, peak
 
 
+# Secrets at rest need a key on PostgreSQL: one throwaway key for every process of this bench run.
+_SECRET_KEY = Fernet.generate_key().decode()
+
+
 def server_env(database_url: str, port: int, extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOSSIER_")}
     env.update(
         DOSSIER_DATABASE_URL=database_url,
+        DOSSIER_SECRET_KEY=_SECRET_KEY,
         DOSSIER_PORT=str(port),
         DOSSIER_HOST="127.0.0.1",
         DOSSIER_OUTBOUND_ALLOW="127.0.0.1",
