@@ -125,16 +125,19 @@ class NormalizedName:
         assign = object.__setattr__
         assign(self, "key", " ".join(core))
         assign(self, "compact", "".join(core))
-        assign(self, "numbers", frozenset(filter(str.isdigit, core)) if core else _NO_WORDS)
+        # Most names have no number and no initial: they share one empty set (fewer objects for the
+        # collector to walk in a process that caches thousands of names).
+        numbers = [t for t in core if t.isdigit()]
+        assign(self, "numbers", frozenset(numbers) if numbers else NO_WORDS)
         has_letter = bool(core) and min(map(len, core)) == 1
         assign(
             self,
             "initials",
-            frozenset(t for t in core if len(t) == 1 and t.isalpha()) if has_letter else _NO_WORDS,
+            frozenset(t for t in core if len(t) == 1 and t.isalpha()) if has_letter else NO_WORDS,
         )
 
 
-_NO_WORDS: frozenset[str] = frozenset()
+NO_WORDS: frozenset[str] = frozenset()
 
 
 def fold(text: str) -> str:

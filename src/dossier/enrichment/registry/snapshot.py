@@ -39,7 +39,7 @@ from dossier.enrichment.registry.matcher import (
     indexed_names,
     posting_tokens,
 )
-from dossier.enrichment.registry.normalize import NormalizedName
+from dossier.enrichment.registry.normalize import NO_WORDS, NormalizedName
 from dossier.enrichment.registry.similarity import deletions
 
 MAGIC = b"DOSSIDX\x00"
@@ -399,7 +399,13 @@ class _Names(Sequence[tuple[int, NormalizedName, str, bool]]):
         raw, is_alias, core, weak, legal, qualifiers, truncated, bracketed, listing = self._records.raw(index)
         entity = self._entities[index]
         name = NormalizedName(
-            core, weak, legal, qualifiers, frozenset(truncated), frozenset(bracketed), listing
+            core,
+            weak,
+            legal,
+            qualifiers,
+            frozenset(truncated) if truncated else NO_WORDS,
+            frozenset(bracketed) if bracketed else NO_WORDS,
+            listing,
         )
         value = (entity, name, raw, is_alias)
         if len(self._cache) >= _NAME_CACHE:
