@@ -3,11 +3,13 @@ that another process (a worker, an import) holds."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from dossier.settings import Settings
 
@@ -39,3 +41,24 @@ async def test_reads_answer_while_another_process_holds_the_write_lock(
     # Nothing is left held by the reads: writes go through once the other writer is gone.
     again = await client.post("/api/enterprise/projects", json={"name": "q"}, headers=headers)
     assert again.status_code == 201
+
+
+async def test_reads_answer_while_this_process_writes(
+    client: httpx.AsyncClient, headers: dict[str, str], settings: Settings, app: Any
+) -> None:
+    # The process's one writing connection is busy (the in-process worker writing a chunk of cells): a GET
+    # reads through a connection of its own instead of queueing for that one.
+    if not settings.is_sqlite:
+        pytest.skip("SQLite only: PostgreSQL's pool serves reads and writes alike")
+    created = await client.post("/api/enterprise/projects", json={"name": "p"}, headers=headers)
+    assert created.status_code == 201
+    async with app.state.sessionmaker() as session, session.begin():
+        await session.execute(
+            text("UPDATE projects SET name = 'renamed' WHERE id = :id"), {"id": created.json()["id"]}
+        )
+        listed = await asyncio.wait_for(client.get("/api/enterprise/projects", headers=headers), timeout=5)
+        assert listed.status_code == 200
+        # The read sees the last committed state, not the write in progress.
+        assert [p["name"] for p in listed.json()] == ["p"]
+    listed = await client.get("/api/enterprise/projects", headers=headers)
+    assert [p["name"] for p in listed.json()] == ["renamed"]

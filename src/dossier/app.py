@@ -17,7 +17,7 @@ from dossier.api.idempotency import IdempotencyKeys
 from dossier.api.limits import BodySizeLimit
 from dossier.api.methods import MethodsMiddleware
 from dossier.api.text import RequestText
-from dossier.db.engine import create_engine, create_sessionmaker
+from dossier.db.engine import create_engine, create_read_engine, create_sessionmaker
 from dossier.db.migrate import upgrade_to_head
 from dossier.enrichment.routes import router as tools_router
 from dossier.jobs.routes import router as jobs_router
@@ -66,7 +66,8 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Fas
             await upgrade_to_head(engine)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.read_sessionmaker = create_sessionmaker(engine, read_only=True)
+        read_engine = create_read_engine(settings, engine)
+        app.state.read_sessionmaker = create_sessionmaker(read_engine, read_only=True)
         # One outbound client per process: URL checks in requests and the in-process worker share its pool.
         http = OutboundClient.from_settings(settings)
         app.state.http = http
@@ -75,6 +76,8 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Fas
                 yield
         finally:
             await http.aclose()
+            if read_engine is not engine:
+                await read_engine.dispose()
             await engine.dispose()
 
     # strict_content_type=False: a JSON body sent without a Content-Type is still read as JSON (and malformed

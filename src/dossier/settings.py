@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     auto_migrate: bool = Field(default=True, description="Apply pending migrations when serve/worker start.")
     db_pool_size: int = Field(default=10, ge=1, description="Connections kept per process (PostgreSQL).")
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0, description="SQLite busy timeout.")
+    sqlite_read_connections: int = Field(
+        default=4,
+        ge=0,
+        le=64,
+        description="SQLite: connections per API process for GET requests, beside the one writing connection "
+        "(0: reads share it).",
+    )
     max_body_bytes: int = Field(
         default=5 * 1024 * 1024, ge=1024, description="Largest request body accepted; larger gets 413."
     )

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from dossier.db.secrets import KEYRING_ATTRIBUTE, keyring_for
+from dossier.db.secrets import KEYRING_ATTRIBUTE, keyring_for, sqlite_path
 from dossier.settings import Settings
 
 # Execution option of the engine behind read-only sessions (see ``create_sessionmaker``).
@@ -27,17 +27,33 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return engine
 
 
-def _create_engine(settings: Settings) -> AsyncEngine:
+def create_read_engine(settings: Settings, engine: AsyncEngine) -> AsyncEngine:
+    """The engine of read-only sessions (GET requests) beside ``engine``.
+
+    SQLite: its own ``sqlite_read_connections`` connections, which read WAL snapshots while the process's one
+    writing connection is busy, so a read never queues behind the worker's writes (a read of a page of rows
+    waited up to 0.3 s for the connection during a large import). PostgreSQL, an in-memory SQLite database,
+    or 0 read connections: ``engine`` itself. Dispose of it (when it is not ``engine``) with ``engine``.
+    """
+    if settings.sqlite_read_connections == 0 or sqlite_path(settings.database_url) is None:
+        return engine
+    read_engine = _create_engine(settings, connections=settings.sqlite_read_connections)
+    setattr(read_engine.dialect, KEYRING_ATTRIBUTE, getattr(engine.dialect, KEYRING_ATTRIBUTE))
+    return read_engine
+
+
+def _create_engine(settings: Settings, *, connections: int = 1) -> AsyncEngine:
     url = settings.database_url
     if url.startswith("sqlite"):
-        # One connection per process: SQLite has one writer and every transaction here takes the write lock
-        # (BEGIN IMMEDIATE below), so this process's transactions queue for the connection in order instead
-        # of polling the file lock with the driver's sleeping busy handler (1, 2, 5 ... 100 ms naps that
-        # add up under load). Other processes on the same file still meet the busy timeout.
+        # One writing connection per process: SQLite has one writer and every transaction here takes the write
+        # lock (BEGIN IMMEDIATE below), so this process's transactions queue for the connection in order
+        # instead of polling the file lock with the driver's sleeping busy handler (1, 2, 5 ... 100 ms naps
+        # that add up under load). Other processes on the same file still meet the busy timeout. Reads may
+        # have connections of their own (``create_read_engine``).
         engine = create_async_engine(
             url,
             connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000},
-            pool_size=1,
+            pool_size=connections,
             max_overflow=0,
             hide_parameters=True,
         )
