@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dossier.db.base import utcnow
+from dossier.queue import worker as worker_module
 from dossier.queue.handlers import PermanentFailure, RetryLater, TaskRun, task_handler
 from dossier.queue.models import FAILED, QUEUED, RUNNING, Task
 from dossier.queue.service import enqueue, enqueue_or_advance, enqueue_unique
@@ -234,6 +235,19 @@ async def test_a_task_whose_worker_died_is_run_again_after_its_lease(
     [run] = RUNS[key]
     assert run["attempt"] == 2 and run["worker"] != "died"
     assert run["at"] - started >= 0.4 and run["at"] - started < 10
+
+
+async def test_a_stop_during_the_claim_cooldown_stops_the_worker_at_once(
+    settings: Settings, sessionmaker: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A long cooldown and poll: the stop arrives while the worker pauses after a finished task, and must
+    # not wait out the poll interval (the worker used to clear the stop's wake-up and sleep 60 s).
+    monkeypatch.setattr(worker_module, "CLAIM_COOLDOWN", 2.0)
+    task_id = await enqueue_one(sessionmaker, "test.ok", {"key": new_key()})
+    async with running_worker(settings, sessionmaker, poll_interval=60):
+        await eventually(lambda: gone(sessionmaker, task_id))
+        stopping = time.monotonic()
+    assert time.monotonic() - stopping < 5
 
 
 async def test_a_worker_died_on_the_last_attempt_fails_the_task(

@@ -210,7 +210,9 @@ class Worker:
                 finally:
                     self.ready.set()
             # Full: a finishing handler sets the wake-up; idle: a notify, the stop event or the timeout does.
-            await wait_any([self._wake], within=timeout)
+            # ``stop`` is waited on itself: its relayed wake-up may have been cleared above, when it came
+            # during the cooldown pause.
+            await wait_any([self._wake, stop], within=timeout)
 
     def _start(self, claim: Claimed) -> None:
         key = (claim.id, claim.attempts)
