@@ -39,6 +39,13 @@ def create_read_engine(settings: Settings, engine: AsyncEngine) -> AsyncEngine:
         return engine
     read_engine = _create_engine(settings, connections=settings.sqlite_read_connections)
     setattr(read_engine.dialect, KEYRING_ATTRIBUTE, getattr(engine.dialect, KEYRING_ATTRIBUTE))
+
+    @event.listens_for(read_engine.sync_engine, "connect")
+    def _query_only(dbapi_conn: Any, _record: Any) -> None:
+        # A write here would upgrade a deferred transaction while the writing connection holds the lock
+        # (SQLITE_BUSY, whatever the busy timeout): a route that writes must use the writing sessions.
+        dbapi_conn.execute("PRAGMA query_only=ON")
+
     return read_engine
 
 

@@ -4,27 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Query, Request, Response, status
+from fastapi import Query, Request, Response, status
 
 from dossier.accounts.auth import CurrentAccount
 from dossier.api.deps import SettingsDep
 from dossier.api.surfaces import ENTERPRISE
-from dossier.db.session import SessionDep, sessionmaker_from
-from dossier.enrichment.tools.entity_resolution import ensure_default_once
+from dossier.db.session import SessionDep
+from dossier.enrichment.dependencies import DefaultRegistry
 from dossier.errors import InvalidInput
 from dossier.lists import schemas, service, tasks
 
 router = ENTERPRISE.router(tags=["List building"])
 ERRORS = ENTERPRISE.responses({422: "A bad filter; `error_detail.filter` names it. Nothing is added."})
 
-
-async def _default_registry(request: Request, settings: SettingsDep) -> None:
-    """The default registry is built on first use, as for entity resolution (unless turned off)."""
-    await ensure_default_once(sessionmaker_from(request), settings)
-
-
-# Listed before the session: the default registry is built (and committed) before the request's transaction.
-DefaultRegistry = Annotated[None, Depends(_default_registry)]
 Many = Annotated[list[str] | None, Query()]
 One = Annotated[str | None, Query()]
 _PAGING = {"sort", "cursor", "page_size", "fields", "limit"}

@@ -18,6 +18,7 @@ from dossier.accounts.auth import QUERY_KEY_PARAMETER, CurrentAccountOrQueryKey,
 from dossier.api.deps import SettingsDep
 from dossier.api.surfaces import RECONCILIATION
 from dossier.db.session import SessionDep, sessionmaker_from
+from dossier.enrichment.dependencies import DefaultRegistry, default_registry
 from dossier.errors import DossierError, InvalidInput, MalformedRequest
 from dossier.reconciliation import schemas, service
 from dossier.settings import Settings
@@ -108,6 +109,7 @@ async def _endpoint(request: Request, settings: SettingsDep) -> Response:
             await authenticate_request(request, session, query_parameter=QUERY_KEY_PARAMETER)
     if "queries" in params:
         batch = schemas.parse_query_batch(params["queries"])
+        await default_registry(request, settings)
         return JSONResponse(await service.reconcile(maker, settings, batch))
     if "extend" in params:
         query = schemas.parse_extend_query(params["extend"])
@@ -147,6 +149,7 @@ async def suggest_entity(
     request: Request,
     settings: SettingsDep,
     _account: CurrentAccountOrQueryKey,
+    _registry: DefaultRegistry,
     prefix: str = "",
     cursor: Cursor = 0,
     limit: Limit = service.SUGGEST_PAGE,

@@ -22,7 +22,6 @@ from dossier.enrichment.registry.matcher import REPORTED_CANDIDATES, Candidate, 
 from dossier.enrichment.registry.models import RegistryEntity
 from dossier.enrichment.registry.normalize import fold
 from dossier.enrichment.registry.service import firmographics_record, get_entity
-from dossier.enrichment.tools.entity_resolution import ensure_default_once
 from dossier.errors import InvalidInput, NotFound, PayloadTooLarge
 from dossier.settings import Settings
 
@@ -103,10 +102,10 @@ async def _lookup_of(index: EntityIndex) -> _Lookup:
 
 
 async def registry_index(
-    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession],
 ) -> tuple[EntityIndex, _Lookup]:
-    """This process's index of the registry (the default registry built first if nobody has yet)."""
-    await ensure_default_once(sessionmaker, settings)
+    """This process's index of the registry (the routes build the default registry first, on first use:
+    ``enrichment.dependencies``)."""
     index = await current_index(sessionmaker)
     return index, await _lookup_of(index)
 
@@ -247,7 +246,7 @@ async def reconcile(
         raise PayloadTooLarge(f"a batch holds at most {MAX_BATCH} queries, not {len(queries)}")
     if not queries:
         return {}
-    index, lookup = await registry_index(sessionmaker, settings)
+    index, lookup = await registry_index(sessionmaker)
     threshold, margin = settings.registry_match_threshold, settings.registry_match_margin
 
     def run() -> dict[str, dict[str, list[dict[str, Any]]]]:
@@ -293,7 +292,7 @@ async def suggest_entities(
     ``cursor`` skips that many, ``limit`` bounds the page."""
     if not prefix.strip():
         return {"result": []}
-    index, lookup = await registry_index(sessionmaker, settings)
+    index, lookup = await registry_index(sessionmaker)
     result: list[dict[str, Any]] = []
     for position, row in enumerate(_prefix_entities(lookup, index, prefix)):
         if position < cursor:

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from dossier.api.deps import SettingsDep
-from dossier.db.session import SessionDep, sessionmaker_from
+from dossier.db.session import SessionDep
+from dossier.enrichment.dependencies import DefaultRegistry
 from dossier.enrichment.registry.countries import country_name
-from dossier.enrichment.tools.entity_resolution import ensure_default_once
 from dossier.errors import InvalidInput
 from dossier.lists import service as lists
 from dossier.lists import tasks as list_tasks
@@ -38,14 +38,6 @@ SORTS = [
     ("-founded", "Most recently founded"),
     ("founded", "Oldest"),
 ]
-
-
-async def _default_registry(request: Request, settings: SettingsDep) -> None:
-    """The default registry is built on first use, as for the API's search (unless turned off)."""
-    await ensure_default_once(sessionmaker_from(request), settings)
-
-
-DefaultRegistry = Annotated[None, Depends(_default_registry)]
 
 
 def _pairs(items: Iterable[tuple[str, Any]]) -> list[tuple[str, str]]:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dossier.accounts.auth import CurrentAccount
 from dossier.api.deps import Outbound, SettingsDep
 from dossier.api.surfaces import ENTERPRISE
-from dossier.db.session import SessionDep, sessionmaker_from
+from dossier.db.session import SessionDep, WritingSessionDep, writing_sessionmaker
 from dossier.webhooks import catalogue, history, listen, schemas, service, slack
 
 router = ENTERPRISE.router(tags=["Webhooks"])
@@ -59,7 +59,11 @@ async def open_listener(
     response_class=StreamingResponse,
 )
 async def listen_stream(
-    endpoint_id: str, request: Request, session: SessionDep, account: CurrentAccount, settings: SettingsDep
+    endpoint_id: str,
+    request: Request,
+    session: WritingSessionDep,
+    account: CurrentAccount,
+    settings: SettingsDep,
 ) -> StreamingResponse:
     """The deliveries of a listener endpoint as Server-Sent Events (`event: delivery`, data: attempt_id,
     delivery_id, event_type, headers, body). Connecting makes the endpoint's pending deliveries due now;
@@ -67,7 +71,8 @@ async def listen_stream(
     await listen.listener_endpoint(session, account.id, endpoint_id)
     # Committed with the request's transaction, before the first event is streamed.
     connection_id = await listen.connect(session, endpoint_id)
-    maker = sessionmaker_from(request)
+    # A GET that writes (the connection, what it hands out): the writing sessions, not the read-only ones.
+    maker = writing_sessionmaker(request)
     return StreamingResponse(
         _events(request, maker, endpoint_id, connection_id, settings.webhook_listen_poll_interval),
         media_type="text/event-stream",
