@@ -3,6 +3,7 @@ not write (the ``standardwebhooks`` package, the functions printed in 002 and 00
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
@@ -21,7 +22,7 @@ from dossier.db.base import as_utc
 from dossier.net import OutboundClient
 from dossier.queue.models import Task
 from dossier.settings import Settings
-from dossier.webhooks import dispatch, service, sweeps
+from dossier.webhooks import dispatch, service, sweeps, tasks
 from dossier.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from dossier.webhooks.profiles.kernel import kernel_job_data
 from dossier.webhooks.profiles.kruncher import analysis_completed_data, changed_status_data
@@ -660,6 +661,47 @@ async def test_a_failing_endpoint_s_retries_are_made_by_one_sweep(
         assert second.trigger == "scheduled"
         # Never early: the retry waits for its own due time.
         assert first.next_attempt_at is not None and second.started_at >= first.next_attempt_at
+
+
+async def test_a_dead_endpoint_s_new_events_wait_out_the_pause_and_go_together(
+    wclient: httpx.AsyncClient,
+    headers: dict[str, str],
+    account: NewAccount,
+    receiver: Receiver,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    http: OutboundClient,
+) -> None:
+    # Every answer is a 500 and the first retry is an hour away: after a batch in which nothing got
+    # through, events that come one by one meanwhile are tried together when the pause ends (each new event
+    # used to wake the sweep and be tried alone).
+    receiver.answers = [(500, {}, b"down")] * 100
+    pause = tasks.FAILING_SWEEP_PAUSE
+    settings = settings.model_copy(update={"webhook_time_scale": 1.0, "webhook_retry_schedule": "1h"})
+    await _endpoint(wclient, headers, url=receiver.url, profile="standard", events=["*"])
+
+    async def tried_once(delivery_ids: list[str]) -> bool:
+        async with sessionmaker() as session:
+            tried = await session.scalar(
+                select(func.count())
+                .select_from(WebhookDelivery)
+                .where(WebhookDelivery.id.in_(delivery_ids), WebhookDelivery.attempts == 1)
+            )
+            return tried == len(delivery_ids)
+
+    async with running_worker(settings, sessionmaker, http):
+        first = await _emit(sessionmaker, account.account.id, "burst", {"n": 0})
+        await eventually(lambda: tried_once(first), what="the first attempt failed")
+        later: list[str] = []
+        for n in range(1, 6):
+            later += await _emit(sessionmaker, account.account.id, "burst", {"n": n})
+            await asyncio.sleep(pause / 20)  # events arriving one by one while the pause runs
+        await eventually(lambda: tried_once(later), what="the later events tried")
+    [failed] = await _attempts(sessionmaker, first[0])
+    started = [(await _attempts(sessionmaker, delivery_id))[0].started_at for delivery_id in later]
+    assert min(started) >= failed.started_at + timedelta(seconds=pause)
+    assert max(started) - min(started) < timedelta(seconds=pause / 2)  # one batch
+    assert len(receiver.requests) == 6  # every event tried, none skipped
 
 
 async def all_delivered(maker: async_sessionmaker[AsyncSession], ids: list[str]) -> bool:

@@ -75,6 +75,8 @@ class _Limits:
         self.slow_sweeps = 0
         # Recent attempt duration per destination (seconds, moving average).
         self.latency: OrderedDict[str, float] = OrderedDict()
+        # Destinations none of whose last batch got through: until when (monotonic) their sweeps wait.
+        self.paused_until: OrderedDict[str, float] = OrderedDict()
 
     def observe(self, key: str, seconds: float) -> None:
         """Fold an attempt's duration into its destination's latency."""
@@ -82,6 +84,25 @@ class _Limits:
         self.latency[key] = seconds if previous is None else previous + LATENCY_WEIGHT * (seconds - previous)
         if len(self.latency) > LATENCIES_KEPT:
             self.latency.popitem(last=False)
+
+    def pause(self, key: str, seconds: float) -> None:
+        """Hold this destination's sweeps in this process for ``seconds`` (nothing got through its last
+        batch)."""
+        self.paused_until.pop(key, None)
+        self.paused_until[key] = time.monotonic() + seconds
+        if len(self.paused_until) > LATENCIES_KEPT:
+            self.paused_until.popitem(last=False)
+
+    def paused_for(self, key: str) -> float:
+        """Seconds this destination's sweeps still wait (0: not paused)."""
+        until = self.paused_until.get(key)
+        if until is None:
+            return 0.0
+        left = until - time.monotonic()
+        if left <= 0:
+            del self.paused_until[key]
+            return 0.0
+        return left
 
     def slow(self, key: str) -> bool:
         """Whether this destination's recent attempts are slow (unknown destinations are not)."""
@@ -251,6 +272,11 @@ async def sweep(run: TaskRun) -> None:
     retried from the schedule stored on each delivery."""
     key = str(run.payload["key"])
     limits = _limits_for(run.resources.settings)
+    paused = limits.paused_for(key)
+    if paused > 0:
+        # Nothing got through the last batch. A new event advances the sweep to now: back to the queue
+        # until the pause ends, so a dead endpoint's new events go in one batch, not each as it comes.
+        raise Snooze(paused)
     if not limits.slow(key):
         await _sweep(run, key, limits)
         return
@@ -290,7 +316,9 @@ async def _sweep(run: TaskRun, key: str, limits: _Limits) -> None:
             if not any(result.succeeded for _, result, _ in outcomes):
                 # Nothing got through: the destination is down or refusing. Its new events wait a moment
                 # and go in one batch, rather than a batch (and two transactions) for every few that come.
-                await _end(run, session, key, wait=FAILING_SWEEP_PAUSE * settings.webhook_time_scale)
+                pause = FAILING_SWEEP_PAUSE * settings.webhook_time_scale
+                limits.pause(key, pause)
+                await _end(run, session, key, wait=pause)
             elif len(due) < sweeps.DELIVERY_BATCH:
                 # Everything due was in this batch: end now rather than in one more transaction that
                 # would most likely find nothing (what came meanwhile gets a new sweep, due at once).
