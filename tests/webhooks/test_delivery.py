@@ -704,6 +704,49 @@ async def test_a_dead_endpoint_s_new_events_wait_out_the_pause_and_go_together(
     assert len(receiver.requests) == 6  # every event tried, none skipped
 
 
+async def test_a_dead_endpoint_s_backlog_is_not_held_back_by_the_pause(
+    wclient: httpx.AsyncClient,
+    headers: dict[str, str],
+    account: NewAccount,
+    receiver: Receiver,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    http: OutboundClient,
+) -> None:
+    # More due than one batch holds, every answer a 500: the pause follows a failed batch only when nothing
+    # more is due, so the schedule's attempts are all made now (not a batch per pause).
+    burst = sweeps.DELIVERY_BATCH * 2 + 50
+    receiver.answers = [(500, {}, b"down")] * burst
+    scale = 3.0  # a 3 s pause: the batches, if held back, would be seconds apart
+    settings = settings.model_copy(update={"webhook_time_scale": scale, "webhook_retry_schedule": "1h"})
+    await _endpoint(wclient, headers, url=receiver.url, profile="standard", events=["*"])
+    async with sessionmaker() as session, session.begin():
+        ids = await service.emit_events(
+            session, account.account.id, "burst", [{"n": n} for n in range(burst)]
+        )
+    async with running_worker(settings, sessionmaker, http):
+        await eventually(lambda: _all_tried(sessionmaker, ids), what="every first attempt made", within=30)
+    async with sessionmaker() as session:
+        spread = await session.execute(
+            select(func.min(WebhookAttempt.started_at), func.max(WebhookAttempt.started_at)).where(
+                WebhookAttempt.delivery_id.in_(ids)
+            )
+        )
+        first, last = spread.one()
+    assert as_utc(last) - as_utc(first) < timedelta(seconds=tasks.FAILING_SWEEP_PAUSE * scale)
+    assert len(receiver.requests) == burst
+
+
+async def _all_tried(maker: async_sessionmaker[AsyncSession], ids: list[str]) -> bool:
+    async with maker() as session:
+        tried = await session.scalar(
+            select(func.count())
+            .select_from(WebhookDelivery)
+            .where(WebhookDelivery.id.in_(ids), WebhookDelivery.attempts == 1)
+        )
+        return tried == len(ids)
+
+
 async def all_delivered(maker: async_sessionmaker[AsyncSession], ids: list[str]) -> bool:
     async with maker() as session:
         succeeded = await session.scalar(

@@ -313,18 +313,19 @@ async def _sweep(run: TaskRun, key: str, limits: _Limits) -> None:
         async with resources.sessionmaker() as session, session.begin():
             recorded = await dispatch.record_attempts(session, outcomes, settings=settings)
             ended = True
-            if not any(result.succeeded for _, result, _ in outcomes):
+            if len(due) >= sweeps.DELIVERY_BATCH:
+                # A full batch: more may be due now, and the schedule promises them now, failing or not.
+                ended = False
+            elif not any(result.succeeded for _, result, _ in outcomes):
                 # Nothing got through: the destination is down or refusing. Its new events wait a moment
                 # and go in one batch, rather than a batch (and two transactions) for every few that come.
                 pause = FAILING_SWEEP_PAUSE * settings.webhook_time_scale
                 limits.pause(key, pause)
                 await _end(run, session, key, wait=pause)
-            elif len(due) < sweeps.DELIVERY_BATCH:
+            else:
                 # Everything due was in this batch: end now rather than in one more transaction that
                 # would most likely find nothing (what came meanwhile gets a new sweep, due at once).
                 await _end(run, session, key, wait=0.0)
-            else:
-                ended = False
         stale = [plan.delivery_id for plan, made in zip(plans, recorded, strict=True) if not made]
         if stale:
             log.info("attempts already recorded by another run were left out", extra={"delivery_ids": stale})
