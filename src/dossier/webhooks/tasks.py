@@ -66,7 +66,9 @@ class _Limits:
     ``total`` bounds the attempts in flight in the process. Each destination's latency is a moving average
     of its attempts' durations: a destination is slow while it is SLOW_ATTEMPT_SECONDS or more (a slow
     receiver, or timeouts). Sweeps of slow destinations hold at most half the worker's slots; another one
-    is put back in the queue, so slow and dead endpoints never take the slots the others need.
+    is put back in the queue, so slow and dead endpoints never take the slots the others need. A destination
+    none of whose last batch got through is paused for FAILING_SWEEP_PAUSE: its sweep, woken meanwhile by
+    new events, goes back to the queue until then.
     """
 
     def __init__(self, settings: Settings) -> None:
