@@ -679,24 +679,14 @@ async def test_a_dead_endpoint_s_new_events_wait_out_the_pause_and_go_together(
     pause = tasks.FAILING_SWEEP_PAUSE
     settings = settings.model_copy(update={"webhook_time_scale": 1.0, "webhook_retry_schedule": "1h"})
     await _endpoint(wclient, headers, url=receiver.url, profile="standard", events=["*"])
-
-    async def tried_once(delivery_ids: list[str]) -> bool:
-        async with sessionmaker() as session:
-            tried = await session.scalar(
-                select(func.count())
-                .select_from(WebhookDelivery)
-                .where(WebhookDelivery.id.in_(delivery_ids), WebhookDelivery.attempts == 1)
-            )
-            return tried == len(delivery_ids)
-
     async with running_worker(settings, sessionmaker, http):
         first = await _emit(sessionmaker, account.account.id, "burst", {"n": 0})
-        await eventually(lambda: tried_once(first), what="the first attempt failed")
+        await eventually(lambda: _all_tried(sessionmaker, first), what="the first attempt failed")
         later: list[str] = []
         for n in range(1, 6):
             later += await _emit(sessionmaker, account.account.id, "burst", {"n": n})
             await asyncio.sleep(pause / 20)  # events arriving one by one while the pause runs
-        await eventually(lambda: tried_once(later), what="the later events tried")
+        await eventually(lambda: _all_tried(sessionmaker, later), what="the later events tried")
     [failed] = await _attempts(sessionmaker, first[0])
     started = [(await _attempts(sessionmaker, delivery_id))[0].started_at for delivery_id in later]
     assert min(started) >= failed.started_at + timedelta(seconds=pause)
