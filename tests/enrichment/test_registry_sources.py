@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import pycountry
 import pytest
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dossier.cli import _first_start
@@ -20,6 +20,7 @@ from dossier.enrichment.registry.countries import COUNTRIES, country_code, count
 from dossier.enrichment.registry.index_cache import current_index
 from dossier.enrichment.registry.models import RegistryEntity
 from dossier.enrichment.registry.service import (
+    RegistryImportError,
     delete_source,
     ensure_default_registry,
     entity_count,
@@ -395,6 +396,25 @@ async def test_delete_source_service_and_the_index(
         assert await list_sources(session) == []
     index = await current_index(sessionmaker)
     assert index.lookup("Kumasi Cocoa Processing", "kumasicocoa.com.gh", "GH") is None
+
+
+async def test_a_failed_import_gives_back_its_page_cache(
+    sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    # An import raises SQLite's page cache to 256 MB; the setting belongs to the connection (the server's one
+    # writing connection), so an import that fails part-way must set it back too.
+    if sessionmaker.kw["bind"].dialect.name != "sqlite":
+        pytest.skip("SQLite only: PostgreSQL has no page cache setting per connection")
+    rows = ({"source_key": f"x{n}", "name": f"Ostrava Tanners {n}"} for n in range(30))
+    good = "".join(json.dumps(row) + "\n" for row in rows)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_bytes(good.encode() + b'{"source_key": "bad", "name": "\xff\xfe"}\n')
+    with pytest.raises(RegistryImportError):
+        async with sessionmaker() as session, session.begin():
+            await import_file(session, broken, source="broken", batch_size=5)
+    async with sessionmaker() as session:
+        assert await session.scalar(text("PRAGMA cache_size")) == -2000  # SQLite's default, 2 MB
+        assert await entity_count(session) == 0
 
 
 def test_every_registry_setting_is_documented() -> None:

@@ -6,6 +6,7 @@ failed import leaves the registry as it was).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import hashlib
@@ -15,7 +16,7 @@ import os
 import re
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -625,6 +626,25 @@ _IMPORT_CACHE_KIB = 256 * 1024
 _SQLITE_DEFAULT_CACHE = -2000
 
 
+@contextlib.asynccontextmanager
+async def _import_page_cache(session: AsyncSession, *, sqlite: bool) -> AsyncIterator[None]:
+    """On SQLite, a 256 MB page cache for the import, back to the default after it, failed or not.
+
+    Every row goes into a dozen indexes (the matcher's and list building's) in random key order: with SQLite's
+    default 2 MB page cache each batch re-reads most index pages from the file. The setting belongs to the
+    connection, not the transaction, so a failed import must reset it too (unless its session can no longer
+    run a statement)."""
+    if not sqlite:
+        yield
+        return
+    await session.execute(text_sql(f"PRAGMA cache_size = -{_IMPORT_CACHE_KIB}"))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            await session.execute(text_sql(f"PRAGMA cache_size = {_SQLITE_DEFAULT_CACHE}"))
+
+
 # An import this large (rows, estimated from the file's size) rebuilds SQLite's name index once.
 _BULK_ROWS = 50_000
 
@@ -679,57 +699,53 @@ async def import_file(
     analyzed = 0
     # Whether SQLite's name index is rebuilt once at the end instead of row by row (decided after a batch).
     bulk: bool | None = None
-    if not postgres:
-        # Every row goes into a dozen indexes (the matcher's and list building's) in random key order: with
-        # SQLite's default 2 MB page cache each batch re-reads most index pages from the file.
-        await session.execute(text_sql(f"PRAGMA cache_size = -{_IMPORT_CACHE_KIB}"))
-    try:
-        with text:
-            kind = _detect_format(file_path, head)
-            rows = _iter_jsonl(text) if kind == "jsonl" else _iter_csv(text)
-            batch: list[tuple[int, dict[str, Any], set[str]]] = []
-            for line, item in rows:
-                report.rows += 1
-                if isinstance(item, str):
-                    report.rejected.append(RejectedRow(line, item))
-                else:
-                    try:
-                        values, provided = parse_row(item, default_source)
-                    except ValueError as exc:
-                        report.rejected.append(RejectedRow(line, str(exc)))
+    async with _import_page_cache(session, sqlite=not postgres):
+        try:
+            with text:
+                kind = _detect_format(file_path, head)
+                rows = _iter_jsonl(text) if kind == "jsonl" else _iter_csv(text)
+                batch: list[tuple[int, dict[str, Any], set[str]]] = []
+                for line, item in rows:
+                    report.rows += 1
+                    if isinstance(item, str):
+                        report.rejected.append(RejectedRow(line, item))
                     else:
-                        batch.append((line, values, provided))
-                if len(batch) >= batch_size:
-                    await _write_batch(session, batch, report, stamp)
-                    batch = []
-                    if bulk is None:
-                        bulk = await _bulk_name_index(session, report, counter.count, total)
-                    if postgres and report.inserted >= 2 * analyzed + batch_size:
-                        # Fresh statistics as the table grows within this transaction: planned on an empty
-                        # table's, the key lookups of each batch would scan the whole table.
-                        await session.execute(text_sql("ANALYZE registry_entities"))
-                        analyzed = report.inserted
-                    report.bytes_read = counter.count
-                    if progress is not None:
-                        progress(report)
-            await _write_batch(session, batch, report, stamp)
-    except (UnicodeDecodeError, OSError, EOFError, csv.Error, zlib.error) as exc:
-        raise RegistryImportError(f"cannot read {file_path.name} after row {report.rows}: {exc}") from None
-    if remove_missing:
-        if report.rejected:
-            report.removal_skipped = True
-        elif report.sources:
-            result = await session.execute(
-                delete(RegistryEntity).where(
-                    RegistryEntity.source.in_(sorted(report.sources)), RegistryEntity.updated_at != stamp
+                        try:
+                            values, provided = parse_row(item, default_source)
+                        except ValueError as exc:
+                            report.rejected.append(RejectedRow(line, str(exc)))
+                        else:
+                            batch.append((line, values, provided))
+                    if len(batch) >= batch_size:
+                        await _write_batch(session, batch, report, stamp)
+                        batch = []
+                        if bulk is None:
+                            bulk = await _bulk_name_index(session, report, counter.count, total)
+                        if postgres and report.inserted >= 2 * analyzed + batch_size:
+                            # Fresh statistics as the table grows within this transaction: planned on an empty
+                            # table's, the key lookups of each batch would scan the whole table.
+                            await session.execute(text_sql("ANALYZE registry_entities"))
+                            analyzed = report.inserted
+                        report.bytes_read = counter.count
+                        if progress is not None:
+                            progress(report)
+                await _write_batch(session, batch, report, stamp)
+        except (UnicodeDecodeError, OSError, EOFError, csv.Error, zlib.error) as exc:
+            message = f"cannot read {file_path.name} after row {report.rows}: {exc}"
+            raise RegistryImportError(message) from None
+        if remove_missing:
+            if report.rejected:
+                report.removal_skipped = True
+            elif report.sources:
+                result = await session.execute(
+                    delete(RegistryEntity).where(
+                        RegistryEntity.source.in_(sorted(report.sources)), RegistryEntity.updated_at != stamp
+                    )
                 )
-            )
-            report.removed = int(getattr(result, "rowcount", 0) or 0)
-    await session.flush()
-    if bulk:
-        await name_index.rebuild(session)
-    if not postgres:
-        await session.execute(text_sql(f"PRAGMA cache_size = {_SQLITE_DEFAULT_CACHE}"))
+                report.removed = int(getattr(result, "rowcount", 0) or 0)
+        await session.flush()
+        if bulk:
+            await name_index.rebuild(session)
     report.bytes_read = total
     if progress is not None:
         progress(report)
