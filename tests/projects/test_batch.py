@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.projects.helpers import API, ROW_ID, assert_error, counts, create_project
@@ -72,10 +73,23 @@ async def test_a_batch_of_1000_is_accepted_whole(
 ) -> None:
     project = await create_project(client, headers)
     companies = [{"company_name": f"Company {i}", "website": f"https://c{i}.example"} for i in range(1000)]
-    response = await client.post(
-        f"{API}/projects/{project['id']}/rows/batch", json={"companies": companies}, headers=headers
-    )
+    row_inserts: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO ROWS"):
+            row_inserts.append(statement)
+
+    engine = sessionmaker.kw["bind"].sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        response = await client.post(
+            f"{API}/projects/{project['id']}/rows/batch", json={"companies": companies}, headers=headers
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
     assert response.status_code == 200, response.text
+    # Set-based: the rows go in one multi-row INSERT (two at most, should the driver page it), not one each.
+    assert 1 <= len(row_inserts) <= 2
     body = response.json()
     assert (body["created"], body["failed"]) == (1000, 0)
     ids = [r["row_id"] for r in body["results"]]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import secrets
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier.accounts.models import Account
-from dossier.db.base import new_uuid, utcnow
+from dossier.db.base import new_uuid, random_bytes, utcnow
 from dossier.errors import Conflict, InvalidInput, NotFound
 from dossier.projects.models import INPUT_STATUS, SUCCESS, Cell, Column, Project, Row
 from dossier.projects.tool_engine import ToolSpec, tool_engine
@@ -43,9 +42,9 @@ _ROW_ID_BYTE_LIMIT = 256 - 256 % len(ROW_ID_ALPHABET)
 def new_row_id() -> str:
     """A 20-character `[A-Za-z0-9]` row id, as 000 shows them (about 119 bits of randomness)."""
     # One read of the system's randomness per id rather than one per character (a batch makes 1,000).
-    chosen = [b for b in secrets.token_bytes(2 * ROW_ID_LENGTH) if b < _ROW_ID_BYTE_LIMIT]
+    chosen = [b for b in random_bytes(2 * ROW_ID_LENGTH) if b < _ROW_ID_BYTE_LIMIT]
     while len(chosen) < ROW_ID_LENGTH:
-        chosen += [b for b in secrets.token_bytes(ROW_ID_LENGTH) if b < _ROW_ID_BYTE_LIMIT]
+        chosen += [b for b in random_bytes(ROW_ID_LENGTH) if b < _ROW_ID_BYTE_LIMIT]
     return "".join(ROW_ID_ALPHABET[b % len(ROW_ID_ALPHABET)] for b in chosen[:ROW_ID_LENGTH])
 
 
@@ -440,14 +439,15 @@ async def _insert_rows(
     if not valued:
         return []
     now = utcnow()
+    ids = [new_row_id() for _ in valued]
+    # RETURNING in any order, matched back by id: asking for the parameters' order makes SQLAlchemy send
+    # SQLite one INSERT per row (it has no sentinel to sort by), a fifth of a millisecond each.
     result = await session.execute(
-        _ROW_INSERT.returning(_ROWS.c.pk, _ROWS.c.id, sort_by_parameter_order=True),
-        [
-            {"id": new_row_id(), "project_id": project.id, "created_at": now, "updated_at": now}
-            for _ in valued
-        ],
+        _ROW_INSERT.returning(_ROWS.c.id, _ROWS.c.pk),
+        [{"id": row_id, "project_id": project.id, "created_at": now, "updated_at": now} for row_id in ids],
     )
-    rows = [NewRow(pk, row_id) for pk, row_id in result.all()]
+    pk_by_id: dict[str, int] = {row_id: pk for row_id, pk in result.all()}
+    rows = [NewRow(pk_by_id[row_id], row_id) for row_id in ids]
     cell_rows = [
         {"row_pk": row.pk, "column_id": column_id, "value": value, "status": INPUT_STATUS}
         for row, values in zip(rows, valued, strict=True)
