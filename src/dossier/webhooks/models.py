@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dossier.db.base import Base, BigIntPK, JSONType, new_uuid, utcnow
+from dossier.db.base import Base, BigIntPK, JSONType, new_hex_id, new_uuid, utcnow
 from dossier.db.secrets import EncryptedJSON, EncryptedText
 
 PENDING = "pending"
@@ -33,7 +33,7 @@ MANUAL = "manual"
 
 def new_message_id() -> str:
     """A delivery id: ``msg_`` + 32 hex digits, the Standard Webhooks style of ``webhook-id``."""
-    return "msg_" + new_uuid().replace("-", "")
+    return "msg_" + new_hex_id()
 
 
 class WebhookEndpoint(Base):

@@ -19,7 +19,6 @@ import asyncio
 import logging
 import random
 import time
-import uuid
 import weakref
 from collections import OrderedDict
 from datetime import timedelta
@@ -28,7 +27,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dossier import metrics, tracing
-from dossier.db.base import utcnow
+from dossier.db.base import new_hex_id, utcnow
 from dossier.logs import bound_log_context
 from dossier.net import BlockedURL, OutboundClient, OutboundError, RequestTimeout
 from dossier.queue.handlers import Snooze, TaskRun, task_handler
@@ -141,7 +140,7 @@ async def attempt(
     """Render ``plan`` through its profile and send it once; never raises for network trouble. A listener
     endpoint's attempt goes to its `dossier listen` stream (``listen.exchange``) instead of an HTTP POST."""
     profile = dispatch.profile_for(plan.profile, settings)
-    attempt_id = "att_" + uuid.uuid4().hex
+    attempt_id = "att_" + new_hex_id()
     started = utcnow()
     options = {k: v for k, v in plan.options.items() if k in profile.option_names}
     rendered = profile.render(
