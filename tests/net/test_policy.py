@@ -173,3 +173,22 @@ def test_socket_factory_refuses_what_the_resolver_did_not_approve() -> None:
 def test_a_bad_allow_entry_in_the_environment_stops_the_settings() -> None:
     with pytest.raises(ValueError, match=r"'example\.com:8080' is not a host name"):
         Settings(outbound_allow="127.0.0.1,example.com:8080")  # type: ignore[arg-type]
+
+
+def test_a_url_checked_again_gets_the_same_verdict() -> None:
+    # The policy remembers accepted URLs (a sweep checks its endpoint's URL for every attempt): a repeat
+    # answers the same normalised URL, and a refused URL is refused every time, never remembered as good.
+    policy = OutboundPolicy()
+    first = policy.check_url("https://example.com/a?b=c#frag")
+    assert policy.check_url("https://example.com/a?b=c#frag") == first
+    assert str(first) == "https://example.com/a?b=c"
+    for _ in range(2):
+        with pytest.raises(BlockedURL, match="loopback"):
+            policy.check_url("https://127.0.0.1/hook")
+        with pytest.raises(InvalidURL, match="credentials"):
+            policy.check_url("https://user:secret@example.com/")
+    # What one policy accepted says nothing to another: a stricter one still refuses it.
+    OutboundPolicy(allow_http=True).check_url("http://example.com/")
+    with pytest.raises(BlockedURL, match="plain http"):
+        policy.check_url("http://example.com/")
+    assert OutboundPolicy() == policy  # the remembered URLs are no part of a policy's identity

@@ -110,6 +110,10 @@ class OutboundClient:
         self._policy = policy
         self._resolver = GuardedResolver(policy, resolve)
         self._session: aiohttp.ClientSession | None = None
+        # The whole request is bounded by ``request``'s own timeout; aiohttp bounds connecting.
+        self._connect_timeout = aiohttp.ClientTimeout(
+            total=None, connect=policy.connect_timeout, sock_connect=policy.connect_timeout
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, *, resolve: ResolveHook | None = None) -> OutboundClient:
@@ -241,9 +245,7 @@ class OutboundClient:
     ) -> OutboundResponse:
         session = self._get_session()
         history: list[str] = []
-        connect = aiohttp.ClientTimeout(
-            total=None, connect=self._policy.connect_timeout, sock_connect=self._policy.connect_timeout
-        )
+        connect = self._connect_timeout
         while True:
             try:
                 response = await session.request(

@@ -89,6 +89,8 @@ _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
 
 
 _IPV4_CHARS = "0123456789."
+# Accepted URLs an OutboundPolicy remembers (see OutboundPolicy.check_url).
+ACCEPTED_URLS_KEPT = 4096
 
 
 def parse_ip(host: str) -> IPAddress | None:
@@ -168,6 +170,9 @@ class OutboundPolicy:
     _suffixes: tuple[str, ...] = field(init=False, repr=False, compare=False, default=())
     _networks: tuple[IPNetwork, ...] = field(init=False, repr=False, compare=False, default=())
     _addresses: frozenset[IPAddress] = field(init=False, repr=False, compare=False, default=frozenset())
+    # URLs (as written) this policy accepted, and what check_url made of them: the verdict depends on the
+    # policy and the text only, and a webhook sweep checks the same endpoint URL for every attempt.
+    _accepted: dict[str, URL] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.timeout <= 0 or self.connect_timeout <= 0:
@@ -275,6 +280,16 @@ class OutboundPolicy:
         credentials, and BlockedURL when it uses plain http or an IP literal the policy refuses.
         """
         text = str(url)
+        accepted = self._accepted.get(text)
+        if accepted is not None:
+            return accepted
+        checked = self._check_url(url, text)
+        if len(self._accepted) >= ACCEPTED_URLS_KEPT:
+            self._accepted.clear()  # cheap bound: the next checks fill it again
+        self._accepted[text] = checked
+        return checked
+
+    def _check_url(self, url: str | URL, text: str) -> URL:
         if isinstance(url, str):
             if len(url) > 8192:
                 raise InvalidURL("the URL is longer than 8192 characters", url=url[:200])
