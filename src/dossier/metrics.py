@@ -158,12 +158,25 @@ def webhook_attempt(
 ) -> None:
     """One webhook attempt; with ``delivered_at`` (a success of a scheduled round) the commit-to-delivery
     latency of its delivery is observed too."""
-    WEBHOOK_ATTEMPTS.labels(profile, outcome).inc()
-    WEBHOOK_ATTEMPT_SECONDS.labels(profile).observe(seconds)
-    if created_at is not None and delivered_at is not None:
-        WEBHOOK_DELIVERY_LATENCY.labels(profile).observe(
-            max(0.0, (delivered_at - created_at).total_seconds())
+    children = _webhook_children.get((profile, outcome))
+    if children is None:
+        children = _webhook_children[(profile, outcome)] = (
+            WEBHOOK_ATTEMPTS.labels(profile, outcome),
+            WEBHOOK_ATTEMPT_SECONDS.labels(profile),
+            WEBHOOK_DELIVERY_LATENCY.labels(profile),
         )
+    attempts, attempt_seconds, latency = children
+    attempts.inc()
+    attempt_seconds.observe(seconds)
+    if created_at is not None and delivered_at is not None:
+        latency.observe(max(0.0, (delivered_at - created_at).total_seconds()))
+
+
+# The tool metrics' children per (tool, status): a cell run would otherwise make two ``labels()`` calls.
+_tool_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+# The webhook metrics' children per (profile, outcome): ``labels()`` costs more than the update itself, and
+# every attempt makes three. A handful of keys (profiles x outcomes).
+_webhook_children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
 
 
 def http_request(method: str, route: str, status: int, seconds: float) -> None:
@@ -182,8 +195,12 @@ def observe_tool_runs(
         started = time.perf_counter()
         outcome = await run(*args, **kwargs)
         tool = str(args[0]) if args else str(kwargs.get("tool_name", "unknown"))
-        TOOL_RUNS.labels(tool, str(getattr(outcome, "status", "unknown"))).inc()
-        TOOL_SECONDS.labels(tool).observe(time.perf_counter() - started)
+        key = (tool, str(getattr(outcome, "status", "unknown")))
+        children = _tool_children.get(key)
+        if children is None:
+            children = _tool_children[key] = (TOOL_RUNS.labels(*key), TOOL_SECONDS.labels(tool))
+        children[0].inc()
+        children[1].observe(time.perf_counter() - started)
         return outcome
 
     return wrapper

@@ -9,7 +9,7 @@ variables say (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_SERVICE_NAME``, ...).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 _tracer: Any = None
@@ -24,6 +24,19 @@ class _NoSpan:
 
 
 _NO_SPAN = _NoSpan()
+
+
+class _NoSpanContext:
+    """The block of a span when tracing is off: no generator, no allocation (it wraps every attempt)."""
+
+    def __enter__(self) -> _NoSpan:
+        return _NO_SPAN
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+_NO_SPAN_CONTEXT = _NoSpanContext()
 
 
 def enabled() -> bool:
@@ -54,13 +67,16 @@ def disable_tracing() -> None:
     _tracer = None
 
 
-@contextmanager
-def span(name: str, kind: str = "internal", **attributes: Any) -> Iterator[Any]:
+def span(name: str, kind: str = "internal", **attributes: Any) -> AbstractContextManager[Any]:
     """A span around the block when tracing is on (``kind``: internal, server or client); yields it (or a
     stand-in that ignores ``set_attribute``)."""
     if _tracer is None:
-        yield _NO_SPAN
-        return
+        return _NO_SPAN_CONTEXT
+    return _span(name, kind, attributes)
+
+
+@contextmanager
+def _span(name: str, kind: str, attributes: dict[str, Any]) -> Iterator[Any]:
     from opentelemetry.trace import SpanKind
 
     span_kind = {"server": SpanKind.SERVER, "client": SpanKind.CLIENT}.get(kind, SpanKind.INTERNAL)
