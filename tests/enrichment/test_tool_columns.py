@@ -3,12 +3,14 @@ and cells filling themselves in when a real worker runs the queue."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -328,3 +330,53 @@ async def test_an_http_column_whose_templates_name_an_input_it_does_not_read_is_
     assert response.status_code == 422
     assert "refer to domain" in response.json()["message"]
     assert await _count_projects(sessionmaker) == 0
+
+
+async def test_a_chunk_runs_at_most_tool_concurrency_cells_at_once(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    # A service that answers each name after a moment, noting how many requests it holds at once.
+    in_flight = 0
+    most = 0
+
+    async def lookup(request: web.Request) -> web.Response:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.05)
+        in_flight -= 1
+        return web.json_response({"name": request.query["q"].upper()})
+
+    app = web.Application()
+    app.router.add_get("/lookup", lookup)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    tool = {
+        "type": "http",
+        "inputs": {"name": "company_name"},
+        "config": {"url": f"http://127.0.0.1:{port}/lookup?q={{{{ name }}}}", "path": "name"},
+    }
+    try:
+        project = await _project(client, headers, [{"name": "company_name"}, {"name": "upper", "tool": tool}])
+        names = [f"company {i}" for i in range(10)]
+        response = await client.post(
+            f"{BASE}/{project['id']}/rows/batch",
+            json={"companies": [{"company_name": name} for name in names]},
+            headers=headers,
+        )
+        assert response.status_code == 200, response.text
+        row_ids = [result["row_id"] for result in response.json()["results"]]
+        limited = settings.model_copy(update={"tool_concurrency": 3})
+        async with _worker(limited, sessionmaker):
+            rows = [await _settled(client, headers, project["id"], row_id) for row_id in row_ids]
+    finally:
+        await runner.cleanup()
+    assert [row["company"]["upper"]["value"] for row in rows] == [name.upper() for name in names]
+    # One chunk of ten cells: three at a time, never more, and never one by one.
+    assert most == 3

@@ -13,6 +13,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import BaseModel
+
 from dossier.enrichment.protocol import ToolContext, ToolOutcome
 from dossier.enrichment.tools import get_tool
 from dossier.errors import DossierError
@@ -27,14 +29,15 @@ async def run_tool(
     values: Mapping[str, Any],
     ctx: ToolContext,
     *,
-    config: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | BaseModel | None = None,
     log_extra: Mapping[str, Any] | None = None,
 ) -> ToolOutcome:
-    """Run tool ``tool_name`` once on ``values`` with ``config`` (None: its defaults); never raises."""
+    """Run tool ``tool_name`` once on ``values`` with ``config`` (None: its defaults; a model: as parsed
+    already by the tool's ``parse_config``, which a caller running many cells does once); never raises."""
     tool = get_tool(tool_name)
     limit = ctx.settings.tool_timeout_seconds
     try:
-        parsed = tool.parse_config(config)
+        parsed = config if isinstance(config, BaseModel) else tool.parse_config(config)
         async with asyncio.timeout(limit):
             return await tool.run(values, parsed, ctx)
     except TimeoutError:

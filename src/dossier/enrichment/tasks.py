@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel
 
 from dossier.enrichment import service
 from dossier.enrichment.protocol import ToolContext, ToolOutcome
 from dossier.enrichment.runner import run_tool
+from dossier.enrichment.tools import get_tool
+from dossier.errors import DossierError
 from dossier.projects.models import Column
 from dossier.queue.handlers import TaskRun, task_handler
 from dossier.queue.service import enqueue
@@ -24,15 +30,27 @@ def _blank(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip()) or value == {} or value == []
 
 
-async def _run_one(work: service.CellWork, column: Column, ctx: ToolContext) -> ToolOutcome:
+async def _run_one(
+    work: service.CellWork, column: Column, config: Mapping[str, Any] | BaseModel | None, ctx: ToolContext
+) -> ToolOutcome:
     if work.failed_inputs:
         return ToolOutcome.skipped(f"input column(s) failed: {', '.join(work.failed_inputs)}")
     if all(_blank(value) for value in work.values.values()):
         return ToolOutcome.skipped("inputs are empty")
     assert column.tool_type is not None
     return await run_tool(
-        column.tool_type, work.values, ctx, config=column.tool_config, log_extra={"column_id": column.id}
+        column.tool_type, work.values, ctx, config=config, log_extra={"column_id": column.id}
     )
+
+
+def _parsed_config(column: Column) -> Mapping[str, Any] | BaseModel | None:
+    """The column's tool config parsed once for its chunk; as stored when it does not parse (each cell then
+    fails with what is wrong, as ``run_tool`` says it)."""
+    assert column.tool_type is not None
+    try:
+        return get_tool(column.tool_type).parse_config(column.tool_config)
+    except DossierError:
+        return column.tool_config
 
 
 @task_handler(service.RUN_CELLS, max_attempts=5, backoff=(1.0, 5.0, 15.0, 60.0))
@@ -48,15 +66,25 @@ async def run_cells(run: TaskRun) -> None:
     if column is None or not work:
         return
     ctx = ToolContext(settings=settings, sessionmaker=resources.sessionmaker, http=resources.http)
-    limit = asyncio.Semaphore(settings.tool_concurrency)
+    config = _parsed_config(column)
+    outcomes: list[tuple[int, ToolOutcome] | None] = [None] * len(work)
+    pending = iter(enumerate(work))
 
-    async def bounded(item: service.CellWork) -> tuple[int, ToolOutcome]:
-        async with limit:
-            return item.row_pk, await _run_one(item, column, ctx)
+    async def runner() -> None:
+        # ``tool_concurrency`` runners take the chunk's cells in turn: a task per runner, not per cell
+        # (an offline tool never waits, and its first runner computes the whole chunk).
+        for index, item in pending:
+            outcomes[index] = (item.row_pk, await _run_one(item, column, config, ctx))
 
-    outcomes = await asyncio.gather(*(bounded(item) for item in work))
+    await asyncio.gather(*(runner() for _ in range(min(settings.tool_concurrency, len(work)))))
     async with resources.sessionmaker() as session, session.begin():
-        await service.finish_cells(session, column, token, outcomes, chunk_rows=settings.tool_chunk_rows)
+        await service.finish_cells(
+            session,
+            column,
+            token,
+            [o for o in outcomes if o is not None],
+            chunk_rows=settings.tool_chunk_rows,
+        )
 
 
 @task_handler(service.BACKFILL_COLUMN, max_attempts=10)
