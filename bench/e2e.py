@@ -252,7 +252,11 @@ async def wait_http(client: aiohttp.ClientSession, url: str, within: float = 180
 async def dossier_run(args: argparse.Namespace, database_url: str, receiver: int, store: str) -> Result:
     three = args.tools == "three"
     per_row = 3 if three else 1  # tool_output_ready deliveries per row: one per tool column
-    env = server_env(database_url, free_port(), {"DOSSIER_REGISTRY_BUILTIN": "true" if three else "false"})
+    extra = {"DOSSIER_REGISTRY_BUILTIN": "true" if three else "false"}
+    for setting in args.setting:
+        name, _, value = setting.partition("=")
+        extra["DOSSIER_" + name.upper().removeprefix("DOSSIER_")] = value
+    env = server_env(database_url, free_port(), extra)
     created = await asyncio.create_subprocess_exec(
         str(BIN), "accounts", "create", f"e2e-{uuid.uuid4().hex[:6]}", "--json", env=env, stdout=-1
     )
@@ -261,6 +265,21 @@ async def dossier_run(args: argparse.Namespace, database_url: str, receiver: int
     serve_cmd = [str(BIN), "serve", "--no-migrate"] + (["--no-worker"] if args.workers else [])
     if args.profile:
         serve_cmd = [sys.executable, "-m", "cProfile", "-o", args.profile, *serve_cmd]
+    elif args.py_spy:
+        # A sampling profile (collapsed stacks): fair to coroutines and C code, unlike cProfile.
+        spy = Path(sys.executable).with_name("py-spy")
+        serve_cmd = [
+            str(spy),
+            "record",
+            "--format",
+            "raw",
+            "--rate",
+            "250",
+            "-o",
+            args.py_spy,
+            "--",
+            *serve_cmd,
+        ]
     processes = {"serve": await asyncio.create_subprocess_exec(*serve_cmd, env=env, stdout=-3)}
     for n in range(args.workers):
         processes[f"worker{n + 1}"] = await asyncio.create_subprocess_exec(
@@ -349,7 +368,7 @@ async def dossier_run(args: argparse.Namespace, database_url: str, receiver: int
         finally:
             for process in processes.values():
                 if process.returncode is None:
-                    process.send_signal(signal.SIGINT if args.profile else signal.SIGTERM)
+                    process.send_signal(signal.SIGINT if args.profile or args.py_spy else signal.SIGTERM)
             for process in processes.values():
                 await asyncio.wait_for(process.wait(), 60)
     # A row is done when the delivery of its last tool column arrived.
@@ -578,6 +597,14 @@ def main() -> None:
     parser.add_argument("--engine", action="store_true", help="also run bench/webhooks.py (engine alone)")
     parser.add_argument("--engine-events", type=int, default=10000)
     parser.add_argument("--profile", help="run the server under cProfile, writing its stats here")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the server and workers (e.g. webhook_endpoint_concurrency=16); repeatable",
+    )
+    parser.add_argument("--py-spy", help="run the server under py-spy, writing collapsed stacks here")
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--receiver", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -31,6 +31,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -296,11 +297,21 @@ def main() -> None:
         asyncio.run(serve_receivers(args.slow_seconds))
         return
     print(f"{platform.node()} {platform.processor() or platform.machine()} cpus={os.cpu_count()}")
-    if args.backend == "postgresql":
-        asyncio.run(with_pg(args))
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            asyncio.run(run(args, f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"))
+    # The event loop `dossier serve` and `dossier worker` run on (uvloop, where installed).
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        if args.backend == "postgresql":
+            runner.run(with_pg(args))
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                runner.run(run(args, f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"))
+
+
+def _loop_factory() -> Any:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 if __name__ == "__main__":
