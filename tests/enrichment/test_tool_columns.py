@@ -380,3 +380,40 @@ async def test_a_chunk_runs_at_most_tool_concurrency_cells_at_once(
     assert [row["company"]["upper"]["value"] for row in rows] == [name.upper() for name in names]
     # One chunk of ten cells: three at a time, never more, and never one by one.
     assert most == 3
+
+
+async def test_a_local_tool_s_cells_are_queued_in_larger_chunks_than_a_remote_tool_s(
+    client: httpx.AsyncClient, headers: dict[str, str], sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    # The app's tool_chunk_rows is 100: 600 rows make 6 tasks of the http tool (remote) and 2 of the domain
+    # tool (local, at least LOCAL_CHUNK_ROWS a task), between them every row once.
+    tool = {
+        "type": "http",
+        "inputs": {"name": "name"},
+        "config": {"url": "https://api.example.com/{{ name }}"},
+    }
+    project = await _project(
+        client,
+        headers,
+        [
+            {"name": "name"},
+            {"name": "website"},
+            {"name": "domain", "tool": {"type": "domain", "inputs": {"website": "website"}}},
+            {"name": "answer", "tool": tool},
+        ],
+    )
+    for start in range(0, 600, 300):
+        companies = [{"name": f"c{i}", "website": f"https://c{i}.example"} for i in range(start, start + 300)]
+        response = await client.post(
+            f"{BASE}/{project['id']}/rows/batch", json={"companies": companies}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+    async with sessionmaker() as session:
+        tasks = list(await session.scalars(select(Task).where(Task.kind == "cells.run")))
+    sizes: dict[str, list[int]] = {}
+    for task in tasks:
+        sizes.setdefault(task.payload["column_id"], []).append(len(task.payload["row_pks"]))
+    domain_id, answer_id = project["columns"][2]["col_id"], project["columns"][3]["col_id"]
+    assert sorted(sizes[answer_id]) == [100] * 6
+    # One task per batch of 300 (each batch schedules its own rows): never cut at 100.
+    assert sorted(sizes[domain_id]) == [300, 300]

@@ -76,6 +76,10 @@ class Tool(ABC):
     # True for tools whose inputs the column names freely (the http tool's templates refer to them by
     # name): the engine then accepts any input name, and ``inputs`` lists only the documented ones.
     accepts_any_inputs: ClassVar[bool] = False
+    # True for tools that compute from this server's own data (no network service to wait on): their cells
+    # are queued in larger chunks (at least LOCAL_CHUNK_ROWS, enrichment.service), each chunk's cells being
+    # cheap, while a remote tool's chunk stays at tool_chunk_rows so its results come in steadily.
+    local: ClassVar[bool] = False
 
     def check_destinations(self, config: BaseModel, policy: OutboundPolicy) -> None:
         """Refuse (InvalidInput) a config whose fixed destinations the outbound policy refuses; tools that

@@ -72,9 +72,11 @@ async def run_cells(run: TaskRun) -> None:
 
     async def runner() -> None:
         # ``tool_concurrency`` runners take the chunk's cells in turn: a task per runner, not per cell
-        # (an offline tool never waits, and its first runner computes the whole chunk).
+        # (a local tool never waits, and its first runner computes the whole chunk). Each cell ends with
+        # a turn of the event loop, so a long chunk of a local tool never holds the API's requests.
         for index, item in pending:
             outcomes[index] = (item.row_pk, await _run_one(item, column, config, ctx))
+            await asyncio.sleep(0)
 
     await asyncio.gather(*(runner() for _ in range(min(settings.tool_concurrency, len(work)))))
     async with resources.sessionmaker() as session, session.begin():
