@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,46 +34,11 @@ def as_utc(value: Any) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-class _RandomPool:
-    """The system's randomness (``os.urandom``) read a few KB at a time: a batch of rows, events and
-    deliveries takes thousands of ids, and a system call each costs more than the rest of making one.
-    Emptied in a forked child, which must not hand out its parent's bytes again."""
-
-    _SIZE = 4096
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._buffer = b""
-        self._at = 0
-        os.register_at_fork(after_in_child=self._forget)
-
-    def _forget(self) -> None:
-        self._lock = threading.Lock()
-        self._buffer, self._at = b"", 0
-
-    def take(self, n: int) -> bytes:
-        """``n`` random bytes, never handed out before."""
-        if n > self._SIZE:
-            return os.urandom(n)
-        with self._lock:
-            if self._at + n > len(self._buffer):
-                self._buffer, self._at = os.urandom(self._SIZE), 0
-            start = self._at
-            self._at = start + n
-            return self._buffer[start : start + n]
-
-
-_random = _RandomPool()
-
-
-def random_bytes(n: int) -> bytes:
-    """``n`` bytes from the system's cryptographic randomness (pooled: see ``_RandomPool``)."""
-    return _random.take(n)
-
-
 def new_uuid() -> str:
     """A random (version 4) UUID as text."""
-    raw = bytearray(_random.take(16))
+    # Made by hand: uuid.uuid4() builds and validates a UUID object, five times the cost of the bytes, and
+    # a chunk of cells makes thousands of event, delivery and attempt ids.
+    raw = bytearray(os.urandom(16))
     raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = raw.hex()
@@ -83,7 +47,7 @@ def new_uuid() -> str:
 
 def new_hex_id() -> str:
     """32 random hex digits (128 bits), e.g. the body of a delivery or attempt id."""
-    return _random.take(16).hex()
+    return os.urandom(16).hex()
 
 
 class UTCDateTime(TypeDecorator[datetime]):

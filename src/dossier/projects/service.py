@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import secrets
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier.accounts.models import Account
-from dossier.db.base import new_uuid, random_bytes, utcnow
+from dossier.db.base import new_uuid, utcnow
 from dossier.errors import Conflict, InvalidInput, NotFound
 from dossier.projects.models import INPUT_STATUS, SUCCESS, Cell, Column, Project, Row
 from dossier.projects.tool_engine import ToolSpec, tool_engine
@@ -42,9 +43,9 @@ _ROW_ID_BYTE_LIMIT = 256 - 256 % len(ROW_ID_ALPHABET)
 def new_row_id() -> str:
     """A 20-character `[A-Za-z0-9]` row id, as 000 shows them (about 119 bits of randomness)."""
     # One read of the system's randomness per id rather than one per character (a batch makes 1,000).
-    chosen = [b for b in random_bytes(2 * ROW_ID_LENGTH) if b < _ROW_ID_BYTE_LIMIT]
+    chosen = [b for b in secrets.token_bytes(2 * ROW_ID_LENGTH) if b < _ROW_ID_BYTE_LIMIT]
     while len(chosen) < ROW_ID_LENGTH:
-        chosen += [b for b in random_bytes(ROW_ID_LENGTH) if b < _ROW_ID_BYTE_LIMIT]
+        chosen += [b for b in secrets.token_bytes(ROW_ID_LENGTH) if b < _ROW_ID_BYTE_LIMIT]
     return "".join(ROW_ID_ALPHABET[b % len(ROW_ID_ALPHABET)] for b in chosen[:ROW_ID_LENGTH])
 
 
