@@ -100,4 +100,4 @@ async def test_sigkill_mid_burst_loses_no_event(
     duplicates = sum(c - 1 for c in counts.values())
     print(f"\n{EVENTS} events, killed after {received_before} receipts, {duplicates} duplicate(s)")
     # Only attempts made but not yet recorded at the kill can repeat: the deliveries of the tasks in hand.
-    assert duplicates <= 2 * sweeps.DELIVERY_BATCH
+    assert duplicates <= 2 * sweeps.FAST_DELIVERY_BATCH

@@ -704,7 +704,8 @@ async def test_a_dead_endpoint_s_backlog_is_not_held_back_by_the_pause(
     http: OutboundClient,
 ) -> None:
     # More due than one batch holds, every answer a 500: the pause follows a failed batch only when nothing
-    # more is due, so the schedule's attempts are all made now (not a batch per pause).
+    # more is due, so the schedule's attempts are all made now (not a batch per pause). A failing destination
+    # is swept DELIVERY_BATCH at a time, however fast it answers.
     burst = sweeps.DELIVERY_BATCH * 2 + 50
     receiver.answers = [(500, {}, b"down")] * burst
     scale = 3.0  # a 3 s pause: the batches, if held back, would be seconds apart

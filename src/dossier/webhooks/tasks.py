@@ -43,6 +43,9 @@ MAX_HEADERS_KEPT = 50
 MAX_HEADER_CHARS = 1000
 # A destination is slow while its attempts take this long on average (seconds, recent attempts weigh most).
 SLOW_ATTEMPT_SECONDS = 0.5
+# A destination whose attempts take less than this on average, and whose last batch got through, is swept
+# FAST_DELIVERY_BATCH deliveries at a time (sweeps.FAST_DELIVERY_BATCH).
+FAST_ATTEMPT_SECONDS = 0.05
 LATENCY_WEIGHT = 0.2
 # Destinations whose latency is remembered per process (least recently used forgotten first).
 LATENCIES_KEPT = 10_000
@@ -78,6 +81,8 @@ class _Limits:
         self.latency: OrderedDict[str, float] = OrderedDict()
         # Destinations none of whose last batch got through: until when (monotonic) their sweeps wait.
         self.paused_until: OrderedDict[str, float] = OrderedDict()
+        # Destinations whose last batch had an attempt that succeeded.
+        self.accepting: OrderedDict[str, None] = OrderedDict()
 
     def observe(self, key: str, seconds: float) -> None:
         """Fold an attempt's duration into its destination's latency."""
@@ -104,6 +109,22 @@ class _Limits:
             del self.paused_until[key]
             return 0.0
         return left
+
+    def batch_ended(self, key: str, *, any_succeeded: bool) -> None:
+        """Note whether the destination's last batch got anything through."""
+        self.accepting.pop(key, None)
+        if any_succeeded:
+            self.accepting[key] = None
+            if len(self.accepting) > LATENCIES_KEPT:
+                self.accepting.popitem(last=False)
+
+    def batch_size(self, key: str) -> int:
+        """Deliveries the destination's next batch takes: FAST_DELIVERY_BATCH while it answers fast and
+        accepts what it gets, else DELIVERY_BATCH (a new, slow or failing destination)."""
+        latency = self.latency.get(key)
+        if latency is not None and latency < FAST_ATTEMPT_SECONDS and key in self.accepting:
+            return sweeps.FAST_DELIVERY_BATCH
+        return sweeps.DELIVERY_BATCH
 
     def slow(self, key: str) -> bool:
         """Whether this destination's recent attempts are slow (unknown destinations are not)."""
@@ -298,26 +319,29 @@ async def _sweep(run: TaskRun, key: str, limits: _Limits) -> None:
     settings = resources.settings
     deadline = time.monotonic() + SWEEP_SECONDS
     while True:
+        batch = limits.batch_size(key)
         async with resources.sessionmaker() as session, session.begin():
             due: list[sweeps.DueDelivery] = []
             if time.monotonic() < deadline:
-                due = await sweeps.due_deliveries(session, key, now=utcnow())
+                due = await sweeps.due_deliveries(session, key, now=utcnow(), limit=batch)
             plans = await _plans(session, due)
             if not plans and due:
                 # Deliveries a rate limit moved to later are no longer due: only the others make it idle.
-                due = await sweeps.due_deliveries(session, key, now=utcnow())
+                due = await sweeps.due_deliveries(session, key, now=utcnow(), limit=batch)
             if not plans:
                 # Due deliveries none of which can be sent (their endpoint cannot sign): do not spin.
                 await _end(run, session, key, wait=IDLE_SWEEP_DELAY if due else 0.0)
                 return
         outcomes = await _attempt_all(resources.http, plans, settings, limits, resources.sessionmaker)
+        any_succeeded = any(result.succeeded for _, result, _ in outcomes)
+        limits.batch_ended(key, any_succeeded=any_succeeded)
         async with resources.sessionmaker() as session, session.begin():
             recorded = await dispatch.record_attempts(session, outcomes, settings=settings)
             ended = True
-            if len(due) >= sweeps.DELIVERY_BATCH:
+            if len(due) >= batch:
                 # A full batch: more may be due now, and the schedule promises them now, failing or not.
                 ended = False
-            elif not any(result.succeeded for _, result, _ in outcomes):
+            elif not any_succeeded:
                 # Nothing got through: the destination is down or refusing. Its new events wait a moment
                 # and go in one batch, rather than a batch (and two transactions) for every few that come.
                 pause = FAILING_SWEEP_PAUSE * settings.webhook_time_scale
