@@ -32,9 +32,15 @@ def create_read_engine(settings: Settings, engine: AsyncEngine) -> AsyncEngine:
 
     SQLite: its own ``sqlite_read_connections`` connections, which read WAL snapshots while the process's one
     writing connection is busy, so a read never queues behind the worker's writes (a read of a page of rows
-    waited up to 0.3 s for the connection during a large import). PostgreSQL, an in-memory SQLite database,
-    or 0 read connections: ``engine`` itself. Dispose of it (when it is not ``engine``) with ``engine``.
+    waited up to 0.3 s for the connection during a large import). PostgreSQL: a pool of its own, half the
+    size of ``engine``'s, so a GET never waits for a connection the in-process worker holds (a worker's
+    tool chunks can take every connection of the shared pool). An in-memory SQLite database, or 0 read
+    connections: ``engine`` itself. Dispose of it (when it is not ``engine``) with ``engine``.
     """
+    if not settings.database_url.startswith("sqlite"):
+        read_engine = _create_engine(settings, connections=max(1, settings.db_pool_size // 2))
+        setattr(read_engine.dialect, KEYRING_ATTRIBUTE, getattr(engine.dialect, KEYRING_ATTRIBUTE))
+        return read_engine
     if settings.sqlite_read_connections == 0 or sqlite_path(settings.database_url) is None:
         return engine
     read_engine = _create_engine(settings, connections=settings.sqlite_read_connections)
@@ -49,7 +55,9 @@ def create_read_engine(settings: Settings, engine: AsyncEngine) -> AsyncEngine:
     return read_engine
 
 
-def _create_engine(settings: Settings, *, connections: int = 1) -> AsyncEngine:
+def _create_engine(settings: Settings, *, connections: int | None = None) -> AsyncEngine:
+    """``connections``: the pool's size (SQLite default 1, the one writing connection; PostgreSQL default
+    ``db_pool_size``, with as many again under load)."""
     url = settings.database_url
     if url.startswith("sqlite"):
         # One writing connection per process: SQLite has one writer and every transaction here takes the write
@@ -60,7 +68,7 @@ def _create_engine(settings: Settings, *, connections: int = 1) -> AsyncEngine:
         engine = create_async_engine(
             url,
             connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000},
-            pool_size=connections,
+            pool_size=connections or 1,
             max_overflow=0,
             hide_parameters=True,
         )
@@ -87,10 +95,11 @@ def _create_engine(settings: Settings, *, connections: int = 1) -> AsyncEngine:
             )
 
         return engine
+    pool = connections or settings.db_pool_size
     return create_async_engine(
         url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_pool_size,
+        pool_size=pool,
+        max_overflow=pool,
         pool_pre_ping=True,
         hide_parameters=True,
     )
