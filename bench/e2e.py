@@ -21,6 +21,8 @@ Scenarios (each one run of this script; --runs 3 gives the median of 3):
     .venv/bin/python bench/e2e.py --tools three --rows 100000 --read-probe --no-baselines --runs 1
     .venv/bin/python bench/e2e.py --backend postgresql --workers 2   # serve --no-worker + 2 workers
     .venv/bin/python bench/e2e.py --profile /tmp/serve.prof --runs 1 --no-baselines  # cProfile of the server
+    .venv/bin/python bench/e2e.py --py-spy /tmp/serve.spy --runs 1 --no-baselines    # py-spy sampling profile
+    .venv/bin/python bench/e2e.py --setting tool_chunk_rows=250 --no-baselines       # any DOSSIER_ setting
 
 Not a test: nothing here asserts a timing. Needs Redis on 127.0.0.1:6379 and a Python with celery, redis,
 requests (--celery-python) for the Celery baseline; without them that column says why it is missing.
@@ -268,6 +270,8 @@ async def dossier_run(args: argparse.Namespace, database_url: str, receiver: int
     elif args.py_spy:
         # A sampling profile (collapsed stacks): fair to coroutines and C code, unlike cProfile.
         spy = Path(sys.executable).with_name("py-spy")
+        if not spy.exists():
+            raise SystemExit(f"--py-spy needs py-spy beside {sys.executable}: pip install py-spy")
         serve_cmd = [
             str(spy),
             "record",

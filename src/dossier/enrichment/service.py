@@ -169,7 +169,7 @@ async def schedule_cells(
             )
             ready.extend(result.scalars())
         ready.sort()
-    if _is_local(column):
+    if is_local(column):
         chunk_rows = max(chunk_rows, LOCAL_CHUNK_ROWS)
     for chunk in _chunks(ready, chunk_rows):
         enqueue(session, RUN_CELLS, {"column_id": column.id, "row_pks": list(chunk), "token": token})
@@ -182,7 +182,8 @@ async def schedule_cells(
 LOCAL_CHUNK_ROWS = 500
 
 
-def _is_local(column: Column) -> bool:
+def is_local(column: Column) -> bool:
+    """Whether the column's tool computes locally (``Tool.local``); False for a tool this server lacks."""
     try:
         return column.tool_type is not None and get_tool(column.tool_type).local
     except InvalidInput:  # a tool this server no longer has: its cells fail when they run

@@ -43,14 +43,6 @@ async def _run_one(
     )
 
 
-def _is_local_tool(column: Column) -> bool:
-    assert column.tool_type is not None
-    try:
-        return get_tool(column.tool_type).local
-    except DossierError:
-        return False
-
-
 def _parsed_config(column: Column) -> Mapping[str, Any] | BaseModel | None:
     """The column's tool config parsed once for its chunk; as stored when it does not parse (each cell then
     fails with what is wrong, as ``run_tool`` says it)."""
@@ -89,7 +81,7 @@ async def run_cells(run: TaskRun) -> None:
     # A local tool's cells run one after the other: nothing in them waits on the network, so running
     # several at once gains nothing, and every runner ready at once lengthens each turn of the event loop
     # that the API's requests (in `serve`) wait through.
-    runners = 1 if _is_local_tool(column) else min(settings.tool_concurrency, len(work))
+    runners = 1 if service.is_local(column) else min(settings.tool_concurrency, len(work))
     await asyncio.gather(*(runner() for _ in range(runners)))
     async with resources.sessionmaker() as session, session.begin():
         await service.finish_cells(
