@@ -184,6 +184,8 @@ class Result:
     cpu: dict[str, float] = field(default_factory=dict)
     memory: dict[str, float] = field(default_factory=dict)
     reads: list[float] = field(default_factory=list)
+    # Reads made while rows were still being POSTed (the rest came after the last batch's answer).
+    reads_while_sending: int = 0
     bad: int = 0
     dups: int = 0
 
@@ -294,6 +296,8 @@ async def dossier_run(args: argparse.Namespace, database_url: str, receiver: int
     rows = companies(args.rows, three)
     sent_at: dict[str, float] = {}
     reads: list[float] = []
+    sending = True
+    reads_while_sending = 0
     connector = aiohttp.TCPConnector(limit=16)
     async with aiohttp.ClientSession(headers=headers, connector=connector) as client:
         try:
@@ -323,6 +327,7 @@ async def dossier_run(args: argparse.Namespace, database_url: str, receiver: int
             done = asyncio.Event()
 
             async def probe() -> None:
+                nonlocal reads_while_sending
                 while not done.is_set():
                     clock = time.monotonic()
                     async with client.get(
@@ -330,6 +335,8 @@ async def dossier_run(args: argparse.Namespace, database_url: str, receiver: int
                     ) as response:
                         await response.read()
                     reads.append(time.monotonic() - clock)
+                    if sending:
+                        reads_while_sending = len(reads)
                     await asyncio.sleep(0.2)
 
             prober = asyncio.create_task(probe()) if args.read_probe else None
@@ -355,6 +362,7 @@ async def dossier_run(args: argparse.Namespace, database_url: str, receiver: int
                 for start in range(0, len(rows), batch):
                     await send(rows[start : start + batch])
             sent = time.monotonic() - started
+            sending = False
             counts: dict[str, int] = {}
             while time.monotonic() - started < args.timeout:
                 async with client.get(f"http://127.0.0.1:{receiver}/count") as response:
@@ -387,6 +395,7 @@ async def dossier_run(args: argparse.Namespace, database_url: str, receiver: int
         cpu={name: usage[name][0] - cpu_start[name] for name in processes},
         memory={name: usage[name][1] for name in processes},
         reads=reads,
+        reads_while_sending=reads_while_sending,
         bad=counts.get("bad", 0),
         dups=counts.get("dups", 0),
     )
@@ -509,6 +518,12 @@ def describe(result: Result) -> str:
         reads = [x * 1000 for x in result.reads]
         p50, p99 = percentile(reads, 0.5), percentile(reads, 0.99)
         line += f"; GET /rows ({len(reads)}) p50 {p50:.0f} / p99 {p99:.0f} ms"
+        during, after = reads[: result.reads_while_sending], reads[result.reads_while_sending :]
+        if during and after:
+            line += (
+                f" (while rows were sent: {len(during)}, p99 {percentile(during, 0.99):.0f} ms;"
+                f" after: {len(after)}, p99 {percentile(after, 0.99):.0f} ms)"
+            )
     return line
 
 

@@ -382,11 +382,11 @@ async def test_a_chunk_runs_at_most_tool_concurrency_cells_at_once(
     assert most == 3
 
 
-async def test_a_local_tool_s_cells_are_queued_in_larger_chunks_than_a_remote_tool_s(
+async def test_a_cheap_tool_s_cells_are_queued_in_larger_chunks_than_a_remote_tool_s(
     client: httpx.AsyncClient, headers: dict[str, str], sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     # The app's tool_chunk_rows is 100: 600 rows make 6 tasks of the http tool (remote) and 2 of the domain
-    # tool (local, at least LOCAL_CHUNK_ROWS a task), between them every row once.
+    # tool (its cells cost microseconds: at least Tool.min_chunk_rows, 500, a task), every row once.
     tool = {
         "type": "http",
         "inputs": {"name": "name"},

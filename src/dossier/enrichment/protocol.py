@@ -76,10 +76,14 @@ class Tool(ABC):
     # True for tools whose inputs the column names freely (the http tool's templates refer to them by
     # name): the engine then accepts any input name, and ``inputs`` lists only the documented ones.
     accepts_any_inputs: ClassVar[bool] = False
-    # True for tools that compute from this server's own data (no network service to wait on): their cells
-    # are queued in larger chunks (at least LOCAL_CHUNK_ROWS, enrichment.service), each chunk's cells being
-    # cheap, while a remote tool's chunk stays at tool_chunk_rows so its results come in steadily.
-    local: ClassVar[bool] = False
+    # Rows per queued task, at least, whatever ``tool_chunk_rows`` says: for a tool whose cells cost
+    # microseconds, a task's own cost (claim, two transactions, a dozen statements, its events' sweep) is
+    # then spread over more of them. 0: ``tool_chunk_rows``, so a slower tool's results come in steadily.
+    min_chunk_rows: ClassVar[int] = 0
+    # False for a tool whose cells wait on nothing (no network, no database): a chunk's cells then run one
+    # after the other, since running several at once gains nothing and only lengthens each turn of the
+    # event loop that the API's requests (in `serve`) wait through. True: ``tool_concurrency`` at once.
+    waits: ClassVar[bool] = True
 
     def check_destinations(self, config: BaseModel, policy: OutboundPolicy) -> None:
         """Refuse (InvalidInput) a config whose fixed destinations the outbound policy refuses; tools that

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier.db.base import JSONType, utcnow
 from dossier.enrichment.events import emit_tool_outputs
-from dossier.enrichment.protocol import ToolOutcome
+from dossier.enrichment.protocol import Tool, ToolOutcome
 from dossier.enrichment.tools import get_tool
 from dossier.errors import InvalidInput
 from dossier.projects.models import (
@@ -169,25 +169,20 @@ async def schedule_cells(
             )
             ready.extend(result.scalars())
         ready.sort()
-    if is_local(column):
-        chunk_rows = max(chunk_rows, LOCAL_CHUNK_ROWS)
+    tool = tool_of(column)
+    if tool is not None:
+        chunk_rows = max(chunk_rows, tool.min_chunk_rows)
     for chunk in _chunks(ready, chunk_rows):
         enqueue(session, RUN_CELLS, {"column_id": column.id, "row_pks": list(chunk), "token": token})
     return len(ready)
 
 
-# Rows per task, at least, of a tool that computes locally (``Tool.local``): a task's fixed cost (claim,
-# two transactions, a dozen statements, its events' sweep) is then spread over more cells (bench/e2e.py:
-# 0.61 -> 0.50 CPU ms per row with the domain tool, docs/performance.md).
-LOCAL_CHUNK_ROWS = 500
-
-
-def is_local(column: Column) -> bool:
-    """Whether the column's tool computes locally (``Tool.local``); False for a tool this server lacks."""
+def tool_of(column: Column) -> Tool | None:
+    """The column's tool; None for an input column or a tool this server lacks (its cells fail when run)."""
     try:
-        return column.tool_type is not None and get_tool(column.tool_type).local
-    except InvalidInput:  # a tool this server no longer has: its cells fail when they run
-        return False
+        return get_tool(column.tool_type) if column.tool_type is not None else None
+    except InvalidInput:
+        return None
 
 
 async def project_columns_by_id(session: AsyncSession, project_id: str) -> dict[str, Column]:

@@ -71,17 +71,15 @@ async def run_cells(run: TaskRun) -> None:
     pending = iter(enumerate(work))
 
     async def runner() -> None:
-        # ``tool_concurrency`` runners take the chunk's cells in turn: a task per runner, not per cell
-        # (a local tool never waits, and its first runner computes the whole chunk). Each cell ends with
-        # a turn of the event loop, so a long chunk of a local tool never holds the API's requests.
+        # The runners take the chunk's cells in turn: a task per runner, not per cell. Each cell ends with
+        # a turn of the event loop, so a long chunk of a tool that never waits never holds the API.
         for index, item in pending:
             outcomes[index] = (item.row_pk, await _run_one(item, column, config, ctx))
             await asyncio.sleep(0)
 
-    # A local tool's cells run one after the other: nothing in them waits on the network, so running
-    # several at once gains nothing, and every runner ready at once lengthens each turn of the event loop
-    # that the API's requests (in `serve`) wait through.
-    runners = 1 if service.is_local(column) else min(settings.tool_concurrency, len(work))
+    # A tool whose cells wait on nothing runs them one after the other (see ``Tool.waits``).
+    tool = service.tool_of(column)
+    runners = min(settings.tool_concurrency, len(work)) if tool is None or tool.waits else 1
     await asyncio.gather(*(runner() for _ in range(runners)))
     async with resources.sessionmaker() as session, session.begin():
         await service.finish_cells(

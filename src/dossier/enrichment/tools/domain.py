@@ -62,7 +62,8 @@ def registrable_domain(value: str) -> str | None:
 
 class DomainTool(Tool):
     name = "domain"
-    local = True
+    min_chunk_rows = 500
+    waits = False
     description = "The registrable domain of the company's website, or else of its e-mail address (offline)."
     inputs = (
         ToolInput("website", "The company's website: a URL or a bare domain."),

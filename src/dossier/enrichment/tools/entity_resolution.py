@@ -69,7 +69,7 @@ async def ensure_default_once(
 
 class EntityResolutionTool(Tool):
     name = "entity_resolution"
-    local = True
+    waits = False
     description = (
         "Resolve a company (name, website and/or country) to the reference registry: kernel_id, name, "
         "domain, country, confidence and the evidence that matched; skipped unless one company is surely it."

@@ -24,7 +24,6 @@ _KERNEL_ID = re.compile(r"\d{1,20}")
 
 class FirmographicsTool(Tool):
     name = "firmographics"
-    local = True
     description = (
         "Firmographics of a registry company: industry, sector, employees, revenue, headquarters, country, "
         "founding year, company type and ISINs."
