@@ -15,10 +15,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from dossier.enrichment import service
-from dossier.enrichment.protocol import ToolContext, ToolOutcome
+from dossier.enrichment.protocol import Tool, ToolContext, ToolOutcome
 from dossier.enrichment.runner import run_tool
-from dossier.enrichment.tools import get_tool
-from dossier.errors import DossierError
+from dossier.errors import InvalidInput
 from dossier.projects.models import Column
 from dossier.queue.handlers import TaskRun, task_handler
 from dossier.queue.service import enqueue
@@ -43,13 +42,14 @@ async def _run_one(
     )
 
 
-def _parsed_config(column: Column) -> Mapping[str, Any] | BaseModel | None:
-    """The column's tool config parsed once for its chunk; as stored when it does not parse (each cell then
-    fails with what is wrong, as ``run_tool`` says it)."""
-    assert column.tool_type is not None
+def _parsed_config(tool: Tool | None, column: Column) -> Mapping[str, Any] | BaseModel | None:
+    """The column's tool config parsed once for its chunk; as stored when it does not parse, or the tool is
+    unknown (each cell then fails saying what is wrong, as ``run_tool`` does)."""
+    if tool is None:
+        return column.tool_config
     try:
-        return get_tool(column.tool_type).parse_config(column.tool_config)
-    except DossierError:
+        return tool.parse_config(column.tool_config)
+    except InvalidInput:
         return column.tool_config
 
 
@@ -66,7 +66,8 @@ async def run_cells(run: TaskRun) -> None:
     if column is None or not work:
         return
     ctx = ToolContext(settings=settings, sessionmaker=resources.sessionmaker, http=resources.http)
-    config = _parsed_config(column)
+    tool = service.tool_of(column)
+    config = _parsed_config(tool, column)
     outcomes: list[tuple[int, ToolOutcome] | None] = [None] * len(work)
     pending = iter(enumerate(work))
 
@@ -78,7 +79,6 @@ async def run_cells(run: TaskRun) -> None:
             await asyncio.sleep(0)
 
     # A tool whose cells wait on nothing runs them one after the other (see ``Tool.waits``).
-    tool = service.tool_of(column)
     runners = min(settings.tool_concurrency, len(work)) if tool is None or tool.waits else 1
     await asyncio.gather(*(runner() for _ in range(runners)))
     async with resources.sessionmaker() as session, session.begin():

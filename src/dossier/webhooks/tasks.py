@@ -70,7 +70,8 @@ class _Limits:
     receiver, or timeouts). Sweeps of slow destinations hold at most half the worker's slots; another one
     is put back in the queue, so slow and dead endpoints never take the slots the others need. A destination
     none of whose last batch got through is paused for FAILING_SWEEP_PAUSE: its sweep, woken meanwhile by
-    new events, goes back to the queue until then.
+    new events, goes back to the queue until then. A destination that answers in under
+    FAST_ATTEMPT_SECONDS and whose last batch got through is swept sweeps.FAST_DELIVERY_BATCH at a time.
     """
 
     def __init__(self, settings: Settings) -> None:
