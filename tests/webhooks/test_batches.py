@@ -14,7 +14,7 @@ def test_only_a_fast_destination_that_accepts_gets_the_large_batch() -> None:
     assert limits.batch_size("e1") == sweeps.DELIVERY_BATCH  # fast, but nothing got through yet
     limits.batch_ended("e1", any_succeeded=True)
     assert limits.batch_size("e1") == sweeps.FAST_DELIVERY_BATCH
-    # A batch of which nothing got through (a dead or refusing endpoint answers fast too): back to the default.
+    # A batch of which nothing got through (a dead endpoint answers fast too): back to the default.
     limits.batch_ended("e1", any_succeeded=False)
     assert limits.batch_size("e1") == sweeps.DELIVERY_BATCH
     limits.batch_ended("e1", any_succeeded=True)
