@@ -6,10 +6,11 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
+import uvloop
 
 from dossier.net import (
     BlockedURL,
@@ -313,3 +314,99 @@ async def test_client_can_be_reopened_after_aclose(site: Site) -> None:
     await client.aclose()
     assert (await client.request("GET", f"{site.url}/echo")).ok
     await client.aclose()
+
+
+async def _raw_server(answer: Callable[[int, int], bytes | None]) -> tuple[asyncio.Server, list[int]]:
+    """A server that reads one request head at a time and writes ``answer(connection, request)``;
+    None closes the connection without an answer. Returns the server and the connection of each request."""
+    seen: list[int] = []
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        connection, count = connections, 0
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = [line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+                if length:
+                    await reader.readexactly(int(length[0].split(b":")[1]))
+                count += 1
+                seen.append(connection)
+                reply = answer(connection, count)
+                if reply is None:
+                    break
+                writer.write(reply)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0), seen
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+async def test_requests_to_one_origin_reuse_a_connection(allowed: OutboundClient) -> None:
+    server, seen = await _raw_server(lambda connection, count: OK)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
+    async with server:
+        for _ in range(3):
+            assert (await allowed.request("POST", url, content=b"{}")).body == b"ok"
+    assert seen == [1, 1, 1]
+
+
+async def test_a_kept_connection_the_server_dropped_is_replaced(allowed: OutboundClient) -> None:
+    # The server answers one request per connection, then closes the next one unanswered (what a server
+    # closing an idle connection as a request arrives looks like): the request goes again on a new one.
+    server, seen = await _raw_server(lambda connection, count: OK if count == 1 else None)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
+    async with server:
+        first = await allowed.request("POST", url, content=b"1")
+        second = await allowed.request("POST", url, content=b"2")
+    assert first.body == second.body == b"ok"
+    assert seen == [1, 1, 2]
+
+
+async def test_a_body_ended_by_closing_and_a_head_response(allowed: OutboundClient) -> None:
+    def answer(connection: int, count: int) -> bytes:
+        if connection == 1:  # no Content-Length, no chunks: the body ends when the connection does
+            return b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end"
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"  # a HEAD answer: no body follows
+
+    async def closing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer(1, 1))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(closing, "127.0.0.1", 0)
+    async with server:
+        response = await allowed.request("GET", f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/")
+    assert response.body == b"until the end" and response.content_type == "text/plain"
+
+    head_server, _ = await _raw_server(lambda connection, count: answer(2, count))
+    url = f"http://127.0.0.1:{head_server.sockets[0].getsockname()[1]}/"
+    async with head_server:
+        head = await asyncio.wait_for(allowed.request("HEAD", url), 2)
+    assert head.status == 200 and head.body == b"" and head.headers["Content-Length"] == "1000"
+
+
+async def test_a_header_that_would_end_the_request_is_refused(allowed: OutboundClient, site: Site) -> None:
+    with pytest.raises(ValueError, match="invalid HTTP header"):
+        await allowed.request("POST", f"{site.url}/echo", headers={"X-Note": "a\r\nX-Injected: 1"})
+    assert site.seen == []
+
+
+def test_the_client_runs_on_uvloop_as_serve_does() -> None:
+    # serve and worker run on uvloop, whose transports are not asyncio's classes.
+    async def exchange() -> tuple[list[bytes], list[int]]:
+        server, seen = await _raw_server(lambda connection, count: OK)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
+        async with server, OutboundClient(OutboundPolicy(allow=LOOPBACK)) as client:
+            return [(await client.request("POST", url, content=b"x")).body for _ in range(2)], seen
+
+    bodies, seen = uvloop.run(exchange())
+    assert bodies == [b"ok", b"ok"] and seen == [1, 1]

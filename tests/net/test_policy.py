@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-import socket
 
 import pytest
 
 from dossier.errors import InvalidInput
 from dossier.net import BlockedURL, InvalidURL, OutboundPolicy, public_refusal
-from dossier.net._resolver import GuardedResolver, RefusedAddress, guarded_socket_factory
+from dossier.net._resolver import GuardedResolver, check_connect_address
 from dossier.settings import Settings
 
 STRICT = OutboundPolicy()  # empty allow-list: production defaults
@@ -158,16 +157,20 @@ def test_public_refusal_names_the_class() -> None:
     )
 
 
-def test_socket_factory_refuses_what_the_resolver_did_not_approve() -> None:
+def test_the_address_connected_to_is_checked_again() -> None:
     # The last line of defence, right before connect(): it sees only the socket address.
     policy = OutboundPolicy()
-    factory = guarded_socket_factory(policy, GuardedResolver(policy))
-    with pytest.raises(RefusedAddress, match="loopback"):
-        factory((socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", 80)))
-    with pytest.raises(RefusedAddress, match="metadata"):
-        factory((socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("fd00:ec2::254", 80, 0, 0)))
-    sock = factory((socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("8.8.8.8", 443)))
-    sock.close()  # created, never connected
+    resolver = GuardedResolver(policy)
+    with pytest.raises(BlockedURL, match="loopback"):
+        check_connect_address(policy, resolver, "127.0.0.1")
+    with pytest.raises(BlockedURL, match="metadata"):
+        check_connect_address(policy, resolver, "fd00:ec2::254")
+    check_connect_address(policy, resolver, "8.8.8.8")
+    # An address the resolver approved for an allow-listed name passes.
+    resolver.approved.add("10.1.2.3")
+    check_connect_address(policy, resolver, "10.1.2.3")
+    with pytest.raises(BlockedURL, match="private"):
+        check_connect_address(policy, resolver, "10.1.2.4")
 
 
 def test_a_bad_allow_entry_in_the_environment_stops_the_settings() -> None:

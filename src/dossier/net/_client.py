@@ -1,4 +1,4 @@
-"""OutboundClient: the one HTTP client for user-chosen URLs, built on aiohttp behind a small API."""
+"""OutboundClient: the one HTTP client for user-chosen URLs, a small API over ``_http11``'s pool."""
 
 from __future__ import annotations
 
@@ -6,31 +6,25 @@ import asyncio
 import json as jsonlib
 import re
 import socket
-import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from dossier.net._errors import (
     BlockedURL,
-    ConnectError,
     DNSError,
     InvalidURL,
     OutboundError,
-    ProtocolError,
-    RequestError,
     RequestTimeout,
-    ResponseTooLarge,
-    TLSError,
     TooManyRedirects,
 )
+from dossier.net._http11 import ConnectionPool
 from dossier.net._policy import OutboundPolicy, parse_ip
-from dossier.net._resolver import GuardedResolver, RefusedAddress, ResolveHook, guarded_socket_factory
+from dossier.net._resolver import GuardedResolver, ResolveHook
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Headers a redirect to another origin must not carry along (what browsers and requests/httpx drop).
@@ -38,8 +32,15 @@ _CREDENTIAL_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie")
 if TYPE_CHECKING:
     from dossier.settings import Settings
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_CHUNK = 64 * 1024
+# What a header value may not hold: it would end the header (request smuggling) or the request.
+_BAD_VALUE = re.compile(r"[\r\n\x00]")
+# Sent unless the caller sets them (what aiohttp sent); Host, Content-Length and Transfer-Encoding are the
+# client's own.
+_DEFAULT_HEADERS = (("Accept", "*/*"), ("Accept-Encoding", "gzip, deflate"))
+_FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 @dataclass(frozen=True)
@@ -109,11 +110,7 @@ class OutboundClient:
     def __init__(self, policy: OutboundPolicy, *, resolve: ResolveHook | None = None) -> None:
         self._policy = policy
         self._resolver = GuardedResolver(policy, resolve)
-        self._session: aiohttp.ClientSession | None = None
-        # The whole request is bounded by ``request``'s own timeout; aiohttp bounds connecting.
-        self._connect_timeout = aiohttp.ClientTimeout(
-            total=None, connect=policy.connect_timeout, sock_connect=policy.connect_timeout
-        )
+        self._pool: ConnectionPool | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, resolve: ResolveHook | None = None) -> OutboundClient:
@@ -125,28 +122,12 @@ class OutboundClient:
         """The policy this client enforces."""
         return self._policy
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        # Created lazily: aiohttp binds a session to the running event loop.
-        if self._session is None or self._session.closed:
-            context = ssl.create_default_context()
-            if self._policy.ca_file:
-                context.load_verify_locations(cafile=self._policy.ca_file)
-            connector = aiohttp.TCPConnector(
-                limit=self._policy.max_connections,
-                limit_per_host=self._policy.max_connections_per_host,
-                resolver=self._resolver,
-                socket_factory=guarded_socket_factory(self._policy, self._resolver),
-                ssl=context,
-                ttl_dns_cache=10,
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False,
-                timeout=aiohttp.ClientTimeout(total=None),
-                auto_decompress=True,
-            )
-        return self._session
+    def _get_pool(self) -> ConnectionPool:
+        # Created lazily, and again on another event loop: connections belong to the loop that opened them.
+        pool = self._pool
+        if pool is None or pool.loop is not asyncio.get_running_loop():
+            pool = self._pool = ConnectionPool(self._policy, self._resolver)
+        return pool
 
     def check_url_syntax(self, url: str) -> None:
         """Check a URL without DNS: absolute http(s), valid host and port, no credentials, https unless the
@@ -213,7 +194,12 @@ class OutboundClient:
 
         send_headers: CIMultiDict[str] = CIMultiDict({"User-Agent": self._policy.user_agent})
         for name, value in (headers or {}).items():
-            send_headers[name] = value
+            if not _TOKEN.match(name) or _BAD_VALUE.search(value):
+                raise ValueError(f"invalid HTTP header {name!r}")
+            if name.lower() not in _FRAMING_HEADERS:
+                send_headers[name] = value
+        for name, value in _DEFAULT_HEADERS:
+            send_headers.setdefault(name, value)
         body = content
         if json is not None:
             body = jsonlib.dumps(json, separators=(",", ":"), ensure_ascii=False).encode()
@@ -243,67 +229,61 @@ class OutboundClient:
         on_too_large: Literal["truncate", "raise"],
         started: float,
     ) -> OutboundResponse:
-        session = self._get_session()
+        pool = self._get_pool()
         history: list[str] = []
-        connect = self._connect_timeout
         while True:
             try:
-                response = await session.request(
-                    method, url, headers=headers, data=body, allow_redirects=False, timeout=connect
+                response = await pool.exchange(
+                    method, url, _request_head(method, url, headers, body), body, limit, on_too_large
                 )
-            except BlockedURL as exc:  # from the resolver: the name resolves to refused addresses only
+            except BlockedURL as exc:  # the name resolves to refused addresses only, or a refused address
                 raise _blocked(exc.message, url, history) from None
-            except (aiohttp.ClientError, OSError) as exc:
-                raise _translate(exc, url, self._policy) from None
-            try:
-                location = response.headers.get("Location")
-                if follow_redirects and response.status in REDIRECT_STATUSES and location:
-                    if len(history) >= max_redirects:
-                        raise TooManyRedirects(
-                            f"more than {max_redirects} redirects (last to {location})",
-                            url=str(url),
-                            status=response.status,
-                        )
-                    next_url = _redirect_target(url, location)
-                    try:
-                        next_url = self._policy.check_url(next_url)
-                    except BlockedURL as exc:
-                        raise _blocked(exc.message, next_url, [*history, str(url)]) from None
-                    if (response.status == 303 and method != "HEAD") or (
-                        response.status in (301, 302) and method == "POST"
-                    ):
-                        # What every browser and client does: the follow-up is a GET without the body.
-                        method, body = "GET", None
-                        headers = headers.copy()
-                        for name in ("Content-Type", "Content-Length", "Content-Encoding"):
-                            headers.popall(name, None)
-                    if next_url.origin() != url.origin():
-                        headers = headers.copy()
-                        for name in _CREDENTIAL_HEADERS:
-                            headers.popall(name, None)
-                    history.append(str(url))
-                    url = next_url
-                    continue
-                data, truncated = await _read_body(response, limit, on_too_large, url)
-                return OutboundResponse(
-                    status=response.status,
-                    headers=CIMultiDictProxy(CIMultiDict(response.headers)),
-                    body=data,
-                    url=str(url),
-                    elapsed=time.monotonic() - started,
-                    truncated=truncated,
-                    redirects=tuple(history),
-                )
-            except (aiohttp.ClientError, OSError) as exc:
-                raise _translate(exc, url, self._policy) from None
-            finally:
-                response.release()
+            except OutboundError as exc:
+                exc.url = str(url)
+                raise
+            location = response.headers.get("Location")
+            if follow_redirects and response.status in REDIRECT_STATUSES and location:
+                if len(history) >= max_redirects:
+                    raise TooManyRedirects(
+                        f"more than {max_redirects} redirects (last to {location})",
+                        url=str(url),
+                        status=response.status,
+                    )
+                next_url = _redirect_target(url, location)
+                try:
+                    next_url = self._policy.check_url(next_url)
+                except BlockedURL as exc:
+                    raise _blocked(exc.message, next_url, [*history, str(url)]) from None
+                if (response.status == 303 and method != "HEAD") or (
+                    response.status in (301, 302) and method == "POST"
+                ):
+                    # What every browser and client does: the follow-up is a GET without the body.
+                    method, body = "GET", None
+                    headers = headers.copy()
+                    for name in ("Content-Type", "Content-Encoding"):
+                        headers.popall(name, None)
+                if next_url.origin() != url.origin():
+                    headers = headers.copy()
+                    for name in _CREDENTIAL_HEADERS:
+                        headers.popall(name, None)
+                history.append(str(url))
+                url = next_url
+                continue
+            return OutboundResponse(
+                status=response.status,
+                headers=CIMultiDictProxy(response.headers),
+                body=response.body,
+                url=str(url),
+                elapsed=time.monotonic() - started,
+                truncated=response.truncated,
+                redirects=tuple(history),
+            )
 
     async def aclose(self) -> None:
         """Close the pooled connections. The client may be used again afterwards (a new pool is opened)."""
-        session, self._session = self._session, None
-        if session is not None and not session.closed:
-            await session.close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
         await self._resolver.close()
 
     async def __aenter__(self) -> OutboundClient:
@@ -313,41 +293,23 @@ class OutboundClient:
         await self.aclose()
 
 
-async def _read_body(
-    response: aiohttp.ClientResponse, limit: int, on_too_large: Literal["truncate", "raise"], url: URL
-) -> tuple[bytes, bool]:
-    declared = response.content_length
-    if on_too_large == "raise" and declared is not None and declared > limit:
-        # Compressed or not, more than the limit is coming: no need to read it.
-        response.close()
-        raise ResponseTooLarge(
-            f"the response body ({declared} bytes) is larger than the {limit} bytes allowed",
-            url=str(url),
-            status=response.status,
-        )
-    encoded = response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
-    if declared is not None and declared <= limit and not encoded:
-        # Fast path (most answers): the length is known and within bounds, so read it in one go. The
-        # parser never hands over more than Content-Length. Not for compressed bodies: Content-Length
-        # counts the compressed bytes, and decompressed ones are what is kept.
-        return await response.read(), False
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_chunked(_CHUNK):
-        if size + len(chunk) > limit:
-            # Close rather than release: the rest of the body is unread, the connection is not reusable.
-            response.close()
-            if on_too_large == "raise":
-                raise ResponseTooLarge(
-                    f"the response body is larger than the {limit} bytes allowed",
-                    url=str(url),
-                    status=response.status,
-                )
-            chunks.append(chunk[: limit - size])
-            return b"".join(chunks), True
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks), False
+def _request_head(method: str, url: URL, headers: CIMultiDict[str], body: bytes | None) -> bytes:
+    """The request line and headers of one HTTP/1.1 request (the headers were checked by ``request``)."""
+    lines = [f"{method} {url.raw_path_qs or '/'} HTTP/1.1\r\nHost: {_host_header(url)}\r\n"]
+    lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
+    if body is not None or method in _BODY_METHODS:
+        lines.append(f"Content-Length: {len(body or b'')}\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode()
+
+
+def _host_header(url: URL) -> str:
+    host = url.raw_host or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return (
+        host if url.explicit_port in (None, _DEFAULT_PORTS.get(url.scheme)) else f"{host}:{url.explicit_port}"
+    )
 
 
 def _redirect_target(current: URL, location: str) -> URL:
@@ -368,35 +330,3 @@ def _os_reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
-
-
-def _translate(exc: BaseException, url: URL, policy: OutboundPolicy) -> OutboundError:
-    """One aiohttp or OS error as the matching OutboundError (order matters: subclasses first)."""
-    where = f"{url.host}:{url.port}"
-    text = str(url)
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return DNSError(f"{url.host} does not resolve: {_os_reason(exc.os_error)}", url=text)
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return TLSError(f"the TLS certificate of {where} is not valid: {exc.certificate_error}", url=text)
-    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
-        reason = exc.os_error if isinstance(exc, aiohttp.ClientSSLError) else exc
-        return TLSError(f"TLS with {where} failed: {reason}", url=text)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        if isinstance(exc.os_error, RefusedAddress):
-            return BlockedURL(str(exc.os_error), url=text)
-        return ConnectError(f"could not connect to {where}: {_os_reason(exc.os_error)}", url=text)
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return RequestTimeout(f"could not connect to {where} within {policy.connect_timeout:g} s", url=text)
-    if isinstance(exc, aiohttp.ServerTimeoutError | TimeoutError):
-        return RequestTimeout(f"{where} did not answer in time", url=text)
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return ProtocolError(f"{where} closed the connection without a complete response", url=text)
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return ProtocolError(f"the response body from {where} was incomplete or malformed: {exc}", url=text)
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return ProtocolError(f"{where} sent an invalid HTTP response: {exc.message}", url=text)
-    if isinstance(exc, aiohttp.InvalidURL):
-        return InvalidURL(f"not a valid URL: {exc}", url=text)
-    if isinstance(exc, aiohttp.ClientOSError | OSError):
-        return ProtocolError(f"the connection to {where} broke: {_os_reason(exc)}", url=text)
-    return RequestError(f"request to {where} failed: {exc}", url=text)

@@ -1,12 +1,12 @@
 """DNS resolution and socket creation that enforce the policy on the addresses actually used.
 
 Checking a URL's host name before the request is not enough: the name can resolve to a private address
-(or resolve differently a moment later: DNS rebinding). So the connector gets
+(or resolve differently a moment later: DNS rebinding). So the connection pool (``_http11``) uses
 
 * a resolver that filters every DNS answer through the policy, keeping only allowed addresses and
-  refusing the request when none is left; the connector only ever connects to what it returns, and
-* a socket factory that checks the exact socket address right before ``connect()``, the last line for
-  anything that does not come through the resolver (IP literals) or comes from the connector's DNS cache.
+  refusing the request when none is left; the pool only ever connects to what it returns, and
+* ``check_connect_address`` on the exact address right before ``connect()``, the last line for anything
+  that does not come through the resolver (IP literals) or comes from the pool's DNS cache.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 
-from aiohttp import AddrInfoType, SocketFactoryType
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
@@ -26,11 +25,6 @@ ResolveHook = Callable[[str], Awaitable[Sequence[str]]]
 
 Raise ``OSError`` (e.g. ``socket.gaierror``) for a name that does not exist.
 """
-
-
-class RefusedAddress(OSError):
-    """Raised by the socket factory; an OSError so the connection machinery reports it as a connect error,
-    which the client turns back into BlockedURL."""
 
 
 class GuardedResolver(AbstractResolver):
@@ -100,19 +94,12 @@ class GuardedResolver(AbstractResolver):
             await inner.close()
 
 
-def guarded_socket_factory(policy: OutboundPolicy, resolver: GuardedResolver) -> SocketFactoryType:
-    """A socket factory that refuses, right before connecting, any address the policy does not allow."""
-
-    def factory(addr_info: AddrInfoType) -> socket.socket:
-        family, type_, proto, _, sockaddr = addr_info
-        address = parse_ip(str(sockaddr[0]))
-        if address is None:
-            raise RefusedAddress(f"refusing to connect to {sockaddr[0]!r}: not an IP address")
-        reason = policy.address_refusal(address)
-        if reason is not None and str(address) not in resolver.approved:
-            raise RefusedAddress(
-                f"{address} is {reason}; requests to it are refused unless it is in {ALLOW_SETTING}"
-            )
-        return socket.socket(family=family, type=type_, proto=proto)
-
-    return factory
+def check_connect_address(policy: OutboundPolicy, resolver: GuardedResolver, text: str) -> None:
+    """Right before ``connect()``: refuse (BlockedURL) an address the policy does not allow, unless the
+    resolver let it through for an allow-listed host name."""
+    address = parse_ip(text)
+    if address is None:
+        raise BlockedURL(f"refusing to connect to {text!r}: not an IP address")
+    reason = policy.address_refusal(address)
+    if reason is not None and str(address) not in resolver.approved:
+        raise BlockedURL(f"{address} is {reason}; requests to it are refused unless it is in {ALLOW_SETTING}")
