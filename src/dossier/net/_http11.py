@@ -43,6 +43,8 @@ from dossier.net._resolver import GuardedResolver, check_connect_address
 KEEPALIVE_SECONDS = 15.0
 # How long a name's allowed addresses are reused for new connections (aiohttp's ttl_dns_cache was 10 s).
 DNS_CACHE_SECONDS = 10.0
+# Hosts and addresses remembered per pool; past this the memory starts again (the website tool meets many).
+REMEMBERED = 4096
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _INFORMATIONAL = range(100, 200)
 
@@ -303,6 +305,9 @@ class ConnectionPool:
         self._all = asyncio.Semaphore(policy.max_connections) if policy.max_connections > 0 else None
         self._per_origin: dict[tuple[str, str, int], asyncio.Semaphore] = {}
         self._addresses: dict[tuple[str, int], tuple[float, list[tuple[int, str]]]] = {}
+        # Addresses that passed check_connect_address: the policy is fixed and what the resolver approved
+        # stays approved, so a pass holds (parsing an address costs more than the rest of a refused connect).
+        self._passed: set[str] = set()
 
     async def exchange(
         self,
@@ -404,26 +409,28 @@ class ConnectionPool:
                 addresses = await self._addresses_of(host, port)
                 last_error: OSError | None = None
                 for family, address in addresses:
-                    check_connect_address(self._policy, self._resolver, address)
-                    sock = socket.socket(family, socket.SOCK_STREAM)
+                    if address not in self._passed:
+                        check_connect_address(self._policy, self._resolver, address)
+                        if len(self._passed) >= REMEMBERED:
+                            self._passed.clear()
+                        self._passed.add(address)
+                    tls = scheme == "https"
                     try:
-                        sock.setblocking(False)
-                        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                        await self.loop.sock_connect(sock, (address, port))
+                        # The checked address itself, numeric: the loop connects without a lookup (and
+                        # uvloop without a Python socket object, a third of a refused attempt's cost).
+                        _, connection = await self.loop.create_connection(
+                            lambda: _Connection(where),
+                            host=address,
+                            port=port,
+                            family=family,
+                            ssl=self._tls if tls else None,
+                            server_hostname=host if tls else None,
+                        )
+                    except ssl.SSLError:
+                        raise
                     except OSError as exc:
-                        sock.close()
                         last_error = exc
                         continue
-                    except BaseException:
-                        sock.close()
-                        raise
-                    tls = scheme == "https"
-                    _, connection = await self.loop.create_connection(
-                        lambda: _Connection(where),
-                        sock=sock,
-                        ssl=self._tls if tls else None,
-                        server_hostname=host if tls else None,
-                    )
                     return connection
                 assert last_error is not None
                 raise last_error
@@ -439,13 +446,19 @@ class ConnectionPool:
             raise ConnectError(f"could not connect to {where}: {_os_reason(exc)}") from None
 
     async def _addresses_of(self, host: str, port: int) -> list[tuple[int, str]]:
-        literal = parse_ip(host)
-        if literal is not None:
-            return [(socket.AF_INET if literal.version == 4 else socket.AF_INET6, str(literal))]
         cached = self._addresses.get((host, port))
         now = time.monotonic()
         if cached is not None and cached[0] > now:
             return cached[1]
+        if len(self._addresses) >= REMEMBERED:
+            self._addresses.clear()
+        literal = parse_ip(host)
+        if literal is not None:
+            addresses: list[tuple[int, str]] = [
+                (int(socket.AF_INET if literal.version == 4 else socket.AF_INET6), str(literal))
+            ]
+            self._addresses[(host, port)] = (float("inf"), addresses)
+            return addresses
         try:
             results = await self._resolver.resolve(host, port, socket.AF_UNSPEC)
         except BlockedURL:
