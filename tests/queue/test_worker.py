@@ -501,6 +501,38 @@ async def test_enqueue_or_advance_keeps_one_task_per_key_at_the_earliest_time(se
     assert (task.status, task.attempts) == (QUEUED, 0) and abs((task.run_at - now).total_seconds()) < 0.001
 
 
+async def test_an_advance_does_not_move_a_held_task_before_its_hold(sessionmaker: Maker) -> None:
+    now = utcnow()
+    hold = now + timedelta(seconds=30)
+    async with sessionmaker() as session, session.begin():
+        await enqueue_or_advance(
+            session,
+            "test.ok",
+            {"k": 2},
+            dedupe_key="sweep:2",
+            run_at=now + timedelta(seconds=90),
+            not_before=hold,
+        )
+    async with sessionmaker() as session, session.begin():
+        await enqueue_or_advance(session, "test.ok", {"k": 2}, dedupe_key="sweep:2", run_at=now)
+    [task] = await all_tasks(sessionmaker)
+    assert abs((task.run_at - hold).total_seconds()) < 0.001  # moved earlier, to the hold, not to now
+    async with sessionmaker() as session, session.begin():
+        await enqueue_or_advance(session, "test.ok", {"k": 2}, dedupe_key="sweep:2", run_at=now)
+    [task] = await all_tasks(sessionmaker)
+    assert abs((task.run_at - hold).total_seconds()) < 0.001
+    assert await claim_batch(sessionmaker, worker_id="w", limit=5, lease_seconds=30, now=now) == []
+    # A run_at asked before the hold starts the task at the hold.
+    async with sessionmaker() as session, session.begin():
+        await enqueue_or_advance(
+            session, "test.ok", {"k": 3}, dedupe_key="sweep:3", run_at=now, not_before=hold
+        )
+    assert sorted(abs((t.run_at - hold).total_seconds()) < 0.001 for t in await all_tasks(sessionmaker)) == [
+        True,
+        True,
+    ]
+
+
 async def test_retry_failed_requeues_with_a_fresh_budget(sessionmaker: Maker) -> None:
     task_id = await enqueue_one(sessionmaker, "test.ok", {"key": new_key()})
     [claim] = await claim_batch(sessionmaker, worker_id="w", limit=5, lease_seconds=30)

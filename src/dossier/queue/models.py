@@ -55,6 +55,10 @@ class Task(Base):
     status: Mapped[str] = mapped_column(String(16), default=QUEUED)
     priority: Mapped[int] = mapped_column(Integer, default=0)
     run_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # An advance (queue.service.enqueue_or_advance) moves run_at earlier, but never before this: a task held
+    # until then (e.g. the sweep of a destination that just failed a whole batch) is not woken by every
+    # caller meanwhile.
+    not_before: Mapped[datetime | None] = mapped_column(default=None)
     # Claims so far (a claim whose worker died counts; a release at graceful shutdown does not).
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=5)

@@ -69,7 +69,8 @@ async def insert_unless_held(session: AsyncSession, values: dict[str, Any]) -> i
 
 
 async def insert_or_advance(session: AsyncSession, values: dict[str, Any]) -> None:
-    """Insert a task row, or move the unfinished task holding its dedupe key earlier (never later)."""
+    """Insert a task row, or move the unfinished task holding its dedupe key earlier (never later, and never
+    before that task's ``not_before``)."""
     # Core, not the ORM: this runs in every transaction that emits a webhook event.
     connection = await session.connection()
     await connection.execute(_advance_statement(connection.dialect.name), values)
@@ -81,7 +82,11 @@ def _advance_statement(dialect: str) -> Insert:
     # cost of a small upsert.
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(cast(Table, Task.__table__))
-    earliest = case((stmt.excluded.run_at < Task.run_at, stmt.excluded.run_at), else_=Task.run_at)
+    # The earlier of the two, but not before the held task's not_before (NULL: no hold; a held task's run_at
+    # is never before its not_before, so keeping run_at keeps the hold).
+    asked = stmt.excluded.run_at
+    held = case((Task.not_before > asked, Task.not_before), else_=asked)
+    earliest = case((asked < Task.run_at, held), else_=Task.run_at)
     return stmt.on_conflict_do_update(
         index_elements=[Task.dedupe_key],
         index_where=text(UNFINISHED_SQL),

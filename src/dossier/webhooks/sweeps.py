@@ -57,15 +57,21 @@ def _sweep_dedupe_key(key: str) -> str:
     return f"{SWEEP_TASK}:{key}"
 
 
-async def schedule_sweep(session: AsyncSession, key: str, at: datetime) -> None:
+async def schedule_sweep(
+    session: AsyncSession, key: str, at: datetime, *, hold_until: datetime | None = None
+) -> None:
     """Make sure the sweep of destination ``key`` runs at ``at`` or sooner (one sweep per destination).
+    ``hold_until``: a new sweep is not moved before then by later calls (a destination that just failed a
+    whole batch: its new events wait and go together).
 
     The queue row is locked until the caller commits (an upsert). A sweep that is running ends by locking
     its own row and then reading what is still pending, so a delivery committed under that lock is seen
     by the ending sweep, and one committed after it finds no unfinished sweep and queues a new one:
     whichever way they interleave, no pending delivery is left without a sweep.
     """
-    await enqueue_or_advance(session, SWEEP_TASK, {"key": key}, dedupe_key=_sweep_dedupe_key(key), run_at=at)
+    await enqueue_or_advance(
+        session, SWEEP_TASK, {"key": key}, dedupe_key=_sweep_dedupe_key(key), run_at=at, not_before=hold_until
+    )
 
 
 def _pending_where(*, by_url: bool) -> list[Any]:
@@ -125,14 +131,16 @@ async def due_deliveries(
     ]
 
 
-async def reschedule_sweep(session: AsyncSession, key: str, *, not_before: datetime) -> datetime | None:
+async def reschedule_sweep(
+    session: AsyncSession, key: str, *, not_before: datetime, hold: bool = False
+) -> datetime | None:
     """At the end of a sweep of ``key`` (its own task already ended in this transaction): queue the next
-    one at the earliest delivery still pending, but not before ``not_before``. Returns when, or None when
-    nothing is pending."""
+    one at the earliest delivery still pending, but not before ``not_before``; with ``hold``, new events
+    do not move it before ``not_before`` either. Returns when, or None when nothing is pending."""
     params = _destination_params(key)
     earliest = await session.scalar(_earliest_statement(by_url="url" in params), params)
     if earliest is None:
         return None
     at = max(as_utc(earliest), not_before)
-    await schedule_sweep(session, key, at)
+    await schedule_sweep(session, key, at, hold_until=not_before if hold else None)
     return at
