@@ -25,6 +25,7 @@ from dossier.net import (
     ResponseTooLarge,
     TLSError,
     TooManyRedirects,
+    _http11,
 )
 from tests.conftest import free_port
 from tests.net.conftest import Site
@@ -410,3 +411,18 @@ def test_the_client_runs_on_uvloop_as_serve_does() -> None:
 
     bodies, seen = uvloop.run(exchange())
     assert bodies == [b"ok", b"ok"] and seen == [1, 1]
+
+
+async def test_an_idle_connection_past_keep_alive_is_closed_not_reused(
+    allowed: OutboundClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_http11, "KEEPALIVE_SECONDS", 0.05)
+    server, seen = await _raw_server(lambda connection, count: OK)
+    async with server:
+        for port in (server.sockets[0].getsockname()[1],):
+            url = f"http://127.0.0.1:{port}/hook"
+            assert (await allowed.request("POST", url, content=b"1")).ok
+            await asyncio.sleep(0.1)  # past the (shortened) keep-alive
+            assert (await allowed.request("POST", url, content=b"2")).ok
+            assert (await allowed.request("POST", url, content=b"3")).ok
+    assert seen == [1, 2, 2]

@@ -304,6 +304,8 @@ class ConnectionPool:
         self._in_use: set[_Connection] = set()
         self._all = asyncio.Semaphore(policy.max_connections) if policy.max_connections > 0 else None
         self._per_origin: dict[tuple[str, str, int], asyncio.Semaphore] = {}
+        self._users: dict[tuple[str, str, int], int] = {}
+        self._next_prune = time.monotonic() + KEEPALIVE_SECONDS / 3
         self._addresses: dict[tuple[str, int], tuple[float, list[tuple[int, str]]]] = {}
         # Addresses that passed check_connect_address: the policy is fixed and what the resolver approved
         # stays approved, so a pass holds (parsing an address costs more than the rest of a refused connect).
@@ -329,19 +331,30 @@ class ConnectionPool:
         held = self._per_origin.get(origin)
         if held is None and self._policy.max_connections_per_host > 0:
             held = self._per_origin[origin] = asyncio.Semaphore(self._policy.max_connections_per_host)
-        if self._all is not None:
-            await self._all.acquire()
+        # Requests for the origin under way (waiting included): its semaphore is dropped when none is, so
+        # an origin met once (the website tool meets thousands) leaves nothing behind.
+        self._users[origin] = self._users.get(origin, 0) + 1
         try:
-            if held is not None:
-                await held.acquire()
-            try:
-                return await self._exchange_on_origin(origin, where, method, request, limit, on_too_large)
-            finally:
-                if held is not None:
-                    held.release()
-        finally:
             if self._all is not None:
-                self._all.release()
+                await self._all.acquire()
+            try:
+                if held is not None:
+                    await held.acquire()
+                try:
+                    return await self._exchange_on_origin(origin, where, method, request, limit, on_too_large)
+                finally:
+                    if held is not None:
+                        held.release()
+            finally:
+                if self._all is not None:
+                    self._all.release()
+        finally:
+            users = self._users[origin] - 1
+            if users:
+                self._users[origin] = users
+            else:
+                del self._users[origin]
+                self._per_origin.pop(origin, None)
 
     async def _exchange_on_origin(
         self,
@@ -378,16 +391,33 @@ class ConnectionPool:
                 self._in_use.discard(connection)
                 connection.exchange = None
             if connection.reusable and not connection.closed:
-                connection.idle_since = time.monotonic()
+                connection.idle_since = now = time.monotonic()
                 self._idle.setdefault(origin, deque()).append(connection)
+                if now >= self._next_prune:
+                    self._prune(now)
             else:
                 connection.close()
             return response
         raise ProtocolError(f"{where} closed the connection without a complete response")
 
+    def _prune(self, now: float) -> None:
+        # Origins not asked again keep their idle connections until here: close the stale ones, forget
+        # the closed ones, drop empty origins.
+        self._next_prune = now + KEEPALIVE_SECONDS / 3
+        oldest_kept = now - KEEPALIVE_SECONDS
+        for origin, idle in list(self._idle.items()):
+            kept = deque(c for c in idle if not c.closed and c.idle_since >= oldest_kept)
+            for connection in idle:
+                if connection not in kept:
+                    connection.close()
+            if kept:
+                self._idle[origin] = kept
+            else:
+                del self._idle[origin]
+
     def _take_idle(self, origin: tuple[str, str, int]) -> _Connection | None:
         idle = self._idle.get(origin)
-        if not idle:
+        if idle is None:
             return None
         oldest_kept = time.monotonic() - KEEPALIVE_SECONDS
         while idle:
@@ -399,6 +429,7 @@ class ConnectionPool:
             while idle and idle[0].idle_since < oldest_kept:
                 idle.popleft().close()
             return connection
+        del self._idle[origin]
         return None
 
     async def _connect(self, origin: tuple[str, str, int], where: str) -> _Connection:
