@@ -11,11 +11,9 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp import web
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dossier.enrichment.registry.models import RegistryEntity
-from dossier.enrichment.registry.service import ensure_default_registry
 from dossier.net import OutboundClient
 from dossier.projects.models import Project
 from dossier.queue.models import Task
@@ -419,56 +417,3 @@ async def test_a_cheap_tool_s_cells_are_queued_in_larger_chunks_than_a_remote_to
     assert sorted(sizes[answer_id]) == [100] * 6
     # One task per batch of 300 (each batch schedules its own rows): never cut at 100.
     assert sorted(sizes[domain_id]) == [300, 300]
-
-
-async def test_a_chunk_of_firmographics_cells_reads_the_registry_once(
-    client: httpx.AsyncClient,
-    headers: dict[str, str],
-    settings: Settings,
-    sessionmaker: async_sessionmaker[AsyncSession],
-) -> None:
-    async with sessionmaker() as session, session.begin():
-        await ensure_default_registry(session, settings)
-        known = list(
-            await session.scalars(
-                select(RegistryEntity.kernel_id).order_by(RegistryEntity.kernel_id).limit(3)
-            )
-        )
-    inputs = [*known * 4, "999999999", "not a number"]
-    project = await _project(
-        client,
-        headers,
-        [
-            {"name": "kid", "required": True},
-            {"name": "firmographics", "tool": {"type": "firmographics", "inputs": {"kernel_id": "kid"}}},
-        ],
-    )
-    response = await client.post(
-        f"{BASE}/{project['id']}/rows/batch",
-        json={"companies": [{"kid": k} for k in inputs]},
-        headers=headers,
-    )
-    assert response.status_code == 200, response.text
-    row_ids = [result["row_id"] for result in response.json()["results"]]
-    registry_reads: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if "FROM registry_entities" in statement and statement.lstrip().upper().startswith("SELECT"):
-            registry_reads.append(statement)
-
-    engine = sessionmaker.kw["bind"].sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        async with _worker(settings, sessionmaker):
-            rows = [await _settled(client, headers, project["id"], row_id) for row_id in row_ids]
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-    cells = [row["company"]["firmographics"] for row in rows]
-    assert [c["value"] and c["value"]["kernel_id"] for c in cells[:12]] == known * 4, cells[:3]
-    assert all(c["status"] == "success" and "industry" in c["value"] for c in cells[:12])
-    assert (
-        cells[12]["status"] == "error" and "no registry company has kernel_id 999999999" in cells[12]["error"]
-    )
-    assert cells[13]["status"] == "error" and "is not a kernel_id" in cells[13]["error"]
-    # One query for the chunk's kernel_ids (one chunk here), not one per cell.
-    assert 1 <= len(registry_reads) <= 2, registry_reads

@@ -7,8 +7,8 @@ of one row. Adding a tool is one module in ``enrichment/tools/`` and one line in
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -55,13 +55,11 @@ class ToolOutcome:
 
 @dataclass(frozen=True)
 class ToolContext:
-    """What a run may use: settings, the database (read-only use) and the outbound-HTTP client; and what
-    the tool's ``prefetch`` read for the chunk of cells the run belongs to (empty outside a chunk)."""
+    """What a run may use: settings, the database (read-only use) and the outbound-HTTP client."""
 
     settings: Settings
     sessionmaker: async_sessionmaker[AsyncSession]
     http: OutboundClient
-    prefetched: Mapping[Any, Any] = field(default_factory=dict)
 
 
 class NoConfig(BaseModel):
@@ -86,14 +84,6 @@ class Tool(ABC):
     # after the other, since running several at once gains nothing and only lengthens each turn of the
     # event loop that the API's requests (in `serve`) wait through. True: ``tool_concurrency`` at once.
     waits: ClassVar[bool] = True
-
-    async def prefetch(
-        self, rows: Sequence[Mapping[str, Any]], config: BaseModel, ctx: ToolContext
-    ) -> Mapping[Any, Any]:
-        """Read in one go what a chunk of cells needs (their input values in ``rows``); each ``run`` of
-        the chunk sees it as ``ctx.prefetched``, and must still work without it (a job runs one cell).
-        Most tools read nothing."""
-        return {}
 
     def check_destinations(self, config: BaseModel, policy: OutboundPolicy) -> None:
         """Refuse (InvalidInput) a config whose fixed destinations the outbound policy refuses; tools that

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 from pydantic import BaseModel
@@ -69,10 +68,6 @@ async def run_cells(run: TaskRun) -> None:
     ctx = ToolContext(settings=settings, sessionmaker=resources.sessionmaker, http=resources.http)
     tool = service.tool_of(column)
     config = _parsed_config(tool, column)
-    if tool is not None and isinstance(config, BaseModel):
-        # What the chunk's cells read, read once (one query for the chunk, not one per cell).
-        rows = [item.values for item in work if not item.failed_inputs]
-        ctx = replace(ctx, prefetched=await tool.prefetch(rows, config, ctx))
     outcomes: list[tuple[int, ToolOutcome] | None] = [None] * len(work)
     pending = iter(enumerate(work))
 

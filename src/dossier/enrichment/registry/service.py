@@ -274,18 +274,6 @@ async def get_entity(session: AsyncSession, kernel_id: str) -> RegistryEntity | 
     return await session.get(RegistryEntity, str(kernel_id).strip())
 
 
-async def get_entities(session: AsyncSession, kernel_ids: Iterable[str]) -> dict[str, RegistryEntity]:
-    """The entities with these kernel_ids, by kernel_id (the unknown ones left out), in one query per
-    500 ids."""
-    wanted = sorted({str(kernel_id).strip() for kernel_id in kernel_ids})
-    found: dict[str, RegistryEntity] = {}
-    for start in range(0, len(wanted), 500):
-        stmt = select(RegistryEntity).where(RegistryEntity.kernel_id.in_(wanted[start : start + 500]))
-        for entity in (await session.scalars(stmt)).all():
-            found[entity.kernel_id] = entity
-    return found
-
-
 @dataclass(frozen=True)
 class SourceCount:
     source: str

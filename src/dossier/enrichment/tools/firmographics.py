@@ -9,14 +9,13 @@ absence of data.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel
 
 from dossier.enrichment.protocol import Tool, ToolContext, ToolInput, ToolOutcome
-from dossier.enrichment.registry.models import RegistryEntity
-from dossier.enrichment.registry.service import firmographics_record, get_entities, get_entity
+from dossier.enrichment.registry.service import firmographics_record, get_entity
 from dossier.enrichment.tools import register
 from dossier.enrichment.tools.entity_resolution import ensure_default_once, input_text
 
@@ -25,8 +24,6 @@ _KERNEL_ID = re.compile(r"\d{1,20}")
 
 class FirmographicsTool(Tool):
     name = "firmographics"
-    # A chunk's records are read in one query (prefetch): its cells then wait on nothing.
-    waits = False
     description = (
         "Firmographics of a registry company: industry, sector, employees, revenue, headquarters, country, "
         "founding year, company type and ISINs."
@@ -39,18 +36,6 @@ class FirmographicsTool(Tool):
         ),
     )
 
-    async def prefetch(
-        self, rows: Sequence[Mapping[str, Any]], config: BaseModel, ctx: ToolContext
-    ) -> Mapping[Any, Any]:
-        """The records of the chunk's kernel_ids, in one query: ``{kernel_id: record or None}``."""
-        kernel_ids = {kernel_id for values in rows if (kernel_id := _kernel_id(values)) is not None}
-        if not kernel_ids:
-            return {}
-        await ensure_default_once(ctx.sessionmaker, ctx.settings)
-        async with ctx.sessionmaker() as session:
-            entities = await get_entities(session, kernel_ids)
-        return {kernel_id: _record(entities.get(kernel_id)) for kernel_id in kernel_ids}
-
     async def run(self, values: Mapping[str, Any], config: BaseModel, ctx: ToolContext) -> ToolOutcome:
         raw = values.get("kernel_id")
         kernel_id = input_text(raw, "kernel_id")
@@ -58,24 +43,13 @@ class FirmographicsTool(Tool):
             return ToolOutcome.skipped("no kernel_id (the company was not resolved)")
         if not _KERNEL_ID.fullmatch(kernel_id):
             return ToolOutcome.failed(f"{kernel_id[:40]!r} is not a kernel_id (a string of up to 20 digits)")
-        if kernel_id in ctx.prefetched:
-            record = ctx.prefetched[kernel_id]
-        else:
-            await ensure_default_once(ctx.sessionmaker, ctx.settings)
-            async with ctx.sessionmaker() as session:
-                record = _record(await get_entity(session, kernel_id))
+        await ensure_default_once(ctx.sessionmaker, ctx.settings)
+        async with ctx.sessionmaker() as session:
+            entity = await get_entity(session, kernel_id)
+            record = firmographics_record(entity) if entity is not None else None
         if record is None:
             return ToolOutcome.failed(f"no registry company has kernel_id {kernel_id}")
         return ToolOutcome.success(record)
-
-
-def _kernel_id(values: Mapping[str, Any]) -> str | None:
-    kernel_id = input_text(values.get("kernel_id"), "kernel_id")
-    return kernel_id if kernel_id is not None and _KERNEL_ID.fullmatch(kernel_id) else None
-
-
-def _record(entity: RegistryEntity | None) -> dict[str, Any] | None:
-    return firmographics_record(entity) if entity is not None else None
 
 
 register(FirmographicsTool())
