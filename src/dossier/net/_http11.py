@@ -320,7 +320,7 @@ class ConnectionPool:
         limit: int,
         on_too_large: Literal["truncate", "raise"],
     ) -> WireResponse:
-        """Send ``head`` (the request line and headers, without Host) and ``body`` to ``url``'s origin and
+        """Send ``head`` (the request line and headers, Host included) and ``body`` to ``url``'s origin and
         read the response. Raises the ``dossier.net`` errors (without ``url``; the caller adds it)."""
         scheme = url.scheme
         host = url.raw_host or ""
