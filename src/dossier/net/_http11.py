@@ -218,12 +218,7 @@ class _Connection(asyncio.Protocol):
                 return
         if len(data) > room:
             if exchange.on_too_large == "raise":
-                self._fail(
-                    ResponseTooLarge(
-                        f"the response body is larger than the {exchange.limit} bytes allowed",
-                        status=exchange.status,
-                    )
-                )
+                self._fail_too_large(exchange)
                 return
             exchange.body.append(data[:room])
             exchange.size = exchange.limit
@@ -254,12 +249,7 @@ class _Connection(asyncio.Protocol):
             tail = exchange.decoder.flush()
             if exchange.size + len(tail) > exchange.limit:
                 if exchange.on_too_large == "raise":
-                    self._fail(
-                        ResponseTooLarge(
-                            f"the response body is larger than the {exchange.limit} bytes allowed",
-                            status=exchange.status,
-                        )
-                    )
+                    self._fail_too_large(exchange)
                     return
                 tail = tail[: exchange.limit - exchange.size]
                 exchange.truncated = True
@@ -267,6 +257,13 @@ class _Connection(asyncio.Protocol):
         body = exchange.body[0] if len(exchange.body) == 1 else b"".join(exchange.body)
         exchange.done.set_result(
             WireResponse(exchange.status, CIMultiDict(exchange.headers), body, exchange.truncated)
+        )
+
+    def _fail_too_large(self, exchange: _Exchange) -> None:
+        self._fail(
+            ResponseTooLarge(
+                f"the response body is larger than the {exchange.limit} bytes allowed", status=exchange.status
+            )
         )
 
     def _fail(self, error: Exception) -> None:
