@@ -30,9 +30,10 @@ SWEEP_TASK = "webhooks.sweep"
 DELIVERY_BATCH = 100
 # The batch of a destination that answers fast and accepts what it is sent (see webhooks.tasks._Limits): each
 # batch costs two transactions and a handful of statements, spread over more attempts (bench/webhooks.py:
-# 10% more deliveries per CPU second). Kept for those only, as a batch is recorded when its last attempt
-# ends, and is what a crash may send twice.
-FAST_DELIVERY_BATCH = 250
+# 250 instead of 100, 10% more deliveries per CPU second; 500 instead of 250, 12% less CPU per delivery).
+# Kept for those only, as a batch is recorded when its last attempt ends, and is what a crash may send
+# twice.
+FAST_DELIVERY_BATCH = 500
 
 
 def destination_key(endpoint_id: str | None, target_url: str | None) -> str:
