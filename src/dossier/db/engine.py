@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from dossier.db._sqlite_driver import OneCallAiosqlite
 from dossier.db.secrets import KEYRING_ATTRIBUTE, keyring_for, sqlite_path
 from dossier.settings import Settings
 
@@ -67,6 +68,7 @@ def _create_engine(settings: Settings, *, connections: int | None = None) -> Asy
         # have connections of their own (``create_read_engine``).
         engine = create_async_engine(
             url,
+            module=OneCallAiosqlite(),
             connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000},
             pool_size=connections or 1,
             max_overflow=0,
