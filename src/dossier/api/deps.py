@@ -10,7 +10,9 @@ from dossier.net import OutboundClient
 from dossier.settings import Settings
 
 
-def get_app_settings(request: Request) -> Settings:
+# Coroutines, though they only read the app's state: FastAPI runs a plain function dependency on a thread of
+# its pool, a hand-off that costs more than the request's own work on small machines (docs/performance.md).
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -18,7 +20,7 @@ def get_app_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
-def get_outbound_client(request: Request) -> OutboundClient:
+async def get_outbound_client(request: Request) -> OutboundClient:
     """The process's one outbound-HTTP client (URL checks; the in-process worker shares its pool)."""
     client: OutboundClient = request.app.state.http
     return client
