@@ -19,7 +19,6 @@ from dossier.settings import Settings
 
 if TYPE_CHECKING:
     from dossier.net import OutboundClient, OutboundPolicy
-    from dossier.queue.handlers import WorkerResources
 
 FinalStatus = Literal["success", "error", "skipped"]
 
@@ -66,16 +65,6 @@ class ToolContext:
     sessionmaker: async_sessionmaker[AsyncSession]
     http: OutboundClient
     read_sessionmaker: async_sessionmaker[AsyncSession] | None = None
-
-    @classmethod
-    def of_worker(cls, resources: WorkerResources) -> ToolContext:
-        """What a task's tool runs use: the worker's settings, sessions and outbound client."""
-        return cls(
-            settings=resources.settings,
-            sessionmaker=resources.sessionmaker,
-            http=resources.http,
-            read_sessionmaker=resources.reader,
-        )
 
     @property
     def reader(self) -> async_sessionmaker[AsyncSession]:

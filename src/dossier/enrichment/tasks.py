@@ -65,7 +65,12 @@ async def run_cells(run: TaskRun) -> None:
         column, work = await service.claim_cells(session, column_id, row_pks, token)
     if column is None or not work:
         return
-    ctx = ToolContext.of_worker(resources)
+    ctx = ToolContext(
+        settings=settings,
+        sessionmaker=resources.sessionmaker,
+        http=resources.http,
+        read_sessionmaker=resources.reader,
+    )
     tool = service.tool_of(column)
     config = _parsed_config(tool, column)
     outcomes: list[tuple[int, ToolOutcome] | None] = [None] * len(work)
