@@ -72,9 +72,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Fas
         http = OutboundClient.from_settings(settings)
         app.state.http = http
         try:
-            async with worker_in_background(
-                settings, engine=engine, read_engine=read_engine, http=http, enabled=app.state.run_worker
-            ):
+            async with worker_in_background(settings, engine=engine, http=http, enabled=app.state.run_worker):
                 yield
         finally:
             await http.aclose()

@@ -33,8 +33,8 @@ class Settings(BaseSettings):
         default=4,
         ge=0,
         le=64,
-        description="SQLite: connections per process for reads (GET requests, tools' lookups), beside the "
-        "one writing connection (0: reads share it).",
+        description="SQLite: connections per API process for GET requests, beside the one writing connection "
+        "(0: reads share it).",
     )
     max_body_bytes: int = Field(
         default=5 * 1024 * 1024, ge=1024, description="Largest request body accepted; larger gets 413."

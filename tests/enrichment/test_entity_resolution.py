@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import random
 from typing import Any, cast
@@ -176,27 +175,6 @@ async def test_firmographics_tool(registry: async_sessionmaker[AsyncSession], se
     assert unknown.status == "error" and "123" in (unknown.error or "")
     assert (await _run("firmographics", {"kernel_id": "not-an-id"}, ctx)).status == "error"
     assert (await _run("firmographics", {"kernel_id": None}, ctx)).status == "skipped"
-
-
-async def test_firmographics_looks_up_without_waiting_for_the_writing_connection(
-    registry: async_sessionmaker[AsyncSession], settings: Settings, app: Any
-) -> None:
-    # The worker's writing connection is busy (a chunk of cells being written): a firmographics cell reads
-    # the registry through the read sessions the worker gives its tools, not queued behind that write.
-    if not settings.is_sqlite:
-        pytest.skip("SQLite only: PostgreSQL's pool serves reads and writes alike")
-    ctx = ToolContext(
-        settings=settings,
-        sessionmaker=registry,
-        http=cast(Any, None),
-        read_sessionmaker=app.state.read_sessionmaker,
-    )
-    micron_id = kernel_id_for("pytickersymbols", "Micron Technology")
-    await _run("firmographics", {"kernel_id": micron_id}, ctx)  # the default registry's first use is done
-    async with registry() as writing, writing.begin():
-        await writing.execute(select(RegistryEntity.kernel_id).limit(1))  # holds the one writing connection
-        looked_up = await asyncio.wait_for(_run("firmographics", {"kernel_id": micron_id}, ctx), timeout=5)
-    assert looked_up.status == "success" and looked_up.value["domain"] == "micron.com"
 
 
 async def test_firmographics_record_has_nulls_for_what_is_unknown(

@@ -55,20 +55,11 @@ class ToolOutcome:
 
 @dataclass(frozen=True)
 class ToolContext:
-    """What a run may use: settings, the database and the outbound-HTTP client.
-
-    ``reader``: sessions for lookups (reads only: on SQLite, connections of their own that neither take nor
-    wait for the write lock the worker's writes hold). ``sessionmaker``: the writing sessions, for the rare
-    tool that must write (the default registry's first-use build)."""
+    """What a run may use: settings, the database (read-only use) and the outbound-HTTP client."""
 
     settings: Settings
     sessionmaker: async_sessionmaker[AsyncSession]
     http: OutboundClient
-    read_sessionmaker: async_sessionmaker[AsyncSession] | None = None
-
-    @property
-    def reader(self) -> async_sessionmaker[AsyncSession]:
-        return self.read_sessionmaker or self.sessionmaker
 
 
 class NoConfig(BaseModel):

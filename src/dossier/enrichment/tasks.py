@@ -65,12 +65,7 @@ async def run_cells(run: TaskRun) -> None:
         column, work = await service.claim_cells(session, column_id, row_pks, token)
     if column is None or not work:
         return
-    ctx = ToolContext(
-        settings=settings,
-        sessionmaker=resources.sessionmaker,
-        http=resources.http,
-        read_sessionmaker=resources.reader,
-    )
+    ctx = ToolContext(settings=settings, sessionmaker=resources.sessionmaker, http=resources.http)
     tool = service.tool_of(column)
     config = _parsed_config(tool, column)
     outcomes: list[tuple[int, ToolOutcome] | None] = [None] * len(work)

@@ -25,12 +25,7 @@ async def run_jobs(run: TaskRun) -> None:
         work = [(job.id, job.kind, dict(job.input)) for job in jobs]
     if not work:
         return
-    ctx = ToolContext(
-        settings=settings,
-        sessionmaker=resources.sessionmaker,
-        http=resources.http,
-        read_sessionmaker=resources.reader,
-    )
+    ctx = ToolContext(settings=settings, sessionmaker=resources.sessionmaker, http=resources.http)
     limit = asyncio.Semaphore(settings.tool_concurrency)
 
     async def bounded(job_id: str, kind: str, job_input: dict[str, object]) -> tuple[str, ToolOutcome]:

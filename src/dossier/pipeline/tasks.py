@@ -35,12 +35,7 @@ async def _run_analysis(run: TaskRun, analysis_id: str) -> None:
         work = await service.begin_analysis(session, analysis_id)
     if work is None:
         return
-    ctx = ToolContext(
-        settings=resources.settings,
-        sessionmaker=resources.sessionmaker,
-        http=resources.http,
-        read_sessionmaker=resources.reader,
-    )
+    ctx = ToolContext(settings=resources.settings, sessionmaker=resources.sessionmaker, http=resources.http)
     results = await service.run_analysis_tools(work, ctx)
     report = service.build_report(work.name, work.website, results)
     resolved = results.entity_resolution

@@ -51,14 +51,6 @@ class WorkerResources:
     settings: Settings
     sessionmaker: async_sessionmaker[AsyncSession]
     http: Any  # dossier.net.OutboundClient (kept untyped here so the queue does not import the network layer)
-    # Sessions for reads only (SQLite: connections of their own beside the one writing connection, without the
-    # write lock); None: ``sessionmaker``'s.
-    read_sessionmaker: async_sessionmaker[AsyncSession] | None = None
-
-    @property
-    def reader(self) -> async_sessionmaker[AsyncSession]:
-        """Sessions for reads only (see ``read_sessionmaker``)."""
-        return self.read_sessionmaker or self.sessionmaker
 
 
 @dataclass

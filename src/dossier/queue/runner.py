@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dossier.db.engine import create_engine, create_read_engine, create_sessionmaker
+from dossier.db.engine import create_engine, create_sessionmaker
 from dossier.net import OutboundClient
 from dossier.queue.handlers import WorkerResources
 from dossier.queue.worker import Worker
@@ -29,39 +29,28 @@ async def run_worker(
     stop_event: asyncio.Event,
     modules: Sequence[str] | None = None,
     engine: AsyncEngine | None = None,
-    read_engine: AsyncEngine | None = None,
     http: Any = None,
     worker_id: str | None = None,
 ) -> None:
     """Run one worker until ``stop_event`` is set, then finish or release its tasks in hand and return.
 
-    ``modules`` defaults to the composition root's list (``dossier.tasks_registry``). ``engine`` and
-    ``read_engine`` let an API process share its pools with its in-process worker; ``http`` replaces the
-    outbound client (tests).
+    ``modules`` defaults to the composition root's list (``dossier.tasks_registry``). ``engine`` lets an API
+    process share its pool with its in-process worker; ``http`` replaces the outbound client (tests).
     """
     import_task_modules(modules if modules is not None else task_modules(settings))
     own_engine = engine is None
     engine = engine or create_engine(settings)
-    own_read_engine = read_engine is None
-    read_engine = read_engine or create_read_engine(settings, engine)
     # An injected client (tests) belongs to the caller; ours is closed here.
     own_http = http is None
     if http is None:
         http = open_outbound_client(settings)
     try:
-        resources = WorkerResources(
-            settings=settings,
-            sessionmaker=create_sessionmaker(engine),
-            http=http,
-            read_sessionmaker=create_sessionmaker(read_engine, read_only=True),
-        )
+        resources = WorkerResources(settings=settings, sessionmaker=create_sessionmaker(engine), http=http)
         worker = Worker.from_settings(resources, concurrency=concurrency, worker_id=worker_id)
         await worker.run(stop_event)
     finally:
         if own_http:
             await close_outbound_client(http)
-        if own_read_engine and read_engine is not engine:
-            await read_engine.dispose()
         if own_engine:
             await engine.dispose()
 
@@ -81,24 +70,18 @@ async def run_worker_until_signalled(settings: Settings, *, concurrency: int | N
 
 @asynccontextmanager
 async def worker_in_background(
-    settings: Settings,
-    *,
-    engine: AsyncEngine | None = None,
-    read_engine: AsyncEngine | None = None,
-    http: Any = None,
-    enabled: bool = True,
+    settings: Settings, *, engine: AsyncEngine | None = None, http: Any = None, enabled: bool = True
 ) -> AsyncIterator[None]:
     """Run a worker beside other work in this process (`dossier serve`); stop it gracefully on exit.
 
-    ``engine``, ``read_engine`` and ``http`` let the worker share the API's pools (the caller keeps them).
+    ``engine`` and ``http`` let the worker share the API's connection pools (the caller keeps them).
     """
     if not enabled:
         yield
         return
     stop = asyncio.Event()
     task = asyncio.create_task(
-        run_worker(settings, stop_event=stop, engine=engine, read_engine=read_engine, http=http),
-        name="dossier-worker",
+        run_worker(settings, stop_event=stop, engine=engine, http=http), name="dossier-worker"
     )
 
     def crashed(done: asyncio.Task[None]) -> None:

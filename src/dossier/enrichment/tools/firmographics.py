@@ -44,7 +44,7 @@ class FirmographicsTool(Tool):
         if not _KERNEL_ID.fullmatch(kernel_id):
             return ToolOutcome.failed(f"{kernel_id[:40]!r} is not a kernel_id (a string of up to 20 digits)")
         await ensure_default_once(ctx.sessionmaker, ctx.settings)
-        async with ctx.reader() as session:
+        async with ctx.sessionmaker() as session:
             entity = await get_entity(session, kernel_id)
             record = firmographics_record(entity) if entity is not None else None
         if record is None:
