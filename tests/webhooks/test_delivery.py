@@ -708,7 +708,9 @@ async def test_a_dead_endpoint_s_backlog_is_not_held_back_by_the_pause(
     # is swept DELIVERY_BATCH at a time, however fast it answers.
     burst = sweeps.DELIVERY_BATCH * 2 + 50
     receiver.answers = [(500, {}, b"down")] * burst
-    scale = 3.0  # a 3 s pause: the batches, if held back, would be seconds apart
+    # A 5 s pause (0.25 s scaled): batches held back would be 5 s apart, far beyond what a slow machine
+    # takes to make them all (1.4 s on a busy CI run, where a 0.75 s pause made the bound flaky).
+    scale = 20.0
     settings = settings.model_copy(update={"webhook_time_scale": scale, "webhook_retry_schedule": "1h"})
     await _endpoint(wclient, headers, url=receiver.url, profile="standard", events=["*"])
     async with sessionmaker() as session, session.begin():
