@@ -143,8 +143,25 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def proc_usage(pid: int) -> tuple[float, float]:
-    """(CPU seconds, peak RSS in MB) of a live process, from /proc."""
+def descendants(pid: int) -> list[int]:
+    """The live processes ``pid`` started, and theirs (serve's matching processes)."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children = [int(c) for c in f.read().split()]
+        except OSError:
+            continue
+        for child in children:
+            found.extend([child, *descendants(child)])
+    return found
+
+
+def _own_usage(pid: int) -> tuple[float, float]:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
@@ -153,6 +170,20 @@ def proc_usage(pid: int) -> tuple[float, float]:
         for line in f:
             if line.startswith("VmHWM:"):
                 peak = int(line.split()[1]) / 1024
+    return cpu, peak
+
+
+def proc_usage(pid: int) -> tuple[float, float]:
+    """(CPU seconds, peak RSS in MB) of a live process and the processes it started (a matching pool), from
+    /proc. The peaks are added up, so pages the processes share (the registry's snapshot) count twice."""
+    cpu, peak = _own_usage(pid)
+    for child in descendants(pid):
+        try:
+            child_cpu, child_peak = _own_usage(child)
+        except OSError:  # gone meanwhile
+            continue
+        cpu += child_cpu
+        peak += child_peak
     return cpu, peak
 
 
