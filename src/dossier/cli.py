@@ -168,7 +168,10 @@ def serve(
         timeout_graceful_shutdown=5,
     )
     _freeze_startup_objects()
-    _Server(config).run(sockets=[listener])
+    try:
+        _Server(config).run(sockets=[listener])
+    finally:
+        _stop_matching_processes()
 
 
 # gc.set_threshold for `serve` and `worker` (see _freeze_startup_objects).
@@ -253,8 +256,18 @@ def worker(
         async with metrics_server(settings, host=metrics_host or settings.host, port=metrics_port):
             await run_worker_until_signalled(settings, concurrency=concurrency)
 
-    with asyncio.Runner(loop_factory=_fast_event_loop()) as runner:
-        runner.run(run())
+    try:
+        with asyncio.Runner(loop_factory=_fast_event_loop()) as runner:
+            runner.run(run())
+    finally:
+        _stop_matching_processes()
+
+
+def _stop_matching_processes() -> None:
+    """Stop the entity-matching processes a worker started (``registry.matching``), if any."""
+    from dossier.enrichment.registry.matching import shutdown_matching
+
+    shutdown_matching()
 
 
 def _fast_event_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:

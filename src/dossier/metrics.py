@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
@@ -185,6 +185,19 @@ def http_request(method: str, route: str, status: int, seconds: float) -> None:
     HTTP_SECONDS.labels(verb, route).observe(seconds)
 
 
+def record_tool_runs(tool: str, statuses: Sequence[str], seconds: float) -> None:
+    """Count tool runs of ``tool`` by outcome status; ``seconds`` is what they took together (a chunk run
+    at once is timed as that many runs of an equal share)."""
+    share = seconds / len(statuses) if statuses else 0.0
+    for status in statuses:
+        key = (tool, status)
+        children = _tool_children.get(key)
+        if children is None:
+            children = _tool_children[key] = (TOOL_RUNS.labels(*key), TOOL_SECONDS.labels(tool))
+        children[0].inc()
+        children[1].observe(share)
+
+
 def observe_tool_runs(
     run: Callable[P, Awaitable[R]],
 ) -> Callable[P, Awaitable[R]]:
@@ -195,15 +208,16 @@ def observe_tool_runs(
         started = time.perf_counter()
         outcome = await run(*args, **kwargs)
         tool = str(args[0]) if args else str(kwargs.get("tool_name", "unknown"))
-        key = (tool, str(getattr(outcome, "status", "unknown")))
-        children = _tool_children.get(key)
-        if children is None:
-            children = _tool_children[key] = (TOOL_RUNS.labels(*key), TOOL_SECONDS.labels(tool))
-        children[0].inc()
-        children[1].observe(time.perf_counter() - started)
+        record_tool_runs(tool, (str(getattr(outcome, "status", "unknown")),), time.perf_counter() - started)
         return outcome
 
     return wrapper
+
+
+def record_resolution(matched: bool, seconds: float) -> None:
+    """Count one entity-resolution lookup by whether it matched, and its time."""
+    ER_SECONDS.observe(seconds)
+    ER_LOOKUPS.labels("match" if matched else "no_match").inc()
 
 
 def observe_resolutions(resolve: Callable[P, R]) -> Callable[P, R]:
@@ -213,8 +227,7 @@ def observe_resolutions(resolve: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         started = time.perf_counter()
         resolution: Any = resolve(*args, **kwargs)
-        ER_SECONDS.observe(time.perf_counter() - started)
-        ER_LOOKUPS.labels("match" if getattr(resolution, "match", None) is not None else "no_match").inc()
+        record_resolution(getattr(resolution, "match", None) is not None, time.perf_counter() - started)
         return resolution  # type: ignore[no-any-return]
 
     return wrapper

@@ -223,6 +223,14 @@ class Settings(BaseSettings):
         "equals the query's wins, else nothing is returned.",
     )
 
+    registry_match_processes: int | None = Field(
+        default=None,
+        ge=0,
+        le=32,
+        description="Processes that resolve entity_resolution's chunks of cells beside each worker, so that "
+        "matching never holds the event loop the API and the webhook deliveries share (default: one less "
+        "than the CPUs, at most 4; 0: match in the worker's own process).",
+    )
     registry_index_dir: Path | None = Field(
         default=None,
         description="Directory of the registry's index snapshots, shared by every process on the host "

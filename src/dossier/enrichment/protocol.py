@@ -7,7 +7,7 @@ of one row. Adding a tool is one module in ``enrichment/tools/`` and one line in
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -84,6 +84,10 @@ class Tool(ABC):
     # after the other, since running several at once gains nothing and only lengthens each turn of the
     # event loop that the API's requests (in `serve`) wait through. True: ``tool_concurrency`` at once.
     waits: ClassVar[bool] = True
+    # True for a tool that computes a chunk's cells in one call (``run_chunk``): the engine then hands it
+    # every cell of a chunk at once instead of one at a time (entity_resolution sends a chunk to a
+    # matching process).
+    runs_chunks: ClassVar[bool] = False
 
     def check_destinations(self, config: BaseModel, policy: OutboundPolicy) -> None:
         """Refuse (InvalidInput) a config whose fixed destinations the outbound policy refuses; tools that
@@ -106,3 +110,10 @@ class Tool(ABC):
     @abstractmethod
     async def run(self, values: Mapping[str, Any], config: BaseModel, ctx: ToolContext) -> ToolOutcome:
         """Compute the cell's value from the row's input values (keyed by input name)."""
+
+    async def run_chunk(
+        self, chunk: Sequence[Mapping[str, Any]], config: BaseModel, ctx: ToolContext
+    ) -> list[ToolOutcome]:
+        """Compute several cells, one outcome per element of ``chunk`` in order (tools with
+        ``runs_chunks``); by default one after the other through ``run``."""
+        return [await self.run(values, config, ctx) for values in chunk]

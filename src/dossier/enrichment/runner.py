@@ -1,16 +1,18 @@
 """The one tool runner: tool columns, jobs and the pipeline's analyses all run a tool through it.
 
-One policy for every caller: the tool's config is parsed and the tool run within ``tool_timeout_seconds``;
-it never raises. A timeout, a :class:`DossierError` (bad config, bad input, a refused URL) and a bug in the
-tool all become a failed :class:`ToolOutcome`; a bug is logged with its traceback, and its outcome names the
-exception's type only (outcomes reach API clients and webhook receivers; tracebacks stay in the log).
+One policy for every caller: the tool's config is parsed and the tool run within ``tool_timeout_seconds``
+(a chunk run at once, ``run_tool_chunk``, within that for the whole chunk); it never raises. A timeout, a
+:class:`DossierError` (bad config, bad input, a refused URL) and a bug in the tool all become a failed
+:class:`ToolOutcome`; a bug is logged with its traceback, and its outcome names the exception's type only
+(outcomes reach API clients and webhook receivers; tracebacks stay in the log).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -18,7 +20,7 @@ from pydantic import BaseModel
 from dossier.enrichment.protocol import ToolContext, ToolOutcome
 from dossier.enrichment.tools import get_tool
 from dossier.errors import DossierError
-from dossier.metrics import observe_tool_runs
+from dossier.metrics import observe_tool_runs, record_tool_runs
 
 log = logging.getLogger("dossier.enrichment")
 
@@ -47,3 +49,36 @@ async def run_tool(
     except Exception as exc:  # a tool bug must end the cell or the job, not leave it running forever
         log.exception("tool raised", extra={"tool": tool_name, **(log_extra or {})})
         return ToolOutcome.failed(f"{tool_name} failed: {type(exc).__name__}")
+
+
+async def run_tool_chunk(
+    tool_name: str,
+    chunk: Sequence[Mapping[str, Any]],
+    ctx: ToolContext,
+    *,
+    config: Mapping[str, Any] | BaseModel | None = None,
+    log_extra: Mapping[str, Any] | None = None,
+) -> list[ToolOutcome]:
+    """Run tool ``tool_name`` on every element of ``chunk`` in one call (``Tool.run_chunk``), one outcome
+    each in order, under ``run_tool``'s policy: a timeout or an error fails every cell of the chunk."""
+    if not chunk:
+        return []
+    tool = get_tool(tool_name)
+    limit = ctx.settings.tool_timeout_seconds
+    started = time.perf_counter()
+    outcomes: list[ToolOutcome]
+    try:
+        parsed = config if isinstance(config, BaseModel) else tool.parse_config(config)
+        async with asyncio.timeout(limit):
+            outcomes = await tool.run_chunk(chunk, parsed, ctx)
+        if len(outcomes) != len(chunk):
+            raise RuntimeError(f"{len(outcomes)} outcomes for {len(chunk)} cells")
+    except TimeoutError:
+        outcomes = [ToolOutcome.failed(f"{tool_name} did not finish within {limit:g} s")] * len(chunk)
+    except DossierError as exc:
+        outcomes = [ToolOutcome.failed(exc.message)] * len(chunk)
+    except Exception as exc:  # as in run_tool: a bug ends the cells, it does not leave them running
+        log.exception("tool raised", extra={"tool": tool_name, **(log_extra or {})})
+        outcomes = [ToolOutcome.failed(f"{tool_name} failed: {type(exc).__name__}")] * len(chunk)
+    record_tool_runs(tool_name, [o.status for o in outcomes], time.perf_counter() - started)
+    return outcomes

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from dossier.enrichment import service
 from dossier.enrichment.protocol import Tool, ToolContext, ToolOutcome
-from dossier.enrichment.runner import run_tool
+from dossier.enrichment.runner import run_tool, run_tool_chunk
 from dossier.errors import InvalidInput
 from dossier.projects.models import Column
 from dossier.queue.handlers import TaskRun, task_handler
@@ -29,17 +29,47 @@ def _blank(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip()) or value == {} or value == []
 
 
-async def _run_one(
-    work: service.CellWork, column: Column, config: Mapping[str, Any] | BaseModel | None, ctx: ToolContext
-) -> ToolOutcome:
+def _not_run(work: service.CellWork) -> ToolOutcome | None:
+    """The outcome of a cell the tool is not run for (a failed or an empty input), else None."""
     if work.failed_inputs:
         return ToolOutcome.skipped(f"input column(s) failed: {', '.join(work.failed_inputs)}")
     if all(_blank(value) for value in work.values.values()):
         return ToolOutcome.skipped("inputs are empty")
+    return None
+
+
+async def _run_one(
+    work: service.CellWork, column: Column, config: Mapping[str, Any] | BaseModel | None, ctx: ToolContext
+) -> ToolOutcome:
+    not_run = _not_run(work)
+    if not_run is not None:
+        return not_run
     assert column.tool_type is not None
     return await run_tool(
         column.tool_type, work.values, ctx, config=config, log_extra={"column_id": column.id}
     )
+
+
+async def _run_chunk(
+    work: list[service.CellWork],
+    column: Column,
+    config: Mapping[str, Any] | BaseModel | None,
+    ctx: ToolContext,
+) -> list[tuple[int, ToolOutcome]]:
+    """A chunk's cells through one ``run_tool_chunk`` call (tools with ``runs_chunks``)."""
+    assert column.tool_type is not None
+    outcomes: list[ToolOutcome | None] = [_not_run(item) for item in work]
+    to_run = [index for index, outcome in enumerate(outcomes) if outcome is None]
+    computed = await run_tool_chunk(
+        column.tool_type,
+        [work[index].values for index in to_run],
+        ctx,
+        config=config,
+        log_extra={"column_id": column.id},
+    )
+    for index, outcome in zip(to_run, computed, strict=True):
+        outcomes[index] = outcome
+    return [(item.row_pk, outcome) for item, outcome in zip(work, outcomes, strict=True) if outcome]
 
 
 def _parsed_config(tool: Tool | None, column: Column) -> Mapping[str, Any] | BaseModel | None:
@@ -68,6 +98,23 @@ async def run_cells(run: TaskRun) -> None:
     ctx = ToolContext(settings=settings, sessionmaker=resources.sessionmaker, http=resources.http)
     tool = service.tool_of(column)
     config = _parsed_config(tool, column)
+    if tool is not None and tool.runs_chunks:
+        finished = await _run_chunk(work, column, config, ctx)
+    else:
+        finished = await _run_cells(work, column, config, ctx, tool, settings.tool_concurrency)
+    async with resources.sessionmaker() as session, session.begin():
+        await service.finish_cells(session, column, token, finished, chunk_rows=settings.tool_chunk_rows)
+
+
+async def _run_cells(
+    work: list[service.CellWork],
+    column: Column,
+    config: Mapping[str, Any] | BaseModel | None,
+    ctx: ToolContext,
+    tool: Tool | None,
+    concurrency: int,
+) -> list[tuple[int, ToolOutcome]]:
+    """A chunk's cells, each through ``run_tool``."""
     outcomes: list[tuple[int, ToolOutcome] | None] = [None] * len(work)
     pending = iter(enumerate(work))
 
@@ -79,16 +126,9 @@ async def run_cells(run: TaskRun) -> None:
             await asyncio.sleep(0)
 
     # A tool whose cells wait on nothing runs them one after the other (see ``Tool.waits``).
-    runners = min(settings.tool_concurrency, len(work)) if tool is None or tool.waits else 1
+    runners = min(concurrency, len(work)) if tool is None or tool.waits else 1
     await asyncio.gather(*(runner() for _ in range(runners)))
-    async with resources.sessionmaker() as session, session.begin():
-        await service.finish_cells(
-            session,
-            column,
-            token,
-            [o for o in outcomes if o is not None],
-            chunk_rows=settings.tool_chunk_rows,
-        )
+    return [o for o in outcomes if o is not None]
 
 
 @task_handler(service.BACKFILL_COLUMN, max_attempts=10)

@@ -208,20 +208,26 @@ async def ensure_snapshot(
 
 async def current_index(sessionmaker: async_sessionmaker[AsyncSession]) -> EntityIndex:
     """The registry's index, following its generation (checked at most every 2 s)."""
+    return (await current_snapshot(sessionmaker)).index
+
+
+async def current_snapshot(sessionmaker: async_sessionmaker[AsyncSession]) -> Snapshot:
+    """The registry's open snapshot (its ``index`` and the file's ``path``), following its generation
+    (checked at most every 2 s)."""
     key = index_cache_key(sessionmaker)
     cached = _CACHE.get(key)
     if cached is not None and time.monotonic() - cached.checked_at < _RECHECK_SECONDS:
-        return cached.index
+        return cached.snapshot
     lock = _LOCKS.setdefault((id(asyncio.get_running_loop()), key), asyncio.Lock())
     async with lock:
         cached = _CACHE.get(key)
         if cached is not None and time.monotonic() - cached.checked_at < _RECHECK_SECONDS:
-            return cached.index
+            return cached.snapshot
         async with sessionmaker() as session:
             token = await registry_token(session)
         if cached is not None and cached.token == token:
             cached.checked_at = time.monotonic()
-            return cached.index
+            return cached.snapshot
         for attempt in range(3):
             # Shielded: a caller that gives up (a tool's timeout) does not abandon a build half-way; the
             # next caller finds it done, or waits for it on the file lock.
@@ -240,4 +246,4 @@ async def current_index(sessionmaker: async_sessionmaker[AsyncSession]) -> Entit
             # A process that met many databases (a test run) keeps the newest few mapped, not all.
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = _Cached(snapshot.index, str(snapshot.meta.get("token", "")), snapshot)
-        return snapshot.index
+        return snapshot

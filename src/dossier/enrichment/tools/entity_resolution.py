@@ -4,20 +4,23 @@ website) -> the registry company, or ``skipped``.
 The value is ``{kernel_id, name, domain, country, confidence, matched_on, candidates}``. The cell is
 ``skipped`` unless one company is confidently the same one (precision over recall); a skipped cell's value
 is ``{kernel_id: null, candidates}`` and its error says why (nothing close, or ambiguous), so a person can see
-which records came close and what disagreed. The index is this process's cached copy of the registry
-(``registry.index_cache.current_index``), so a lookup costs no query.
+which records came close and what disagreed. The index is the registry's memory-mapped snapshot
+(``registry.index_cache``), so a lookup costs no query; a column's chunk of cells is resolved at once in a
+matching process (``registry.matching``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dossier.enrichment.protocol import Tool, ToolContext, ToolInput, ToolOutcome
-from dossier.enrichment.registry.index_cache import current_index, index_cache_key
+from dossier.enrichment.registry.index_cache import index_cache_key
+from dossier.enrichment.registry.matcher import Resolution
+from dossier.enrichment.registry.matching import MatchQuery, resolve_many
 from dossier.enrichment.registry.service import ensure_default_registry
 from dossier.enrichment.tools import register
 from dossier.settings import Settings
@@ -84,39 +87,60 @@ class EntityResolutionTool(Tool):
     )
     config_model = EntityResolutionConfig
 
+    runs_chunks = True
+
     async def run(self, values: Mapping[str, Any], config: BaseModel, ctx: ToolContext) -> ToolOutcome:
+        return (await self.run_chunk([values], config, ctx))[0]
+
+    async def run_chunk(
+        self, chunk: Sequence[Mapping[str, Any]], config: BaseModel, ctx: ToolContext
+    ) -> list[ToolOutcome]:
+        """Resolve a chunk of rows at once: in a matching process (``registry.matching``), so a chunk's
+        matching never holds the event loop."""
         assert isinstance(config, EntityResolutionConfig)
-        name = input_text(values.get("name"), "name")
-        website = input_text(values.get("website"), "domain", "url", "website")
-        country = input_text(values.get("country"), "country_code", "country")
-        city = input_text(values.get("city"), "city")
-        postal_code = input_text(values.get("postal_code"), "postal_code")
-        address = input_text(values.get("address"), "address")
-        if name is None and website is None:
-            return ToolOutcome.skipped("no name or website to resolve")
-        await ensure_default_once(ctx.sessionmaker, ctx.settings)
-        index = await current_index(ctx.sessionmaker)
-        settings = ctx.settings
-        threshold = settings.registry_match_threshold if config.threshold is None else config.threshold
-        margin = settings.registry_match_margin if config.margin is None else config.margin
-        resolution = index.resolve(
-            name,
-            website,
-            country,
-            city=city,
-            postal_code=postal_code,
-            address=address,
-            threshold=threshold,
-            margin=margin,
-        )
-        if resolution.match is None:
-            candidates = [c.as_dict() for c in resolution.candidates]
-            return ToolOutcome(
-                "skipped",
-                {"kernel_id": None, "candidates": candidates},
-                f"no registry company matches confidently: {resolution.reason}",
+        outcomes: list[ToolOutcome | None] = []
+        queries: list[MatchQuery] = []
+        for values in chunk:
+            query = MatchQuery(
+                name=input_text(values.get("name"), "name"),
+                website=input_text(values.get("website"), "domain", "url", "website"),
+                country=input_text(values.get("country"), "country_code", "country"),
+                city=input_text(values.get("city"), "city"),
+                postal_code=input_text(values.get("postal_code"), "postal_code"),
+                address=input_text(values.get("address"), "address"),
             )
-        return ToolOutcome.success(resolution.match.as_dict())
+            if query.name is None and query.website is None:
+                outcomes.append(ToolOutcome.skipped("no name or website to resolve"))
+            else:
+                outcomes.append(None)
+                queries.append(query)
+        if queries:
+            await ensure_default_once(ctx.sessionmaker, ctx.settings)
+            settings = ctx.settings
+            resolutions = iter(
+                await resolve_many(
+                    ctx.sessionmaker,
+                    settings,
+                    queries,
+                    threshold=settings.registry_match_threshold
+                    if config.threshold is None
+                    else config.threshold,
+                    margin=settings.registry_match_margin if config.margin is None else config.margin,
+                )
+            )
+            outcomes = [_outcome(next(resolutions)) if o is None else o for o in outcomes]
+        return [o for o in outcomes if o is not None]
+
+
+def _outcome(resolution: Resolution) -> ToolOutcome:
+    if resolution.match is None:
+        candidates = [c.as_dict() for c in resolution.candidates]
+        return ToolOutcome(
+            "skipped",
+            {"kernel_id": None, "candidates": candidates},
+            f"no registry company matches confidently: {resolution.reason}",
+        )
+    return ToolOutcome.success(resolution.match.as_dict())
 
 
 register(EntityResolutionTool())
