@@ -47,14 +47,18 @@ def _matching_pids(parent: int | None = None) -> list[int]:
     pids: list[int] = []
     root = f"/proc/{parent or 'self'}/task"
     for task in os.listdir(root):
-        with open(f"{root}/{task}/children") as f:
-            for pid in f.read().split():
-                try:
-                    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                        if b"spawn_main" in cmdline.read():
-                            pids.append(int(pid))
-                except OSError:  # gone meanwhile
-                    continue
+        try:
+            with open(f"{root}/{task}/children") as f:
+                children = f.read().split()
+        except OSError:  # a thread that ended meanwhile
+            continue
+        for pid in children:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                    if b"spawn_main" in cmdline.read():
+                        pids.append(int(pid))
+            except OSError:  # gone meanwhile
+                continue
     return pids
 
 
@@ -123,6 +127,38 @@ async def test_a_killed_matching_process_loses_no_answer(
         os.kill(pid, signal.SIGKILL)
     # The chunk that meets the dead process is answered in the worker; the next one by a new process.
     assert await resolve_many(registry, pooled, QUERIES, threshold=0.86, margin=0.05) == expected
+    assert await resolve_many(registry, pooled, QUERIES, threshold=0.86, margin=0.05) == expected
+    assert _matching_pids()
+
+
+async def test_a_pool_that_keeps_breaking_rests_and_matching_goes_on_in_the_worker(
+    registry: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    pooled = _with_processes(settings, 1)
+    expected = await resolve_many(
+        registry, _with_processes(settings, 0), QUERIES, threshold=0.86, margin=0.05
+    )
+    try:
+        assert await resolve_many(registry, pooled, QUERIES, threshold=0.86, margin=0.05) == expected
+        for pid in _matching_pids():
+            os.kill(pid, signal.SIGKILL)
+        assert await resolve_many(registry, pooled, QUERIES, threshold=0.86, margin=0.05) == expected
+        # Its replacement dies too, before it answered anything: two breaks in a row.
+        chunk = QUERIES * 20
+        resolving = asyncio.create_task(resolve_many(registry, pooled, chunk, threshold=0.86, margin=0.05))
+        for _ in range(1000):
+            if _matching_pids():
+                break
+            await asyncio.sleep(0.01)
+        for pid in _matching_pids():
+            os.kill(pid, signal.SIGKILL)
+        assert await resolving == expected * 20
+        # The pool rests: chunks are answered in the worker, and no process starts.
+        assert await resolve_many(registry, pooled, QUERIES, threshold=0.86, margin=0.05) == expected
+        assert _matching_pids() == []
+    finally:
+        shutdown_matching()
+    # Stopping the pool ends its rest: the next chunk goes to a new matching process.
     assert await resolve_many(registry, pooled, QUERIES, threshold=0.86, margin=0.05) == expected
     assert _matching_pids()
 

@@ -117,9 +117,16 @@ class _Pool:
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
         self._size = 0
+        # Pools that broke in a row, and when the next may start: a pool that cannot start at all (a
+        # main module that starts Dossier again when imported, no memory) must not cost a spawn per chunk.
+        self._breaks = 0
+        self._resume_at = 0.0
 
-    def get(self, size: int) -> ProcessPoolExecutor:
+    def get(self, size: int) -> ProcessPoolExecutor | None:
+        """The pool of ``size`` processes, or None while it rests after breaking."""
         with self._lock:
+            if self._executor is None and time.monotonic() < self._resume_at:
+                return None
             if self._executor is None or self._size != size:
                 if self._executor is not None:
                     self._executor.shutdown(wait=False, cancel_futures=True)
@@ -134,15 +141,24 @@ class _Pool:
                 self._size = size
             return self._executor
 
-    def discard(self, executor: ProcessPoolExecutor) -> None:
+    def answered(self) -> None:
+        self._breaks = 0
+
+    def broke(self, executor: ProcessPoolExecutor) -> None:
+        """Drop a pool whose process died: the next chunk starts a new one at once, but after two breaks
+        in a row the pool rests (5 s, doubling up to a minute) and chunks are resolved in the worker."""
         with self._lock:
             if self._executor is executor:
                 self._executor = None
+                self._breaks += 1
+                if self._breaks > 1:
+                    self._resume_at = time.monotonic() + min(60.0, 5.0 * 2 ** (self._breaks - 2))
         executor.shutdown(wait=False, cancel_futures=True)
 
     def shutdown(self) -> None:
         with self._lock:
             executor, self._executor = self._executor, None
+            self._breaks, self._resume_at = 0, 0.0
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
 
@@ -151,7 +167,8 @@ _POOL = _Pool()
 
 
 def shutdown_matching() -> None:
-    """Stop this process's matching processes (a process that exits without calling it stops them too)."""
+    """Stop this process's matching processes (a process that exits without calling it stops them too);
+    the next chunk starts them again."""
     _POOL.shutdown()
 
 
@@ -170,19 +187,7 @@ async def resolve_many(
     processes = match_processes(settings)
     answers: list[tuple[Resolution, float]] | None = None
     if processes > 0 and len(queries) >= _POOL_FROM:
-        executor = _POOL.get(processes)
-        try:
-            answers = await asyncio.get_running_loop().run_in_executor(
-                executor, _resolve_in_process, str(snapshot.path), list(queries), threshold, margin
-            )
-        except BrokenProcessPool:
-            # A matching process died (killed, out of memory): start afresh next time, answer here now.
-            log.warning("a matching process stopped; resolving this chunk in the worker")
-            _POOL.discard(executor)
-        except (FileNotFoundError, SnapshotError):
-            # The generation changed and its file went before the matching process opened it: this
-            # process's mapping still holds the generation it read.
-            pass
+        answers = await _in_pool(processes, str(snapshot.path), queries, threshold, margin)
     if answers is None:
         # ``resolve`` counts and times its lookups in this process's metrics itself.
         return [resolution for resolution, _ in _resolve_all(snapshot.index, queries, threshold, margin)]
@@ -190,3 +195,27 @@ async def resolve_many(
     for resolution, seconds in answers:
         record_resolution(resolution.match is not None, seconds)
     return [resolution for resolution, _ in answers]
+
+
+async def _in_pool(
+    processes: int, path: str, queries: Sequence[MatchQuery], threshold: float, margin: float
+) -> list[tuple[Resolution, float]] | None:
+    """The chunk's answers from a matching process, or None when the pool cannot give them."""
+    executor = _POOL.get(processes)
+    if executor is None:
+        return None
+    try:
+        answers = await asyncio.get_running_loop().run_in_executor(
+            executor, _resolve_in_process, path, list(queries), threshold, margin
+        )
+    except BrokenProcessPool:
+        # A matching process died (killed, out of memory, or it could not start): answer in the worker.
+        log.warning("a matching process stopped; resolving this chunk in the worker")
+        _POOL.broke(executor)
+        return None
+    except (FileNotFoundError, SnapshotError):
+        # The generation changed and its file went before the matching process opened it: the worker's
+        # mapping still holds the generation it read.
+        return None
+    _POOL.answered()
+    return answers
