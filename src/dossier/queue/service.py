@@ -69,14 +69,15 @@ async def enqueue_or_advance(
     dedupe_key: str,
     run_at: datetime,
     not_before: datetime | None = None,
+    priority: int = 0,
 ) -> None:
     """Enqueue to run at ``run_at`` unless an unfinished task holds ``dedupe_key``; if one does, move it
     earlier when ``run_at`` is earlier (never later). One task per key then serves every caller, at the
     soonest moment any of them asked for (e.g. one retry sweep per webhook destination).
 
     ``not_before`` holds a new task: later advances move it no earlier than that (an existing task keeps
-    its own hold)."""
-    row = _row(kind, payload, run_at, None, None, 0, dedupe_key)
+    its own hold). ``priority``: among due tasks, higher ones are claimed first (a new task's)."""
+    row = _row(kind, payload, run_at, None, None, priority, dedupe_key)
     if not_before is not None:
         row["run_at"] = max(row["run_at"], not_before)
     row["not_before"] = not_before

@@ -26,6 +26,9 @@ from dossier.webhooks.models import MANUAL, PENDING, SCHEDULED, WebhookDelivery
 
 # The one task per destination that makes every attempt (see schedule_sweep).
 SWEEP_TASK = "webhooks.sweep"
+# A due sweep is claimed before due work of priority 0 (tool cells, backfills): a large import's queue of
+# cell chunks would otherwise hold every destination's deliveries back until the last chunk was computed.
+SWEEP_PRIORITY = 10
 # Due deliveries of one destination a sweep takes at a time (read in one transaction, recorded in one).
 DELIVERY_BATCH = 100
 # The batch of a destination that answers fast and accepts what it is sent (see webhooks.tasks._Limits): each
@@ -71,7 +74,13 @@ async def schedule_sweep(
     whichever way they interleave, no pending delivery is left without a sweep.
     """
     await enqueue_or_advance(
-        session, SWEEP_TASK, {"key": key}, dedupe_key=_sweep_dedupe_key(key), run_at=at, not_before=hold_until
+        session,
+        SWEEP_TASK,
+        {"key": key},
+        dedupe_key=_sweep_dedupe_key(key),
+        run_at=at,
+        not_before=hold_until,
+        priority=SWEEP_PRIORITY,
     )
 
 
