@@ -12,17 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from dossier.enrichment.protocol import ToolContext, ToolOutcome
+from dossier.enrichment.protocol import Tool, ToolContext, ToolOutcome
 from dossier.enrichment.tools import get_tool
 from dossier.errors import DossierError
 from dossier.metrics import observe_tool_runs, record_tool_runs
 
 log = logging.getLogger("dossier.enrichment")
+T = TypeVar("T")
 
 
 @observe_tool_runs
@@ -36,19 +37,11 @@ async def run_tool(
 ) -> ToolOutcome:
     """Run tool ``tool_name`` once on ``values`` with ``config`` (None: its defaults; a model: as parsed
     already by the tool's ``parse_config``, which a caller running many cells does once); never raises."""
-    tool = get_tool(tool_name)
-    limit = ctx.settings.tool_timeout_seconds
-    try:
-        parsed = config if isinstance(config, BaseModel) else tool.parse_config(config)
-        async with asyncio.timeout(limit):
-            return await tool.run(values, parsed, ctx)
-    except TimeoutError:
-        return ToolOutcome.failed(f"{tool_name} did not finish within {limit:g} s")
-    except DossierError as exc:
-        return ToolOutcome.failed(exc.message)
-    except Exception as exc:  # a tool bug must end the cell or the job, not leave it running forever
-        log.exception("tool raised", extra={"tool": tool_name, **(log_extra or {})})
-        return ToolOutcome.failed(f"{tool_name} failed: {type(exc).__name__}")
+
+    async def one(tool: Tool, parsed: BaseModel) -> ToolOutcome:
+        return await tool.run(values, parsed, ctx)
+
+    return await _guarded(tool_name, ctx, config, log_extra, one)
 
 
 async def run_tool_chunk(
@@ -63,22 +56,39 @@ async def run_tool_chunk(
     each in order, under ``run_tool``'s policy: a timeout or an error fails every cell of the chunk."""
     if not chunk:
         return []
+
+    async def every(tool: Tool, parsed: BaseModel) -> list[ToolOutcome]:
+        outcomes = await tool.run_chunk(chunk, parsed, ctx)
+        if len(outcomes) != len(chunk):
+            raise RuntimeError(f"{len(outcomes)} outcomes for {len(chunk)} cells")
+        return outcomes
+
+    started = time.perf_counter()
+    result = await _guarded(tool_name, ctx, config, log_extra, every)
+    outcomes = [result] * len(chunk) if isinstance(result, ToolOutcome) else result
+    record_tool_runs(tool_name, [o.status for o in outcomes], time.perf_counter() - started)
+    return outcomes
+
+
+async def _guarded(
+    tool_name: str,
+    ctx: ToolContext,
+    config: Mapping[str, Any] | BaseModel | None,
+    log_extra: Mapping[str, Any] | None,
+    call: Callable[[Tool, BaseModel], Awaitable[T]],
+) -> T | ToolOutcome:
+    """``call`` with the tool and its parsed config, within the time limit; a failed outcome for whatever
+    goes wrong."""
     tool = get_tool(tool_name)
     limit = ctx.settings.tool_timeout_seconds
-    started = time.perf_counter()
-    outcomes: list[ToolOutcome]
     try:
         parsed = config if isinstance(config, BaseModel) else tool.parse_config(config)
         async with asyncio.timeout(limit):
-            outcomes = await tool.run_chunk(chunk, parsed, ctx)
-        if len(outcomes) != len(chunk):
-            raise RuntimeError(f"{len(outcomes)} outcomes for {len(chunk)} cells")
+            return await call(tool, parsed)
     except TimeoutError:
-        outcomes = [ToolOutcome.failed(f"{tool_name} did not finish within {limit:g} s")] * len(chunk)
+        return ToolOutcome.failed(f"{tool_name} did not finish within {limit:g} s")
     except DossierError as exc:
-        outcomes = [ToolOutcome.failed(exc.message)] * len(chunk)
-    except Exception as exc:  # as in run_tool: a bug ends the cells, it does not leave them running
+        return ToolOutcome.failed(exc.message)
+    except Exception as exc:  # a tool bug must end the cell or the job, not leave it running forever
         log.exception("tool raised", extra={"tool": tool_name, **(log_extra or {})})
-        outcomes = [ToolOutcome.failed(f"{tool_name} failed: {type(exc).__name__}")] * len(chunk)
-    record_tool_runs(tool_name, [o.status for o in outcomes], time.perf_counter() - started)
-    return outcomes
+        return ToolOutcome.failed(f"{tool_name} failed: {type(exc).__name__}")
